@@ -1,0 +1,86 @@
+"""The app factory. Nothing is built at import: settings, the Redis connection and models are created
+here or lazily on first use, so gunicorn can import the module cheaply and fork safely."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+from prefloop.artifacts import ArtifactStore
+from prefloop.errors import PrefloopError
+from prefloop.models import ModelCache
+from prefloop.queue import JobQueue
+from prefloop.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Context:
+    """What request handlers share in one process."""
+
+    settings: Settings
+    queue: JobQueue
+    store: ArtifactStore
+    models: ModelCache = field(default_factory=ModelCache)
+
+
+def create_app(settings: Settings | None = None, *, queue: JobQueue | None = None, test_config: dict[str, Any] | None = None) -> Flask:
+    settings = settings or Settings.from_env()
+    app = Flask(__name__)
+    app.config.update(MAX_CONTENT_LENGTH=settings_max_body(settings), JSON_SORT_KEYS=False)
+    if test_config:
+        app.config.update(test_config)
+    app.extensions["prefloop"] = Context(settings, queue or JobQueue(settings), ArtifactStore(settings.model_dir))
+
+    from backend import auth, routes
+
+    auth.init_app(app)
+    routes.init_app(app)
+    _init_errors(app)
+    return app
+
+
+def settings_max_body(settings: Settings) -> int:
+    # Label Studio sends TASKS_CREATED in batches of 5,000 tasks and "Retrieve Predictions" with
+    # every selected task: generous, but bounded.
+    return 64 * 1024 * 1024
+
+
+def context(app: Flask | None = None) -> Context:
+    from flask import current_app
+
+    return (app or current_app).extensions["prefloop"]
+
+
+def _init_errors(app: Flask) -> None:
+    @app.errorhandler(PrefloopError)
+    def prefloop_error(exc: PrefloopError):
+        if exc.http_status >= 500:
+            logger.warning("%s: %s", type(exc).__name__, exc)
+        return jsonify(error=type(exc).__name__, message=str(exc)), exc.http_status
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        message = exc.description
+        if exc.code == 413:
+            message = f"request body is larger than {app.config['MAX_CONTENT_LENGTH'] // (1024 * 1024)} MiB"
+        return jsonify(error=exc.name, message=message), exc.code
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):  # process boundary: log with traceback, answer without one
+        logger.exception("unhandled error")
+        return jsonify(error="InternalError", message=f"{type(exc).__name__}: see the backend log"), 500
+
+
+def serve_app(settings: Settings | None = None) -> Flask:
+    """The gunicorn entry point (`backend.app:serve_app()`): read settings, set up logging, build the app."""
+    from prefloop.logs import setup_logging
+
+    settings = settings or Settings.from_env()
+    setup_logging(settings.log_level)
+    return create_app(settings)

@@ -1,0 +1,1 @@
+"""One module per `prefloop` subcommand, each with `register(subparsers)`."""

@@ -1,0 +1,83 @@
+"""Reading a project's labeling config: which Pairwise tag to answer with and which task fields
+hold the prompt and the two answers. The tag name comes from the config, never a constant."""
+
+from __future__ import annotations
+
+import functools
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+from prefloop.errors import LabelConfigError
+
+LABEL_CONFIG_DIR = Path(__file__).resolve().parent.parent / "label_config"
+_OBJECT_TAGS = {"Text", "HyperText", "Paragraphs"}
+
+
+@dataclass(frozen=True)
+class PairwiseConfig:
+    from_name: str              # the Pairwise tag's name, e.g. "pw"
+    to_names: tuple[str, str]   # the two object tags it compares, e.g. ("answer1", "answer2")
+    answer_fields: tuple[str, str]  # task.data keys shown by those objects, e.g. ("answer1", "answer2")
+    prompt_field: str | None    # task.data key of the prompt (a Text), if any
+    chat_field: str | None      # task.data key of the dialogue (a Paragraphs), if any
+
+    @property
+    def data_fields(self) -> tuple[str, ...]:
+        return tuple(f for f in (self.prompt_field, self.chat_field, *self.answer_fields) if f)
+
+
+def parse_pairwise_config(xml: str) -> PairwiseConfig:
+    """Find the Pairwise tag and the data fields around it, or raise LabelConfigError saying what is missing."""
+    if not isinstance(xml, str) or not xml.strip():
+        raise LabelConfigError("the label config is empty")
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError as exc:
+        raise LabelConfigError(f"the label config is not valid XML: {exc}") from None
+    pairwise = [el for el in root.iter() if el.tag == "Pairwise"]
+    if not pairwise:
+        raise LabelConfigError("the label config has no <Pairwise> tag; use label_config/pairwise.xml "
+                               "or label_config/pairwise_chat.xml")
+    if len(pairwise) > 1:
+        raise LabelConfigError("the label config has several <Pairwise> tags; prefloop supports exactly one")
+    tag = pairwise[0]
+    name = tag.get("name")
+    to_names = [n.strip() for n in (tag.get("toName") or "").split(",") if n.strip()]
+    if not name or len(to_names) != 2:
+        raise LabelConfigError('<Pairwise> needs a name and toName naming exactly two objects, like toName="answer1,answer2"')
+    objects = {el.get("name"): el for el in root.iter() if el.tag in _OBJECT_TAGS and el.get("name")}
+    answer_fields = []
+    for to_name in to_names:
+        el = objects.get(to_name)
+        if el is None:
+            raise LabelConfigError(f"<Pairwise toName> names {to_name!r}, but no <Text> object has that name")
+        answer_fields.append(_data_key(el))
+    prompt_field = chat_field = None
+    for el_name, el in objects.items():
+        if el_name in to_names:
+            continue
+        if el.tag == "Paragraphs" and chat_field is None:
+            chat_field = _data_key(el)
+        elif el.tag in ("Text", "HyperText") and prompt_field is None:
+            prompt_field = _data_key(el)
+    if prompt_field is None and chat_field is None:
+        raise LabelConfigError("the label config shows no prompt: add a <Text value=\"$prompt\"/> "
+                               "(or a <Paragraphs value=\"$messages\"/> for chats) besides the two answers")
+    return PairwiseConfig(name, (to_names[0], to_names[1]), (answer_fields[0], answer_fields[1]), prompt_field, chat_field)
+
+
+def _data_key(el: ET.Element) -> str:
+    value = el.get("value") or ""
+    if not value.startswith("$") or len(value) < 2:
+        raise LabelConfigError(f"<{el.tag} name={el.get('name')!r}> must take its value from task data, like value=\"$answer1\"")
+    return value[1:]
+
+
+@functools.lru_cache(maxsize=8)
+def load_label_config(name: str = "pairwise") -> str:
+    """The XML of a shipped labeling interface (label_config/<name>.xml): the single source of truth."""
+    path = LABEL_CONFIG_DIR / f"{name}.xml"
+    if not path.is_file():
+        raise LabelConfigError(f"no label config named {name!r} in {LABEL_CONFIG_DIR}")
+    return path.read_text()

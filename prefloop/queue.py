@@ -1,0 +1,267 @@
+"""The queue contract between the web tier and the job tier.
+
+The backend enqueues jobs *by dotted name* (it never imports `worker`), with RQ's JSON serializer
+(no pickle over Redis), explicit timeouts and TTLs. Webhook-triggered jobs are coalesced: per
+project and job kind at most one job waits in the queue; the job clears its "pending" mark when it
+starts, so events that arrive while it runs queue exactly one more run, which reads everything
+current from Label Studio. Runs of one kind for one project are spaced by JOB_MIN_INTERVAL
+(the rate limit for unauthenticated webhooks) and never overlap (a lock held while running).
+
+Redis keys (all under QUEUE_PREFIX):
+  {prefix}:pending:{kind}:{project}   id of the job waiting to run (set NX)
+  {prefix}:last:{kind}:{project}      unix time the last run of that kind started
+  {prefix}:running:{kind}:{project}   lock held while a run executes
+  {prefix}:projects                   set of project ids connected through /setup
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import Enum
+from typing import Any
+
+import redis
+from rq import Queue, Retry
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+from rq.serializers import JSONSerializer
+
+from prefloop.errors import QueueUnavailable
+from prefloop.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+GPU_QUEUE = "gpu"
+"""Generation, reward-model training and PPO: the work that wants the accelerator."""
+DEFAULT_QUEUE = "default"
+"""Light jobs (health pings, bookkeeping)."""
+
+
+class JobKind(str, Enum):
+    GENERATE = "generate"
+    TRAIN_REWARD = "train_reward"
+    PPO = "ppo"
+    PING = "ping"
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    func: str          # dotted name the worker imports; the backend never does
+    queue: str
+    timeout: int       # seconds a run may take before RQ kills it
+    ttl: int           # seconds a job may wait in the queue
+    result_ttl: int    # seconds a result is kept
+    failure_ttl: int   # seconds a failed job is kept (RQ's default is a year)
+    retries: tuple[int, ...] = ()  # backoff intervals for retries (Label Studio briefly down)
+
+
+DAY = 24 * 3600
+JOBS: dict[JobKind, JobSpec] = {
+    JobKind.GENERATE: JobSpec("worker.jobs.generate_answers", GPU_QUEUE, 3600, DAY, DAY, 7 * DAY, (10, 30, 90)),
+    JobKind.TRAIN_REWARD: JobSpec("worker.jobs.train_reward_model", GPU_QUEUE, 4 * 3600, DAY, 7 * DAY, 7 * DAY, (10, 30, 90)),
+    JobKind.PPO: JobSpec("worker.jobs.run_ppo", GPU_QUEUE, 8 * 3600, DAY, 7 * DAY, 7 * DAY, (30, 120)),
+    JobKind.PING: JobSpec("worker.jobs.ping", DEFAULT_QUEUE, 30, 600, 600, DAY),
+}
+
+_WAITING = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    job_id: str
+    coalesced: bool          # True: an equivalent job was already waiting; nothing new was queued
+    delay: float = 0.0       # seconds until the job may start (rate limit)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"job_id": self.job_id, "coalesced": self.coalesced, "delay_s": round(self.delay, 3)}
+
+
+class JobQueue:
+    """Enqueues and inspects prefloop jobs. Cheap to build; connects lazily on first use."""
+
+    def __init__(self, settings: Settings, connection: redis.Redis | None = None):
+        self.settings = settings
+        self.prefix = settings.queue_prefix
+        self._connection = connection
+
+    # --- plumbing -----------------------------------------------------------------------------
+    @property
+    def connection(self) -> redis.Redis:
+        if self._connection is None:
+            self._connection = redis.Redis.from_url(
+                self.settings.redis_url, socket_connect_timeout=0.5, socket_timeout=2.0, health_check_interval=30
+            )
+        return self._connection
+
+    def queue(self, name: str) -> Queue:
+        return Queue(f"{self.prefix}-{name}", connection=self.connection, serializer=JSONSerializer)
+
+    def queue_names(self) -> list[str]:
+        return [f"{self.prefix}-{GPU_QUEUE}", f"{self.prefix}-{DEFAULT_QUEUE}"]
+
+    def key(self, *parts: Any) -> str:
+        return ":".join([self.prefix, *map(str, parts)])
+
+    def ping(self) -> bool:
+        try:
+            return bool(self.connection.ping())
+        except redis.RedisError:
+            return False
+
+    # --- projects prefloop serves ---------------------------------------------------------------
+    def register_project(self, project_id: int) -> None:
+        try:
+            self.connection.sadd(self.key("projects"), project_id)
+        except redis.RedisError as exc:
+            raise QueueUnavailable(f"Redis at {self.settings.redis_url} is unreachable: {exc}") from None
+
+    def serves(self, project_id: int) -> bool:
+        """PROJECTS when set; otherwise any project that connected through /setup."""
+        if self.settings.projects:
+            return project_id in self.settings.projects
+        try:
+            return bool(self.connection.sismember(self.key("projects"), project_id))
+        except redis.RedisError as exc:
+            raise QueueUnavailable(f"Redis at {self.settings.redis_url} is unreachable: {exc}") from None
+
+    def served_projects(self) -> list[int]:
+        if self.settings.projects:
+            return list(self.settings.projects)
+        return sorted(int(p) for p in self.connection.smembers(self.key("projects")))
+
+    # --- enqueue ----------------------------------------------------------------------------------
+    def enqueue(self, kind: JobKind, project_id: int, *, reason: str, rate_limited: bool = True, **kwargs: Any) -> Enqueued:
+        """Queue one coalesced run of `kind` for `project_id`.
+
+        Job kwargs are JSON: `project_id`, `reason` and `kwargs`. A job of the same kind already
+        waiting for the project absorbs this request (its run will read all current data); a
+        `force=True` request upgrades the waiting job through a flag the job reads when it starts.
+        """
+        spec = JOBS[kind]
+        pending_key = self.key("pending", kind.value, project_id)
+        try:
+            with self.connection.lock(self.key("enqueue-lock", kind.value, project_id), timeout=5, blocking_timeout=2):
+                existing = self._waiting_job(pending_key)
+                if existing is not None:
+                    if kwargs.get("force"):
+                        self.connection.set(self.key("force", kind.value, project_id), 1, ex=spec.ttl)
+                    return Enqueued(existing, coalesced=True)
+                delay = self._delay(kind, project_id) if rate_limited else 0.0
+                job_id = f"{kind.value}-{project_id}-{uuid.uuid4().hex[:12]}"
+                self.connection.set(pending_key, job_id, ex=spec.ttl + int(delay) + 60)
+                job_kwargs = {"project_id": project_id, "reason": reason, **kwargs}
+                options = dict(
+                    kwargs=job_kwargs, job_id=job_id, job_timeout=spec.timeout, ttl=spec.ttl,
+                    result_ttl=spec.result_ttl, failure_ttl=spec.failure_ttl,
+                    retry=Retry(max=len(spec.retries), interval=list(spec.retries)) if spec.retries else None,
+                    meta={"kind": kind.value, "project_id": project_id, "reason": reason, "progress": None},
+                    description=f"{kind.value} for project {project_id} ({reason})",
+                )
+                q = self.queue(spec.queue)
+                try:
+                    if delay > 0:
+                        q.enqueue_in(timedelta(seconds=delay), spec.func, **options)
+                    else:
+                        q.enqueue(spec.func, **options)
+                except BaseException:
+                    self.connection.delete(pending_key)
+                    raise
+                logger.info("queued %s (%s) for project %s in %.1fs: %s", job_id, kind.value, project_id, delay, reason)
+                return Enqueued(job_id, coalesced=False, delay=delay)
+        except redis.RedisError as exc:
+            raise QueueUnavailable(f"Redis at {self.settings.redis_url} is unreachable, nothing was queued: {exc}") from None
+
+    def _waiting_job(self, pending_key: str) -> str | None:
+        raw = self.connection.get(pending_key)
+        if raw is None:
+            return None
+        job_id = raw.decode()
+        try:
+            status = Job.fetch(job_id, connection=self.connection, serializer=JSONSerializer).get_status()
+        except NoSuchJobError:
+            status = None
+        if status in _WAITING:
+            return job_id
+        self.connection.delete(pending_key)  # stale mark: the job ran, failed or expired
+        return None
+
+    def _delay(self, kind: JobKind, project_id: int) -> float:
+        if self.settings.job_min_interval <= 0:
+            return 0.0
+        last = self.connection.get(self.key("last", kind.value, project_id))
+        if last is None:
+            return 0.0
+        return max(0.0, float(last) + self.settings.job_min_interval - time.time())
+
+    # --- called by the job when it starts --------------------------------------------------------
+    def mark_started(self, kind: JobKind, project_id: int, job_id: str) -> bool:
+        """Clear the pending mark (so new events queue one more run) and return whether a forced run
+        was requested while this job waited."""
+        pipe = self.connection.pipeline()
+        pipe.get(self.key("pending", kind.value, project_id))
+        pipe.getdel(self.key("force", kind.value, project_id))
+        pipe.set(self.key("last", kind.value, project_id), time.time())
+        pending, forced, _ = pipe.execute()
+        if pending is not None and pending.decode() == job_id:
+            self.connection.delete(self.key("pending", kind.value, project_id))
+        return forced is not None
+
+    def running_lock(self, kind: JobKind, project_id: int):
+        """A lock held for the whole run, so two workers never train one project at once."""
+        spec = JOBS[kind]
+        return self.connection.lock(self.key("running", kind.value, project_id), timeout=spec.timeout + 60, blocking_timeout=spec.timeout)
+
+    # --- inspection ---------------------------------------------------------------------------------
+    def fetch(self, job_id: str) -> Job | None:
+        try:
+            return Job.fetch(job_id, connection=self.connection, serializer=JSONSerializer)
+        except NoSuchJobError:
+            return None
+
+    def jobs(self, project_id: int | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """Recent jobs (waiting, running, finished, failed), newest first, as JSON-ready dicts."""
+        ids: list[str] = []
+        for name in (GPU_QUEUE, DEFAULT_QUEUE):
+            q = self.queue(name)
+            ids += q.get_job_ids()
+            for registry in (q.scheduled_job_registry, q.started_job_registry, q.finished_job_registry,
+                             q.failed_job_registry, q.deferred_job_registry):
+                ids += registry.get_job_ids()
+        if project_id is not None:
+            ids = [i for i in ids if i.split("-")[-2:-1] == [str(project_id)]]
+        out = []
+        for job in Job.fetch_many(list(dict.fromkeys(ids)), connection=self.connection, serializer=JSONSerializer):
+            if job is not None:
+                out.append(describe_job(job))
+        out.sort(key=lambda j: j["enqueued_at"] or "", reverse=True)
+        return out[:limit]
+
+
+def describe_job(job: Job) -> dict[str, Any]:
+    meta = job.meta or {}
+    result = None
+    if job.get_status() == JobStatus.FINISHED:
+        result = job.return_value()
+    error = None
+    if job.get_status() == JobStatus.FAILED:
+        latest = job.latest_result()
+        if latest is not None and latest.exc_string:
+            error = latest.exc_string.strip().splitlines()[-1]
+    return {
+        "id": job.id,
+        "kind": meta.get("kind"),
+        "project_id": meta.get("project_id"),
+        "status": str(job.get_status().value) if job.get_status() else None,
+        "reason": meta.get("reason"),
+        "progress": meta.get("progress"),
+        "stage": meta.get("stage"),
+        "enqueued_at": job.enqueued_at.isoformat() if job.enqueued_at else None,
+        "started_at": job.started_at.isoformat() if job.started_at else None,
+        "ended_at": job.ended_at.isoformat() if job.ended_at else None,
+        "result": result,
+        "error": error,
+    }

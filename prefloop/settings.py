@@ -1,0 +1,165 @@
+"""One typed settings object, read from the environment once, in entry points, and passed down.
+
+Nothing here runs at import: `Settings.from_env()` is called by `prefloop serve`, `prefloop
+worker`, the CLI commands and the app factory. A bad value raises `SettingsError` naming the
+variable, so a process with a typo stops at start instead of misbehaving later.
+
+Every field maps to one environment variable (the field name upper-cased, or `env=` when Label
+Studio's conventional name differs). `.env.example` documents each of them; a test holds that.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+from urllib.parse import urlparse
+
+from prefloop.errors import SettingsError
+
+
+def _setting(default: Any, help: str, *, env: str | None = None, choices: tuple = (), secret: bool = False):
+    return field(default=default, metadata={"help": help, "env": env, "choices": choices, "secret": secret})
+
+
+@dataclass(frozen=True)
+class Settings:
+    # --- Label Studio (its conventional environment names) ---------------------------------
+    label_studio_url: str = _setting("http://localhost:8080", "Base URL of Label Studio, as the backend and workers reach it.")
+    label_studio_api_key: str = _setting("", "Label Studio personal access token or legacy token (Account & Settings).", secret=True)
+    model_dir: Path = _setting(Path("./models"), "Where reward-model and policy versions are published (shared by backend and workers).")
+    log_level: str = _setting("INFO", "Python logging level.", choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))
+    basic_auth_user: str = _setting("", "HTTP basic auth user Label Studio sends to the backend (empty: auth off).")
+    basic_auth_pass: str = _setting("", "HTTP basic auth password (set together with BASIC_AUTH_USER).", secret=True)
+    workers: int = _setting(1, "gunicorn worker processes for `prefloop serve`.")
+    threads: int = _setting(8, "gunicorn threads per worker process.")
+    port: int = _setting(9090, "Port `prefloop serve` listens on.")
+    host: str = _setting("0.0.0.0", "Address `prefloop serve` binds.")
+
+    # --- queue ------------------------------------------------------------------------------
+    redis_url: str = _setting("redis://localhost:6379/0", "Redis that carries the RQ queues and job state.")
+    queue_prefix: str = _setting("prefloop", "Prefix of queue names and Redis keys, so several deployments can share one Redis.")
+    projects: tuple[int, ...] = _setting((), "Comma-separated Label Studio project ids prefloop serves; empty: any project connected through /setup.")
+    job_min_interval: float = _setting(10.0, "Seconds between two runs of the same job kind for one project (rate limit for webhook-triggered jobs).")
+
+    # --- models -----------------------------------------------------------------------------
+    base_model: str = _setting("gpt2", "Hub name or local directory of the base policy and reward-model backbone.")
+    device: str = _setting("auto", "torch device for workers and scoring: auto, cpu, cuda or cuda:N.")
+
+    # --- generation -------------------------------------------------------------------------
+    max_new_tokens: int = _setting(50, "Tokens generated per answer.")
+    temperature: float = _setting(1.0, "Sampling temperature for answer pairs.")
+    top_p: float = _setting(1.0, "Nucleus sampling for answer pairs (1.0: off).")
+    top_k: int = _setting(50, "Top-k sampling for answer pairs (0: off).")
+    generation_batch_size: int = _setting(32, "Prompts per generate() call (each prompt yields both answers in that call).")
+    generation_chunk_size: int = _setting(256, "Tasks one generation job fills before it queues the next chunk.")
+    chat_template: str = _setting("", "Jinja template that renders a chat history for GPT-2 (empty: the built-in 'User:/Assistant:' template).")
+
+    # --- reward model -----------------------------------------------------------------------
+    min_new_annotations: int = _setting(10, "New annotations since the last reward model before annotation events retrain (the Train button always does).")
+    predict_batch_size: int = _setting(16, "Pairs scored per forward pass in /predict.")
+
+    # --- PPO --------------------------------------------------------------------------------
+    ppo_min_accuracy: float = _setting(0.6, "Eval accuracy a reward model must reach before a PPO job is queued behind it.")
+    regenerate_after_ppo: bool = _setting(False, "After a new policy is published, regenerate answers of tasks with no annotation yet.")
+
+    def __post_init__(self) -> None:
+        if bool(self.basic_auth_user) != bool(self.basic_auth_pass):
+            raise SettingsError("BASIC_AUTH_USER and BASIC_AUTH_PASS must be set together (one of them is empty)")
+        for name in ("workers", "threads", "generation_batch_size", "generation_chunk_size", "max_new_tokens", "predict_batch_size"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{env_name(name)} must be at least 1, got {getattr(self, name)}")
+        if not 0 < self.port < 65536:
+            raise SettingsError(f"PORT must be between 1 and 65535, got {self.port}")
+        if self.temperature <= 0:
+            raise SettingsError(f"TEMPERATURE must be > 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise SettingsError(f"TOP_P must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0 or self.min_new_annotations < 0 or self.job_min_interval < 0:
+            raise SettingsError("TOP_K, MIN_NEW_ANNOTATIONS and JOB_MIN_INTERVAL must not be negative")
+        if not 0 <= self.ppo_min_accuracy <= 1:
+            raise SettingsError(f"PPO_MIN_ACCURACY must be in [0, 1], got {self.ppo_min_accuracy}")
+        for name in ("label_studio_url", "redis_url"):
+            url = urlparse(getattr(self, name))
+            if not url.scheme or not url.netloc:
+                raise SettingsError(f"{env_name(name)} must be a URL like http://host:port, got {getattr(self, name)!r}")
+        if urlparse(self.redis_url).scheme not in ("redis", "rediss", "unix"):
+            raise SettingsError(f"REDIS_URL must start with redis://, rediss:// or unix://, got {self.redis_url!r}")
+        if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
+            raise SettingsError(f"DEVICE must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        """Read every field from `environ` (default: os.environ); `overrides` win (tests use them)."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            name = env_name(f.name)
+            if f.name in overrides:
+                values[f.name] = overrides[f.name]
+            elif name in environ:
+                values[f.name] = _parse(f, name, environ[name])
+        return cls(**values)
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as a dict with secrets masked, for logs and the status page."""
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[env_name(f.name)] = "***" if f.metadata.get("secret") and value else (str(value) if isinstance(value, Path) else value)
+        return out
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.basic_auth_user)
+
+
+def env_name(field_name: str) -> str:
+    for f in dataclasses.fields(Settings):
+        if f.name == field_name:
+            return f.metadata.get("env") or field_name.upper()
+    raise KeyError(field_name)
+
+
+def documented_settings() -> list[tuple[str, Any, str]]:
+    """(ENV_NAME, default, help) for every setting: the source of `.env.example` and the README table."""
+    rows = []
+    for f in dataclasses.fields(Settings):
+        default = f.default
+        if isinstance(default, tuple):
+            default = ",".join(map(str, default))
+        elif isinstance(default, bool):
+            default = str(default).lower()
+        rows.append((env_name(f.name), default, f.metadata["help"]))
+    return rows
+
+
+def _parse(f: dataclasses.Field, name: str, raw: str) -> Any:
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    raw = raw.strip()
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "bool":
+            low = raw.lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError("expected true or false")
+        if kind == "Path":
+            return Path(raw) if raw else f.default
+        if kind.startswith("tuple"):
+            return tuple(int(part) for part in raw.replace(" ", "").split(",") if part)
+    except ValueError as exc:
+        raise SettingsError(f"{name}={raw!r} is not a valid {kind}: {exc}") from None
+    choices = f.metadata.get("choices") or ()
+    if choices:
+        if raw.upper() not in choices:
+            raise SettingsError(f"{name}={raw!r} must be one of {', '.join(choices)}")
+        return raw.upper()
+    return raw

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Sets up everything prefloop needs on a fresh Debian/Ubuntu machine (root or sudo for apt):
+#   redis-server (Debian package), the project virtualenv at .venv with a pinned CPU/CUDA torch,
+#   and, with --test, what the test suite needs: Chromium for the browser test and Label Studio
+#   1.23.2 in its own virtualenv (.venv-ls: in the project's env it would downgrade redis and rq).
+# Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+WITH_TEST=0
+for arg in "$@"; do
+  case "$arg" in
+    --test) WITH_TEST=1 ;;
+    *) echo "usage: $0 [--test]" >&2; exit 2 ;;
+  esac
+done
+
+PYTHON=${PYTHON:-python3}
+TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}   # an exact pin: a loose range makes pip fetch a multi-GB CUDA build
+LS_SPEC=${LS_SPEC:-label-studio==1.23.2}
+
+SUDO=""
+if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then SUDO=sudo; fi
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo ">> apt-get install ${missing[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+command -v redis-server >/dev/null || apt_install redis-server
+
+if [ ! -x .venv/bin/python ]; then
+  echo ">> creating .venv"
+  "$PYTHON" -m venv .venv
+fi
+stamp=.venv/.prefloop-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  echo ">> installing $TORCH_SPEC and prefloop into .venv"
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q "$TORCH_SPEC"
+  .venv/bin/pip install -q -e ".[test]"
+  touch "$stamp"
+fi
+
+if [ "$WITH_TEST" = 1 ]; then
+  apt_install chromium
+  if [ ! -x .venv-ls/bin/label-studio ]; then
+    echo ">> installing $LS_SPEC into .venv-ls (about 90 s)"
+    "$PYTHON" -m venv .venv-ls
+    .venv-ls/bin/pip install -q --upgrade pip
+    .venv-ls/bin/pip install -q "$LS_SPEC"
+  fi
+fi
+echo ">> setup complete"

@@ -1,0 +1,35 @@
+"""RQ job entry points, enqueued by dotted name (`worker.jobs.<verb>`) with JSON arguments.
+
+Each job clears its coalescing mark when it starts (so new events queue exactly one more run),
+holds the project's run lock for its kind, and lets exceptions reach RQ so failures are recorded.
+A job that decides not to run returns {"status": "skipped", "reason": ...}.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Callable
+
+from prefloop.queue import JobKind, JobQueue
+from worker import runtime
+
+logger = logging.getLogger(__name__)
+
+
+def _run(kind: JobKind, project_id: int, body: Callable[[bool], dict[str, Any]]) -> dict[str, Any]:
+    from rq import get_current_job
+
+    job = get_current_job()
+    queue = JobQueue(runtime.settings(), connection=job.connection if job is not None else None)
+    forced = queue.mark_started(kind, project_id, job.id) if job is not None else False
+    with queue.running_lock(kind, project_id):
+        return body(forced)
+
+
+def ping(project_id: int = 0, reason: str = "", **_: Any) -> dict[str, Any]:
+    """Proves a worker process picks up jobs; reports what it runs on (without touching CUDA state
+    beyond what a job may do in its own work-horse)."""
+    import torch
+
+    return {"pong": True, "pid": os.getpid(), "torch": torch.__version__, "reason": reason}
