@@ -62,3 +62,26 @@ def client(app):
 def output_dir() -> Path:
     OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
     return OUTPUT_DIR
+
+
+@pytest.fixture(scope="session")
+def label_studio(tmp_path_factory):
+    """One real Label Studio server for the whole session (about 40 s to start). Set
+    PREFLOOP_TEST_LS_PORT to reuse one already running with the test token (faster while developing)."""
+    from tests.labelstudio_server import LabelStudioServer
+
+    port = os.environ.get("PREFLOOP_TEST_LS_PORT")
+    if port:
+        yield LabelStudioServer(data_dir=tmp_path_factory.mktemp("ls-reused"), port=int(port))
+        return
+    server = LabelStudioServer(data_dir=tmp_path_factory.mktemp("label-studio")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def ls_settings(settings, label_studio) -> Settings:
+    """Settings pointing at the real Label Studio server."""
+    from dataclasses import replace
+
+    return replace(settings, label_studio_url=label_studio.url, label_studio_api_key=label_studio.token)
