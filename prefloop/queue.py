@@ -144,12 +144,15 @@ class JobQueue:
         spec = JOBS[kind]
         pending_key = self.key("pending", kind.value, project_id)
         try:
-            with self.connection.lock(self.key("enqueue-lock", kind.value, project_id), timeout=5, blocking_timeout=2):
+            # Fast path without the lock: a burst of events mostly finds a job already waiting.
+            existing = self._waiting_job(pending_key, clean_stale=False)
+            if existing is not None:
+                return self._coalesce(existing, kind, project_id, spec, kwargs)
+            with self.connection.lock(self.key("enqueue-lock", kind.value, project_id), timeout=5,
+                                      blocking_timeout=2, sleep=0.005):
                 existing = self._waiting_job(pending_key)
                 if existing is not None:
-                    if kwargs.get("force"):
-                        self.connection.set(self.key("force", kind.value, project_id), 1, ex=spec.ttl)
-                    return Enqueued(existing, coalesced=True)
+                    return self._coalesce(existing, kind, project_id, spec, kwargs)
                 delay = self._delay(kind, project_id) if rate_limited else 0.0
                 job_id = f"{kind.value}-{project_id}-{uuid.uuid4().hex[:12]}"
                 self.connection.set(pending_key, job_id, ex=spec.ttl + int(delay) + 60)
@@ -175,18 +178,21 @@ class JobQueue:
         except redis.RedisError as exc:
             raise QueueUnavailable(f"Redis at {self.settings.redis_url} is unreachable, nothing was queued: {exc}") from None
 
-    def _waiting_job(self, pending_key: str) -> str | None:
+    def _coalesce(self, job_id: str, kind: JobKind, project_id: int, spec: JobSpec, kwargs: dict[str, Any]) -> Enqueued:
+        if kwargs.get("force"):
+            self.connection.set(self.key("force", kind.value, project_id), 1, ex=spec.ttl)
+        return Enqueued(job_id, coalesced=True)
+
+    def _waiting_job(self, pending_key: str, *, clean_stale: bool = True) -> str | None:
         raw = self.connection.get(pending_key)
         if raw is None:
             return None
         job_id = raw.decode()
-        try:
-            status = Job.fetch(job_id, connection=self.connection, serializer=JSONSerializer).get_status()
-        except NoSuchJobError:
-            status = None
-        if status in _WAITING:
+        status = self.connection.hget(f"{Job.redis_job_namespace_prefix}{job_id}", "status")
+        if status is not None and status.decode() in {s.value for s in _WAITING}:
             return job_id
-        self.connection.delete(pending_key)  # stale mark: the job ran, failed or expired
+        if clean_stale:
+            self.connection.delete(pending_key)  # stale mark: the job ran, failed or expired
         return None
 
     def _delay(self, kind: JobKind, project_id: int) -> float:
