@@ -11,7 +11,7 @@ from backend.app import context
 from backend.predict import predict_tasks
 from backend.requests import json_body, require
 from backend.webhook import handle_event
-from prefloop.errors import BadRequest, UnknownProject
+from prefloop.errors import BadRequest, QueueUnavailable, UnknownProject
 from prefloop.label_config import parse_pairwise_config
 from prefloop.labelstudio import parse_project_id
 
@@ -44,7 +44,10 @@ def setup():
             raise BadRequest("body['schema'] must be the label config XML as a string")
         parse_pairwise_config(schema)
     _check_allowed(project_id)
-    ctx.queue.register_project(project_id)
+    try:
+        ctx.queue.register_project(project_id)
+    except QueueUnavailable as exc:  # connecting still works; LS calls /setup again before predictions
+        logger.warning("project %s connected but not registered for webhooks: %s", project_id, exc)
     return jsonify(model_version=ctx.store.model_version(project_id))
 
 

@@ -148,6 +148,7 @@ def test_redis_down_gives_a_clear_503_and_health_reports_it(settings, tmp_path):
     app = create_app(replace(settings, redis_url="redis://127.0.0.1:1/0"), test_config={"TESTING": True})
     c = app.test_client()
     assert c.get("/health").json["queue"] == "down"
+    assert setup_project(c).json["model_version"] == "rm-none+pi-base"  # connecting still works
     r = c.post("/webhook", json=WEBHOOKS["START_TRAINING"])
     assert r.status_code == 503 and "Redis" in r.json["message"]
 
