@@ -37,6 +37,9 @@ class Settings:
     threads: int = _setting(8, "gunicorn threads per worker process.")
     port: int = _setting(9090, "Port `prefloop serve` listens on.")
     host: str = _setting("0.0.0.0", "Address `prefloop serve` binds.")
+    backend_url: str = _setting("http://localhost:9090", "URL of this backend as Label Studio reaches it; `prefloop init` connects it to the project (compose: http://backend:9090).")
+    label_studio_public_url: str = _setting("", "URL people open in a browser to reach Label Studio, printed by `prefloop init` (empty: LABEL_STUDIO_URL).")
+    project_title: str = _setting("prefloop", "Title of the project `prefloop init` finds or creates when PROJECTS is empty.")
 
     # --- queue ------------------------------------------------------------------------------
     redis_url: str = _setting("redis://localhost:6379/0", "Redis that carries the RQ queues and job state.")
@@ -81,7 +84,7 @@ class Settings:
             raise SettingsError("TOP_K, MIN_NEW_ANNOTATIONS and JOB_MIN_INTERVAL must not be negative")
         if not 0 <= self.ppo_min_accuracy <= 1:
             raise SettingsError(f"PPO_MIN_ACCURACY must be in [0, 1], got {self.ppo_min_accuracy}")
-        for name in ("label_studio_url", "redis_url"):
+        for name in ("label_studio_url", "redis_url", "backend_url"):
             url = urlparse(getattr(self, name))
             if not url.scheme or not url.netloc:
                 raise SettingsError(f"{env_name(name)} must be a URL like http://host:port, got {getattr(self, name)!r}")
