@@ -160,7 +160,7 @@ class JobQueue:
                 options = dict(
                     kwargs=job_kwargs, job_id=job_id, job_timeout=spec.timeout, ttl=spec.ttl,
                     result_ttl=spec.result_ttl, failure_ttl=spec.failure_ttl,
-                    retry=Retry(max=len(spec.retries), interval=list(spec.retries)) if spec.retries else None,
+                    retry=self._retry(spec),
                     meta={"kind": kind.value, "project_id": project_id, "reason": reason, "progress": None},
                     description=f"{kind.value} for project {project_id} ({reason})",
                 )
@@ -177,6 +177,11 @@ class JobQueue:
                 return Enqueued(job_id, coalesced=False, delay=delay)
         except redis.RedisError as exc:
             raise QueueUnavailable(f"Redis at {self.settings.redis_url} is unreachable, nothing was queued: {exc}") from None
+
+    def _retry(self, spec: JobSpec) -> Retry | None:
+        """RQ's retry policy: the kind's backoff, or JOB_RETRY_INTERVALS when set; none for kinds without retries."""
+        intervals = (self.settings.job_retry_intervals or spec.retries) if spec.retries else ()
+        return Retry(max=len(intervals), interval=list(intervals)) if intervals else None
 
     def _coalesce(self, job_id: str, kind: JobKind, project_id: int, spec: JobSpec, kwargs: dict[str, Any]) -> Enqueued:
         if kwargs.get("force"):

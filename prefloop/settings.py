@@ -46,6 +46,7 @@ class Settings:
     queue_prefix: str = _setting("prefloop", "Prefix of queue names and Redis keys, so several deployments can share one Redis.")
     projects: tuple[int, ...] = _setting((), "Comma-separated Label Studio project ids prefloop serves; empty: any project connected through /setup.")
     job_min_interval: float = _setting(10.0, "Seconds between two runs of the same job kind for one project (rate limit for webhook-triggered jobs).")
+    job_retry_intervals: tuple[int, ...] = _setting((), "Comma-separated seconds to wait before each retry of a failed job (Label Studio down, worker killed); empty: each job kind's default backoff (10,30,90 s).")
 
     # --- models -----------------------------------------------------------------------------
     base_model: str = _setting("gpt2", "Hub name or local directory of the base policy and reward-model backbone.")

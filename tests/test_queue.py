@@ -78,3 +78,15 @@ def test_stale_pending_mark_does_not_block_new_jobs(settings, redis_conn):
     q.fetch(first.job_id).delete()
     second = q.enqueue(JobKind.GENERATE, 4, reason="y")
     assert not second.coalesced and second.job_id != first.job_id
+
+
+def test_retry_backoff_follows_job_retry_intervals(settings):
+    """Failed jobs retry with the kind's backoff, or with JOB_RETRY_INTERVALS when it is set."""
+    from dataclasses import replace
+
+    default = JobQueue(settings).fetch(JobQueue(settings).enqueue(JobKind.TRAIN_REWARD, 1, reason="x").job_id)
+    assert default.retries_left == 3 and default.retry_intervals == [10, 30, 90]
+    q = JobQueue(replace(settings, job_retry_intervals=(1, 2)))
+    short = q.fetch(q.enqueue(JobKind.GENERATE, 1, reason="x").job_id)
+    assert short.retries_left == 2 and short.retry_intervals == [1, 2]
+    assert q.fetch(q.enqueue(JobKind.PING, 1, reason="x").job_id).retries_left is None
