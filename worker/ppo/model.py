@@ -1,0 +1,52 @@
+"""The policy with a value head on its last hidden state (trlx's design): one backbone forward gives
+both the next-token logits and the value of every response position.
+
+Only the response positions go through the LM head: the prompt's logits are never needed, and at
+GPT-2's 50k vocabulary they would cost more than the backbone itself.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def position_ids_for(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions counted over real tokens only, so a left-padded prompt starts at 0, exactly as
+    generate() numbers them. Without this a forward pass would shift every position by the padding."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def response_hidden(lm: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, query_len: int) -> torch.Tensor:
+    """Hidden states (B, T, H) at the positions that predict the T response tokens after `query_len`."""
+    out = lm.base_model(input_ids=input_ids, attention_mask=attention_mask,
+                        position_ids=position_ids_for(attention_mask), use_cache=False)
+    return out.last_hidden_state[:, query_len - 1:-1]
+
+
+def response_logits(lm: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, query_len: int) -> torch.Tensor:
+    """Next-token logits (B, T, V) for the response positions of a causal LM (the reference policy)."""
+    return lm.get_output_embeddings()(response_hidden(lm, input_ids, attention_mask, query_len))
+
+
+class PolicyValueModel(nn.Module):
+    """A causal LM plus a linear value head, wrapped together so `accelerator.prepare` (and DDP under
+    `accelerate launch`) sees one module. Saving keeps only `policy`, a plain causal LM that
+    generation loads through prefloop.models."""
+
+    def __init__(self, policy: nn.Module, seed: int = 0):
+        super().__init__()
+        self.policy = policy
+        hidden = policy.config.hidden_size
+        self.value_head = nn.Linear(hidden, 1)
+        # Zero init: values start at 0, so the first updates are driven by rewards, not head noise.
+        nn.init.zeros_(self.value_head.weight)
+        nn.init.zeros_(self.value_head.bias)
+        self.value_head.to(next(policy.parameters()).device)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, query_len: int):
+        """(logits (B, T, V), values (B, T)) for the T response positions after `query_len`."""
+        h = response_hidden(self.policy, input_ids, attention_mask, query_len)
+        logits = self.policy.get_output_embeddings()(h)
+        values = self.value_head(h.to(self.value_head.weight.dtype)).squeeze(-1).float()
+        return logits, values
