@@ -33,3 +33,11 @@ def ping(project_id: int = 0, reason: str = "", **_: Any) -> dict[str, Any]:
     import torch
 
     return {"pong": True, "pid": os.getpid(), "torch": torch.__version__, "reason": reason}
+
+
+def run_ppo(project_id: int, reason: str = "", **kw: Any) -> dict[str, Any]:
+    """PPO against the project's current reward model; publishes a new policy version (worker/ppo/job.py)."""
+    from worker.ppo.job import ppo_job
+
+    logger.info("PPO for project %s: %s", project_id, reason)
+    return _run(JobKind.PPO, project_id, lambda forced: ppo_job(runtime.settings(), project_id, forced=forced, **kw))
