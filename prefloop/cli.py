@@ -13,7 +13,7 @@ import sys
 from prefloop.errors import PrefloopError, SettingsError
 
 COMMANDS = [
-    "serve", "worker", "tiny_model",
+    "serve", "worker", "tiny_model", "train_ppo",
 ]
 
 

@@ -49,7 +49,7 @@ def make_accelerator(device: str = "auto"):
 
 
 class PPOTrainer:
-    def __init__(self, config: PPOConfig, policy_source: str, score: ScoreFn, *, device: str = "auto"):
+    def __init__(self, config: PPOConfig, policy_source: str, score: ScoreFn | None = None, *, device: str = "auto"):
         from accelerate.utils import set_seed
 
         self.config = config
@@ -148,6 +148,7 @@ class PPOTrainer:
             "objective/scores_shaped": self._mean(scores),
             "response/length": self._mean(r.mask.sum(1).float()),
             "response/ended": self._mean(r.ended.float()),
+            "episodes": B * self.accelerator.num_processes,
         })
         return out
 

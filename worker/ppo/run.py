@@ -1,0 +1,63 @@
+"""One PPO run from start to saved directory: load, sample "before", train, sample "after", save the
+policy (a plain causal LM plus tokenizer, what generation loads) and the report beside it.
+
+`train_policy` writes into `out_dir` only; publishing (staging -> version) is the job's business, so
+a run that fails or is killed leaves nothing that could be served.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from worker.ppo.config import PPOConfig
+from worker.ppo.report import sample_records, summary, write_report
+from worker.ppo.rollout import ScoreFn, sample_texts
+from worker.ppo.trainer import PPOTrainer
+
+logger = logging.getLogger(__name__)
+
+
+def train_policy(prompts: Sequence[str], *, policy_source: str | Path, out_dir: str | Path, config: PPOConfig,
+                 reward_source: str | Path | None = None, score: ScoreFn | None = None, device: str = "auto",
+                 base_model: str | None = None, sample_prompts: Sequence[str] | None = None,
+                 on_step: Callable[[int, dict[str, float]], None] | None = None,
+                 extra_config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train with PPO on `prompts` against the reward model at `reward_source` (or a `score`
+    function), save into `out_dir`, and return the summary metrics (also in metrics.json)."""
+    if not prompts:
+        raise ValueError("train_policy needs at least one prompt")
+    trainer = PPOTrainer(config, str(policy_source), device=device)
+    if score is None:
+        from prefloop.scoring import RewardScorer
+
+        scorer = RewardScorer(reward_source, device=str(trainer.accelerator.device), batch_size=config.forward_batch_size)
+        score = scorer.score
+    trainer.score = score
+    shown = list(sample_prompts or prompts[:config.sample_prompts])
+
+    def responses() -> list[str]:
+        torch.manual_seed(config.seed + 12345)  # the same sampling noise before and after
+        return sample_texts(trainer.policy, trainer.tokenizer, shown, max_new_tokens=config.max_new_tokens,
+                            max_prompt_tokens=config.max_prompt_tokens, batch_size=config.forward_batch_size,
+                            device=trainer.accelerator.device, autocast=trainer.accelerator.autocast)
+
+    before = responses()
+    before_scores = list(score(shown, before))
+    logger.info("PPO: %d prompts, %d steps of %d episodes", len(prompts), config.steps, config.rollout_batch_size)
+    run = trainer.train(prompts, on_step=on_step)
+    after = responses()
+    after_scores = list(score(shown, after))
+    out_dir = Path(out_dir)
+    trainer.save(out_dir, base_model=base_model)
+    metrics = summary(run.history, run.final, run.stopped_early, before_scores, after_scores,
+                      kl_stop=config.kl_stop, prompts=len(prompts))
+    if trainer.accelerator.is_main_process:
+        resolved = {**config.to_dict(), "policy_source": str(policy_source),
+                    "reward_source": str(reward_source) if reward_source else None, **(extra_config or {})}
+        write_report(out_dir, config=resolved, metrics=metrics,
+                     samples=sample_records(shown, before, after, before_scores, after_scores))
+    return metrics
