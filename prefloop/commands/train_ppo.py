@@ -5,7 +5,7 @@ from __future__ import annotations
 
 def register(sub) -> None:
     p = sub.add_parser("train-ppo", help="queue a PPO run for a project against its current reward model")
-    p.add_argument("--project", type=int, required=True, help="Label Studio project id")
+    p.add_argument("--project", type=int, help="Label Studio project id (required unless --knobs)")
     p.add_argument("--set", action="append", default=[], metavar="KNOB=VALUE",
                    help="override a PPO knob for this run, e.g. --set steps=50 (repeatable; see --knobs)")
     p.add_argument("--force", action="store_true",
@@ -24,6 +24,8 @@ def run(args) -> int:
         for name, default, help in describe():
             print(f"{name:22} {default!s:10} {help}")
         return 0
+    if args.project is None:
+        raise InputError("--project ID is required: the Label Studio project whose policy PPO trains")
     settings = Settings.from_env()
     overrides = {}
     for item in args.set:
