@@ -14,6 +14,7 @@ from prefloop.errors import PrefloopError, SettingsError
 
 COMMANDS = [
     "serve", "worker", "tiny_model", "train_ppo",
+    "init", "download_model",
 ]
 
 

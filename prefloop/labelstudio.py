@@ -101,6 +101,32 @@ class LabelStudioClient:
     def get_label_config(self, project_id: int) -> str:
         return self.get_project(project_id).get("label_config") or ""
 
+    def list_projects(self, title: str | None = None) -> list[dict[str, Any]]:
+        """Every project the token sees; with `title`, only those with exactly that title."""
+        pager = self.call("listing projects", lambda: self.sdk.projects.list(title=title, page_size=100))
+        projects = [_as_dict(p) for p in pager]
+        return [p for p in projects if title is None or p.get("title") == title]
+
+    def create_project(self, title: str, label_config: str, description: str = "") -> dict[str, Any]:
+        return _as_dict(self.call(f"creating project {title!r}", lambda: self.sdk.projects.create(
+            title=title, label_config=label_config, description=description)))
+
+    def whoami(self) -> dict[str, Any]:
+        """The account the token belongs to (its email is the login)."""
+        return _as_dict(self.call("reading the current user", lambda: self.sdk.users.whoami()))
+
+    # --- ML backends -----------------------------------------------------------------------------
+    def list_ml_backends(self, project_id: int) -> list[dict[str, Any]]:
+        backends = self.call(f"listing ML backends of project {project_id}", lambda: self.sdk.ml.list(project=project_id),
+                             project_id=project_id)
+        return [_as_dict(b) for b in backends or []]
+
+    def create_ml_backend(self, project_id: int, url: str, title: str, *, basic_auth: tuple[str, str] | None = None) -> dict[str, Any]:
+        """POST /api/ml: Label Studio checks the backend's /health and /setup and creates the project webhook."""
+        auth = dict(auth_method="BASIC_AUTH", basic_auth_user=basic_auth[0], basic_auth_pass=basic_auth[1]) if basic_auth else {}
+        return _as_dict(self.call(f"connecting the ML backend {url} to project {project_id}", lambda: self.sdk.ml.create(
+            project=project_id, url=url, title=title, **auth), project_id=project_id))
+
     # --- tasks -----------------------------------------------------------------------------------
     def iter_tasks(self, project_id: int, *, page_size: int = 500, fields: str = "all") -> Iterator[dict[str, Any]]:
         """Every task of the project, with annotations when fields="all", page by page."""

@@ -1,0 +1,141 @@
+"""`prefloop init`: the first start, made automatic and safe to repeat.
+
+1. Waits (with --wait) until Label Studio answers with the configured token.
+2. Finds the projects to serve: the ids in PROJECTS, or else the project titled PROJECT_TITLE,
+   which it creates with label_config/pairwise.xml when there is none.
+3. Connects this backend (BACKEND_URL, as Label Studio reaches it) to each project with
+   `POST /api/ml`, unless a backend with that URL is already connected. Label Studio then checks
+   /health and /setup and creates the project webhook.
+4. Prints where to log in.
+
+A second run finds the project and the connection and changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from prefloop.errors import LabelStudioUnavailable
+from prefloop.settings import Settings
+
+logger = logging.getLogger(__name__)
+BACKEND_TITLE = "prefloop"
+
+
+@dataclass(frozen=True)
+class ProjectState:
+    id: int
+    title: str
+    created: bool        # the project was created by this run
+    connected: bool      # the backend was connected by this run (False: it already was)
+
+
+@dataclass(frozen=True)
+class InitResult:
+    login_url: str
+    login_email: str | None
+    projects: list[ProjectState]
+
+    @property
+    def changed(self) -> bool:
+        return any(p.created or p.connected for p in self.projects)
+
+    def lines(self, backend_url: str) -> list[str]:
+        out = [f"Label Studio: {self.login_url}  (log in as {self.login_email or 'the admin account'})"]
+        for p in self.projects:
+            out.append(f"project {p.title!r} (id {p.id}): {'created' if p.created else 'found'}; backend {backend_url} "
+                       f"{'connected' if p.connected else 'already connected'}")
+            out.append(f"  annotate at {self.login_url}/projects/{p.id}/data")
+        if not self.changed:
+            out.append("nothing to do: everything was already set up")
+        return out
+
+
+def register(sub) -> None:
+    p = sub.add_parser("init", help="first start: create the Label Studio project and connect this backend (idempotent)")
+    p.add_argument("--label-config", default="pairwise", choices=["pairwise", "pairwise_chat"],
+                   help="labeling interface of a project created by this command (label_config/<name>.xml)")
+    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                   help="wait up to SECONDS for Label Studio and the backend to answer (compose uses this)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    settings = Settings.from_env()
+    from prefloop.logs import setup_logging
+
+    setup_logging(settings.log_level)
+    result = first_start(settings, label_config=args.label_config, wait=args.wait)
+    print("\n".join(result.lines(settings.backend_url)))
+    return 0
+
+
+def first_start(settings: Settings, *, label_config: str = "pairwise", wait: float = 0.0, client=None) -> InitResult:
+    from prefloop.labelstudio import LabelStudioClient
+
+    client = client or LabelStudioClient(settings)
+    me = _wait_for_label_studio(client, wait)
+    if wait > 0:
+        _wait_for_backend(settings.backend_url, wait)
+    projects = [_connect(client, settings, project, created) for project, created in _projects(client, settings, label_config)]
+    login_url = (settings.label_studio_public_url or settings.label_studio_url).rstrip("/")
+    return InitResult(login_url, me.get("email"), projects)
+
+
+def _projects(client, settings: Settings, label_config: str) -> list[tuple[dict[str, Any], bool]]:
+    """(project, created) for each project prefloop serves."""
+    from prefloop.label_config import load_label_config, parse_pairwise_config
+
+    if settings.projects:
+        found = [client.get_project(pid) for pid in settings.projects]  # UnknownProject names a missing id
+    else:
+        found = sorted(client.list_projects(title=settings.project_title), key=lambda p: p["id"])[:1]
+    if not found:
+        xml = load_label_config(label_config)
+        project = client.create_project(settings.project_title, xml, description="Pairwise preferences for prefloop's RLHF loop.")
+        logger.info("created project %s (id %s) with label_config/%s.xml", settings.project_title, project["id"], label_config)
+        return [(project, True)]
+    for project in found:
+        parse_pairwise_config(project.get("label_config") or "")  # a project without <Pairwise> cannot be served
+    return [(project, False) for project in found]
+
+
+def _connect(client, settings: Settings, project: dict[str, Any], created: bool) -> ProjectState:
+    url = settings.backend_url.rstrip("/")
+    connected = any((b.get("url") or "").rstrip("/") == url for b in client.list_ml_backends(project["id"]))
+    if not connected:
+        auth = (settings.basic_auth_user, settings.basic_auth_pass) if settings.auth_enabled else None
+        client.create_ml_backend(project["id"], url, BACKEND_TITLE, basic_auth=auth)
+        logger.info("connected backend %s to project %s", url, project["id"])
+    return ProjectState(project["id"], project.get("title") or "", created, not connected)
+
+
+def _wait_for_label_studio(client, wait: float) -> dict[str, Any]:
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return client.whoami()
+        except LabelStudioUnavailable:
+            if time.monotonic() >= deadline:
+                raise
+            logger.info("waiting for Label Studio at %s", client.url)
+            time.sleep(2.0)
+
+
+def _wait_for_backend(url: str, wait: float) -> None:
+    """Best effort: Label Studio checks the backend itself when it is connected, and it may reach
+    BACKEND_URL where this process cannot; so a backend that stays silent here is only logged."""
+    import requests
+
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url.rstrip("/") + "/health", timeout=2).ok:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(2.0)
+    logger.warning("the backend at %s did not answer /health from here; Label Studio will check it", url)
