@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything prefloop needs on a fresh Debian/Ubuntu machine (root or sudo for apt):
 #   redis-server (Debian package), the project virtualenv at .venv with a pinned CPU/CUDA torch,
-#   and, with --test, what the test suite needs: Chromium for the browser test and Label Studio
+#   and, with --test, what the test suite needs: Chromium for the browser test, docker-compose (v1, to validate
+#   docker-compose.yml statically) and Label Studio
 #   1.23.2 in its own virtualenv (.venv-ls: in the project's env it would downgrade redis and rq).
 # Idempotent: a second run only checks.
 set -euo pipefail
@@ -17,7 +18,6 @@ done
 
 PYTHON=${PYTHON:-python3}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}   # an exact pin: a loose range makes pip fetch a multi-GB CUDA build
-LS_SPEC=${LS_SPEC:-label-studio==1.23.2}
 
 SUDO=""
 if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then SUDO=sudo; fi
@@ -47,12 +47,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
 fi
 
 if [ "$WITH_TEST" = 1 ]; then
-  apt_install chromium
-  if [ ! -x .venv-ls/bin/label-studio ]; then
-    echo ">> installing $LS_SPEC into .venv-ls (about 90 s)"
-    "$PYTHON" -m venv .venv-ls
-    .venv-ls/bin/pip install -q --upgrade pip
-    .venv-ls/bin/pip install -q "$LS_SPEC"
-  fi
+  apt_install chromium docker-compose   # docker-compose: validates docker-compose.yml (no engine needed)
+  PYTHON="$PYTHON" bash scripts/install-label-studio.sh .venv-ls
 fi
 echo ">> setup complete"
