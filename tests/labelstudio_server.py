@@ -1,9 +1,7 @@
 """A real Label Studio 1.23 server for tests, started from its own virtualenv (.venv-ls, made by
 `scripts/setup.sh --test`) on a private port with a fresh data directory.
 
-Settings it needs (see shared/reference/label-studio-protocol.md): legacy tokens enabled so a fixed
-token works from the first start; ML_BLOCK_LOCAL_IP=false and SSRF_PROTECTION_ENABLED=false so it
-reaches a backend and sends webhooks on 127.0.0.1; no calls out to the internet.
+It starts exactly as `prefloop up` starts it (prefloop/localstack.py holds the settings it needs).
 """
 
 from __future__ import annotations
@@ -42,15 +40,12 @@ class LabelStudioServer:
         if not LS_BIN.exists():
             raise RuntimeError(f"{LS_BIN} is missing: run `bash scripts/setup.sh --test` to install Label Studio")
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ, LABEL_STUDIO_BASE_DATA_DIR=str(self.data_dir), LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN="true",
-                   ML_BLOCK_LOCAL_IP="false", SSRF_PROTECTION_ENABLED="false", LATEST_VERSION_CHECK="false",
-                   COLLECT_ANALYTICS="false", SENTRY_DSN="", FRONTEND_SENTRY_DSN="", DJANGO_DB="sqlite")
-        env.pop("PYTHONPATH", None)
+        from prefloop.localstack import label_studio_argv, label_studio_env
+
         self._log = open(self.data_dir / "label-studio.log", "ab")
-        self.proc = subprocess.Popen(
-            [str(LS_BIN), "start", "--no-browser", "--internal-host", "127.0.0.1", "--port", str(self.port),
-             "--host", self.url, "--username", ADMIN_EMAIL, "--password", ADMIN_PASSWORD, "--user-token", TOKEN],
-            env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        argv = label_studio_argv(LS_BIN, self.port, username=ADMIN_EMAIL, password=ADMIN_PASSWORD, token=TOKEN)
+        self.proc = subprocess.Popen(argv, env=label_studio_env(self.data_dir), stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
         wait_until(lambda: self.proc.poll() is None and requests.get(f"{self.url}/health", timeout=2).ok, timeout,
                    "Label Studio", interval=1.0)
         wait_until(lambda: self.api("GET", "/api/current-user/whoami").get("email") == ADMIN_EMAIL, 60, "Label Studio API")
@@ -99,3 +94,16 @@ class LabelStudioServer:
     def annotate(self, task_id: int, selected: str, from_name: str = "pw", **extra) -> dict:
         result = [{"from_name": from_name, "to_name": from_name, "type": "pairwise", "value": {"selected": selected}}]
         return self.api("POST", f"/api/tasks/{task_id}/annotations", json={"result": result, **extra})
+
+    def retrieve_predictions(self, project_id: int, task_ids: list[int] | None = None) -> Any:
+        """The Data Manager action "Retrieve Predictions": LS calls the backend's /predict for the
+        selected tasks (all when `task_ids` is None) in one synchronous request and stores the results."""
+        selected = {"all": True, "excluded": []} if task_ids is None else {"all": False, "included": task_ids}
+        return self.api("POST", "/api/dm/actions", params={"id": "retrieve_tasks_predictions", "project": project_id},
+                        json={"selectedItems": selected})
+
+    def webhooks(self, project_id: int) -> list[dict]:
+        return self.api("GET", "/api/webhooks", params={"project": project_id})
+
+    def predictions(self, task_id: int) -> list[dict]:
+        return self.api("GET", "/api/predictions", params={"task": task_id})

@@ -4,7 +4,6 @@ waits until the service answers and returns something that stops it."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -40,10 +39,12 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.1):
 
 
 class RedisServer:
-    """A private redis-server on its own port, keeping nothing on disk."""
+    """A private redis-server on its own port, keeping nothing on disk (or, with `data_dir`, an
+    append-only file there, so a stop and start keeps the data, as a deployed Redis does)."""
 
-    def __init__(self, port: int | None = None):
+    def __init__(self, port: int | None = None, data_dir: Path | None = None):
         self.port = port or free_port()
+        self.data_dir = data_dir
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -51,11 +52,11 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> "RedisServer":
-        exe = shutil.which("redis-server")
-        if exe is None:
-            raise RuntimeError("redis-server is not installed: run scripts/setup.sh (apt-get install redis-server)")
-        self.proc = subprocess.Popen([exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        from prefloop.localstack import redis_argv
+
+        if self.data_dir is not None:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(redis_argv(self.port, self.data_dir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         import redis
 
         wait_until(lambda: redis.Redis(port=self.port).ping(), 10, f"redis-server on port {self.port}")
