@@ -1,0 +1,317 @@
+"""Batched answer-pair generation: the engine behind the worker's prefill job and `prefloop
+import-prompts`.
+
+What a GPU wants: prompts are sorted by length and batched (GENERATION_BATCH_SIZE prompts per
+`generate` call), each prompt occupies two adjacent rows of the same call (both samples of a pair
+come from one forward pass), left padding with pad = eos (GPT-2 has no pad token), the KV cache
+on, bf16 on a GPU.
+
+Reproducibility: sampling is Gumbel-max with counter-based noise. Row r draws its noise from
+hash(row key, step, token id), and the row key comes from the task's seed, the sample index
+(0 or 1) and the attempt. A row's tokens therefore depend only on its prompt, its seed, the model
+and the sampling settings, not on which other prompts share the batch, the batch size or the
+order (`test_generation.py` holds this). Same model + settings + seed -> same answers, up to the
+floating-point effect of padding on the logits (none seen on CPU in fp32; bf16 on a GPU can flip
+a near-tie).
+
+The two answers of a task must be non-empty and different: offending rows are re-sampled with the
+next attempt's key, at most MAX_TRIES attempts in all; a task that still fails gets `error` set
+and no answers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections import OrderedDict
+from dataclasses import asdict, dataclass
+from typing import Any, Sequence
+
+from prefloop.errors import SettingsError
+from prefloop.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+MAX_TRIES = 4
+"""Attempts per answer before a task is reported as failed (re-sampling empty or equal answers)."""
+_M32 = 0xFFFFFFFF
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """The generation knobs, recorded with every answer pair."""
+
+    max_new_tokens: int = 50
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 50
+    batch_size: int = 32  # prompts per generate() call (2 rows each)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "SamplingConfig":
+        return cls(settings.max_new_tokens, settings.temperature, settings.top_p, settings.top_k,
+                   settings.generation_batch_size)
+
+    def recorded(self) -> dict[str, Any]:
+        """What a task's metadata keeps (batch size does not change the answers)."""
+        out = asdict(self)
+        out.pop("batch_size")
+        return out
+
+
+@dataclass
+class Generation:
+    """One task's answer pair, or the reason it has none."""
+
+    answers: tuple[str, str] | None
+    seed: int
+    tries: int
+    truncated: bool
+    error: str | None = None
+
+
+def task_seed(*parts: Any) -> int:
+    """A stable 63-bit seed from anything that identifies a task (prompt key, task id)."""
+    digest = hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+def row_key(seed: int, sample: int, attempt: int) -> int:
+    """The 32-bit key of one sampled row: sample 0/1 of a pair, attempt 0..MAX_TRIES-1."""
+    digest = hashlib.sha256(f"{seed}:{sample}:{attempt}".encode()).digest()
+    return int.from_bytes(digest[:4], "big")
+
+
+def _mix32(x):
+    """A 32-bit integer hash (Mueller's), on int64 tensors holding values < 2**32: every product
+    stays below 2**59, so nothing overflows on any device."""
+    x = ((x >> 16) ^ x) * 0x45D9F3B & _M32
+    x = ((x >> 16) ^ x) * 0x45D9F3B & _M32
+    return (x >> 16) ^ x
+
+
+def counter_uniform(keys, step: int, vocab: int):
+    """(B,) int64 keys -> (B, V) float32 uniforms in (0, 1), a pure function of (key, step, token)."""
+    import torch
+
+    k = _mix32((keys + step * 0x9E3779B9) & _M32)                                  # (B,)
+    tokens = _mix32(torch.arange(vocab, device=keys.device, dtype=torch.int64) + 0x632BE5AB)  # (V,)
+    bits = _mix32(_mix32(k[:, None] ^ tokens[None, :]))                           # (B, V)
+    return ((bits >> 9).to(torch.float32) + 0.5) / float(1 << 23)  # 23 bits: never 0 or 1 in fp32
+
+
+def _sampler(keys, start_len: int, config: SamplingConfig):
+    """A logits processor that samples each row with its own key (Gumbel-max); `generate` runs
+    greedy on top of it, so argmax picks exactly the sampled token."""
+    import torch
+    from transformers import LogitsProcessor, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+    warpers = [TemperatureLogitsWarper(config.temperature)] if config.temperature != 1.0 else []
+    if config.top_k > 0:
+        warpers.append(TopKLogitsWarper(config.top_k))
+    if config.top_p < 1.0:
+        warpers.append(TopPLogitsWarper(config.top_p))
+
+    class SeededSampler(LogitsProcessor):
+        def __call__(self, input_ids, scores):  # input_ids (B, T), scores (B, V) float32
+            for warp in warpers:
+                scores = warp(input_ids, scores)
+            logp = torch.log_softmax(scores.float(), dim=-1)
+            u = counter_uniform(keys, input_ids.shape[1] - start_len, scores.shape[-1])
+            return logp - torch.log(-torch.log(u))  # + Gumbel noise; -inf stays -inf
+
+    return SeededSampler()
+
+
+class Generator:
+    """A causal LM and its tokenizer, ready to produce answer pairs. Load once per process."""
+
+    def __init__(self, model, tokenizer, *, source: str, version: str):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.source = source
+        self.version = version
+        self.loaded_pid = os.getpid()  # the process that read the weights (the worker parent when preloaded)
+
+    @classmethod
+    def load(cls, source: str, version: str, *, device: str = "cpu") -> "Generator":
+        """Load on `device` ("cpu" in a worker parent: it must never touch CUDA before forking)."""
+        import torch
+
+        from prefloop.models import default_dtype, load_causal_lm, load_tokenizer
+
+        dev = torch.device(device)
+        model = load_causal_lm(source, device=dev, dtype=default_dtype(dev))
+        return cls(model, load_tokenizer(source, padding_side="left"), source=str(source), version=version)
+
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
+
+    def to(self, device: str = "auto") -> "Generator":
+        """Move to `device` (auto: CUDA when present) in the dtype that device prefers (bf16 on a GPU)."""
+        from prefloop.models import default_dtype, resolve_device
+
+        dev = resolve_device(device)
+        if dev != self.device:
+            self.model.to(device=dev, dtype=default_dtype(dev))
+        return self
+
+    @property
+    def context(self) -> int:
+        config = self.model.config
+        return int(getattr(config, "n_positions", None) or config.max_position_embeddings)
+
+    def metadata(self, config: SamplingConfig, gen: Generation) -> dict[str, Any]:
+        """What a task records about its answers: model, policy version, settings, seed."""
+        meta = {"policy_version": self.version, "model": self.source, "settings": config.recorded(),
+                "seed": str(gen.seed), "tries": gen.tries, "truncated": gen.truncated}
+        if gen.error:
+            meta["error"] = gen.error
+        return meta
+
+    # --- generation ------------------------------------------------------------------------------
+    def generate(self, prompts: Sequence[str], seeds: Sequence[int], config: SamplingConfig,
+                 names: Sequence[str] | None = None, on_batch=None) -> list[Generation]:
+        """One Generation per prompt, in order. `names` label prompts in warnings (task ids);
+        `on_batch(done)` is called after each batch of prompts (progress)."""
+        import torch
+
+        if len(prompts) != len(seeds):
+            raise ValueError("generate() needs one seed per prompt")
+        names = names or [f"#{i}" for i in range(len(prompts))]
+        ids, truncated = self._encode(prompts, config, names)
+        answers: list[list[str | None]] = [[None, None] for _ in prompts]
+        tries = [0] * len(prompts)
+        todo = [(i, s) for i in range(len(prompts)) for s in (0, 1)]  # rows: (prompt index, sample)
+        for attempt in range(MAX_TRIES):
+            if not todo:
+                break
+            for i in {i for i, _ in todo}:
+                tries[i] = attempt + 1
+            keys = [row_key(seeds[i], s, attempt) for i, s in todo]
+            with torch.inference_mode():
+                texts = self._sample_rows([ids[i] for i, _ in todo], keys, config,
+                                          on_batch if attempt == 0 else None)
+            for (i, s), text in zip(todo, texts):
+                answers[i][s] = text
+            todo = [row for i in sorted({i for i, _ in todo}) for row in _bad_rows(i, answers[i])]
+        out = []
+        for i, (a, b) in enumerate(answers):
+            ok = bool(a) and bool(b) and a != b
+            error = None if ok else (f"no two distinct non-empty answers after {MAX_TRIES} tries "
+                                     f"(last: {a!r}, {b!r})")
+            out.append(Generation((a, b) if ok else None, int(seeds[i]), tries[i], truncated[i], error))
+        return out
+
+    def _encode(self, prompts: Sequence[str], config: SamplingConfig, names: Sequence[str]):
+        budget = self.context - config.max_new_tokens
+        if budget < 1:
+            raise SettingsError(f"MAX_NEW_TOKENS={config.max_new_tokens} leaves no room for a prompt in the "
+                                f"model's {self.context}-token context: lower it")
+        ids, truncated = [], []
+        for name, text in zip(names, prompts):
+            tokens = self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"] or [self.tokenizer.eos_token_id]
+            cut = len(tokens) > budget
+            if cut:
+                logger.warning("prompt %s has %d tokens; keeping the last %d (context %d minus MAX_NEW_TOKENS %d)",
+                               name, len(tokens), budget, self.context, config.max_new_tokens)
+                tokens = tokens[-budget:]  # keep the end: it is what the answer continues
+            ids.append(tokens)
+            truncated.append(cut)
+        return ids, truncated
+
+    def _sample_rows(self, rows: list[list[int]], keys: list[int], config: SamplingConfig, on_batch) -> list[str]:
+        """Generate one continuation per row. Rows are sorted by length (less padding) and cut into
+        batches of 2 * batch_size rows; results come back in the input order."""
+        order = sorted(range(len(rows)), key=lambda r: len(rows[r]))
+        out: list[str] = [""] * len(rows)
+        step = 2 * config.batch_size
+        for start in range(0, len(order), step):
+            batch = order[start:start + step]
+            for r, text in zip(batch, self._generate_batch([rows[r] for r in batch], [keys[r] for r in batch], config)):
+                out[r] = text
+            if on_batch is not None:
+                on_batch(min(len(order), start + step) // 2)
+        return out
+
+    def _generate_batch(self, rows: list[list[int]], keys: list[int], config: SamplingConfig) -> list[str]:
+        import torch
+        from transformers import GenerationConfig, LogitsProcessorList
+
+        pad = self.tokenizer.pad_token_id
+        width = max(len(r) for r in rows)
+        input_ids = torch.full((len(rows), width), pad, dtype=torch.long)            # (B, T) left-padded
+        attention = torch.zeros((len(rows), width), dtype=torch.long)
+        for b, r in enumerate(rows):
+            input_ids[b, width - len(r):] = torch.tensor(r)
+            attention[b, width - len(r):] = 1
+        device = self.device
+        gen_config = GenerationConfig(max_new_tokens=config.max_new_tokens, do_sample=False, num_beams=1,
+                                      use_cache=True, pad_token_id=pad, eos_token_id=self.tokenizer.eos_token_id)
+        sampler = _sampler(torch.tensor(keys, dtype=torch.int64, device=device), width, config)
+        output = self.model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
+                                     generation_config=gen_config, logits_processor=LogitsProcessorList([sampler]))
+        return [t.strip() for t in self.tokenizer.batch_decode(output[:, width:], skip_special_tokens=True)]
+
+
+def _bad_rows(i: int, pair: list[str | None]) -> list[tuple[int, int]]:
+    """Rows of prompt i to re-sample: empty answers, or the second one when both are equal."""
+    a, b = pair
+    bad = [(i, s) for s, text in ((0, a), (1, b)) if not text]
+    if not bad and a == b:
+        bad = [(i, 1)]
+    return bad
+
+
+class PolicyCache:
+    """Generators by source directory, least recently used evicted beyond `size`. A worker keeps
+    one instance per process; the RQ parent fills it before forking, so work-horses inherit the
+    loaded weights (copy-on-write) instead of reading them per job."""
+
+    def __init__(self, size: int = 2):
+        self.size = size
+        self._entries: OrderedDict[str, Generator] = OrderedDict()
+        self.loads = 0
+
+    def get(self, source: str, version: str, *, device: str = "cpu") -> Generator:
+        source = str(source)
+        gen = self._entries.get(source)
+        if gen is None:
+            logger.info("loading policy %s (%s) in process %s", version, source, os.getpid())
+            gen = Generator.load(source, version, device=device)
+            self.loads += 1
+            self._entries[source] = gen
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+        self._entries.move_to_end(source)
+        return gen
+
+
+POLICIES = PolicyCache()
+
+
+def current_policy(settings: Settings, project_id: int) -> tuple[str, str]:
+    """(source, version) of the policy that answers for a project: its latest published PPO policy,
+    else BASE_MODEL as "pi-base"."""
+    from prefloop.artifacts import BASE_POLICY, ArtifactStore
+
+    path = ArtifactStore(settings.model_dir).current_path(project_id, "policy")
+    if path is not None:
+        return str(path), path.name
+    return settings.base_model, BASE_POLICY
+
+
+def policy_generator(settings: Settings, project_id: int, *, device: str | None = None) -> Generator:
+    """The project's current policy from this process's cache (loaded on CPU on a miss), moved to
+    DEVICE. Called in work-horses, where touching CUDA is safe."""
+    source, version = current_policy(settings, project_id)
+    return POLICIES.get(source, version).to(device or settings.device)
+
+
+def preload_policy(settings: Settings, project_id: int) -> Generator:
+    """Load the project's current policy on CPU into this process's cache; the RQ parent calls this
+    before forking a work-horse for a generation job (never touching CUDA)."""
+    source, version = current_policy(settings, project_id)
+    return POLICIES.get(source, version, device="cpu")
