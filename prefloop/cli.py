@@ -15,6 +15,7 @@ from prefloop.errors import PrefloopError, SettingsError
 COMMANDS = [
     "serve", "worker", "tiny_model", "train_ppo",
     "init", "download_model",
+    "import_prompts",
 ]
 
 

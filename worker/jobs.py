@@ -35,6 +35,15 @@ def ping(project_id: int = 0, reason: str = "", **_: Any) -> dict[str, Any]:
     return {"pong": True, "pid": os.getpid(), "torch": torch.__version__, "reason": reason}
 
 
+def generate_answers(project_id: int, reason: str = "", regenerate: bool = False, **_: Any) -> dict[str, Any]:
+    """Fill the answer pairs of tasks that have none, one chunk per run (worker/prefill.py); with
+    regenerate=True also refresh outdated answers of unannotated tasks after a new policy."""
+    from worker.prefill import fill_answers
+
+    return _run(JobKind.GENERATE, project_id,
+                lambda forced: fill_answers(runtime.settings(), project_id, reason=reason, regenerate=regenerate))
+
+
 def run_ppo(project_id: int, reason: str = "", **kw: Any) -> dict[str, Any]:
     """PPO against the project's current reward model; publishes a new policy version (worker/ppo/job.py)."""
     from worker.ppo.job import ppo_job

@@ -6,6 +6,11 @@ here touches `torch.cuda`), so every work-horse can use the GPU. SIGTERM is RQ's
 the running job finishes first (compose gives the worker a long stop_grace_period); a second
 signal or a kill leaves the job in RQ's started registry, and RQ marks it abandoned/failed and
 retries it per its Retry policy, while the previously published versions keep serving.
+
+Policies survive the fork: RQ's work-horse dies after each job, so a model cached inside it would
+be read again for every job. `PrefloopWorker` loads a generation job's current policy in the
+parent, on CPU, before forking; the horse inherits the weights (copy-on-write) and only moves them
+to the GPU. The parent reloads only when the project's policy pointer moves to a new version.
 """
 
 from __future__ import annotations
@@ -14,26 +19,46 @@ import logging
 import socket
 import os
 
+from rq import Worker
+
 from prefloop.logs import setup_logging
-from prefloop.queue import JobQueue
+from prefloop.queue import JOBS, JobKind, JobQueue
 from prefloop.settings import Settings
 from worker import runtime
 
 logger = logging.getLogger(__name__)
 
 
+class PrefloopWorker(Worker):
+    """RQ's forking worker, plus: the policy a generation job needs is loaded in this (parent)
+    process, on CPU, before the work-horse is forked, and kept for the next jobs."""
+
+    def execute_job(self, job, queue):
+        if job.func_name == JOBS[JobKind.GENERATE].func:
+            self._preload_policy(job)
+        return super().execute_job(job, queue)
+
+    def _preload_policy(self, job) -> None:
+        from worker.generation import preload_policy
+
+        try:
+            preload_policy(runtime.settings(), int(job.kwargs["project_id"]))
+        except Exception as exc:  # process boundary: the horse loads (and reports the failure) itself
+            logger.warning("could not preload the policy for job %s: %s: %s", job.id, type(exc).__name__, exc)
+
+
 def run_worker(settings: Settings, *, queues: list[str] | None = None, burst: bool = False, simple: bool = False,
                name: str | None = None) -> bool:
     import torch  # noqa: F401  (imported before forking; CUDA stays untouched in this process)
     import transformers  # noqa: F401
-    from rq import SimpleWorker, Worker
+    from rq import SimpleWorker
     from rq.serializers import JSONSerializer
 
     setup_logging(settings.log_level)
     runtime.init(settings)
     jq = JobQueue(settings)
     names = [f"{settings.queue_prefix}-{q}" for q in queues] if queues else jq.queue_names()
-    worker_class = SimpleWorker if simple else Worker
+    worker_class = SimpleWorker if simple else PrefloopWorker
     worker = worker_class(
         [jq.queue(n.removeprefix(f"{settings.queue_prefix}-")) for n in names],
         connection=jq.connection,
