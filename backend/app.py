@@ -37,10 +37,11 @@ def create_app(settings: Settings | None = None, *, queue: JobQueue | None = Non
         app.config.update(test_config)
     app.extensions["prefloop"] = Context(settings, queue or JobQueue(settings), ArtifactStore(settings.model_dir))
 
-    from backend import auth, metrics, routes, status
+    from backend import auth, metrics, reward_api, routes, status
 
     auth.init_app(app)
     routes.init_app(app)
+    reward_api.init_app(app)
     status.init_app(app)
     metrics.init_app(app)
     _init_errors(app)

@@ -10,10 +10,12 @@ the project is queued (coalesced) so they get answers.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from backend.app import Context
-from prefloop.errors import InputError, QueueUnavailable
+from prefloop.artifacts import serving_version
+from prefloop.errors import InputError, ModelNotFound, QueueUnavailable
 from prefloop.label_config import PairwiseConfig
 from prefloop.queue import JobKind
 from prefloop.text import answers_of, render_prompt
@@ -22,7 +24,10 @@ logger = logging.getLogger(__name__)
 
 
 def predict_tasks(ctx: Context, project_id: int, tasks: list[dict[str, Any]], config: PairwiseConfig) -> list[dict[str, Any]]:
-    model_version = ctx.store.model_version(project_id)
+    """One entry per task, in order. The pointer is read once, so the model that scores and the
+    `model_version` every entry carries (the same one /setup answers) cannot disagree mid-request."""
+    current = ctx.store.current(project_id)
+    model_version = serving_version(current)
     results: list[dict[str, Any]] = [{"model_version": model_version} for _ in tasks]
     ready: list[tuple[int, str, str, str]] = []  # (index, prompt, left, right)
     missing = 0
@@ -39,29 +44,42 @@ def predict_tasks(ctx: Context, project_id: int, tasks: list[dict[str, Any]], co
         ready.append((i, prompt, *answers))
     if missing:
         _queue_generation(ctx, project_id, missing)
-    scorer = reward_scorer(ctx, project_id)
-    if scorer is None or not ready:
+    if current.get("reward") is None or not ready:
         return results
-    picks = scorer.prefer([r[1] for r in ready], [r[2] for r in ready], [r[3] for r in ready])
-    for (i, *_), (selected, prob) in zip(ready, picks):
+    scorer = reward_scorer(ctx, project_id, current["reward"])
+    deadline = time.monotonic() + ctx.settings.predict_time_budget
+    picks = scorer.prefer([r[1] for r in ready], [r[2] for r in ready], [r[3] for r in ready], deadline=deadline)
+    for (i, *_), pick in zip(ready, picks):
+        if pick is None:  # out of time: no result, so Label Studio stores nothing and asks again later
+            continue
+        selected, prob = pick
         results[i]["score"] = round(prob, 4)
         results[i]["result"] = [{
             "from_name": config.from_name, "to_name": config.from_name, "type": "pairwise",
             "value": {"selected": selected},
         }]
+    unscored = sum(p is None for p in picks)
+    if unscored:
+        logger.warning("predict for project %s: %d of %d pairs not scored within PREDICT_TIME_BUDGET=%ss",
+                       project_id, unscored, len(picks), ctx.settings.predict_time_budget)
     return results
 
 
 def reward_scorer(ctx: Context, project_id: int, version: str | None = None):
-    """The serving (or a named) reward model of a project, loaded once per process and swapped when
-    the pointer moves; None while no reward model exists."""
+    """A reward model of a project (the serving one when `version` is None), loaded once per process.
+    Two slots per project: the serving version, swapped when the pointer moves (the cache reloads
+    when the path changes), and one other version asked for by name (/reward), so a request for an
+    old version never evicts the serving model."""
     from prefloop.scoring import RewardScorer
 
-    path = (ctx.store.version_dir(project_id, "reward", version) if version
-            else ctx.store.current_path(project_id, "reward"))
-    if path is None:
-        return None
-    return ctx.models.get(("reward", project_id, version), path, lambda p: RewardScorer(
+    serving = ctx.store.current(project_id).get("reward")
+    version = version or serving
+    if version is None:
+        raise ModelNotFound(f"project {project_id} has no reward model yet: annotate some pairs and press Train "
+                            f"(or run `prefloop train-reward --project {project_id}`)")
+    path = ctx.store.version_dir(project_id, "reward", version)
+    slot = "serving" if version == serving else "named"
+    return ctx.models.get(("reward", project_id, slot), path, lambda p: RewardScorer(
         p, device=ctx.settings.device, batch_size=ctx.settings.predict_batch_size))
 
 

@@ -64,6 +64,11 @@ class Settings:
     # --- reward model -----------------------------------------------------------------------
     min_new_annotations: int = _setting(10, "New annotations since the last reward model before annotation events retrain (the Train button always does).")
     predict_batch_size: int = _setting(16, "Pairs scored per forward pass in /predict.")
+    predict_time_budget: float = _setting(80.0, "Seconds one /predict may spend scoring; tasks not reached come back without a result and Label Studio asks again later (its limit is 100 s).")
+    reward_learning_rate: float = _setting(1e-5, "Reward-model learning rate (full fine-tuning; 1e-5 to 2e-5 suits GPT-2).")
+    reward_epochs: float = _setting(1.0, "Passes over the preference pairs per reward-model run (one is usual; more overfits).")
+    reward_batch_size: int = _setting(8, "Preference pairs per reward-model training step.")
+    reward_tracking: str = _setting("none", "Experiment tracking for reward training: none, tensorboard or wandb (used when the package is installed; W&B reads WANDB_API_KEY/WANDB_MODE).")
 
     # --- PPO --------------------------------------------------------------------------------
     ppo_min_accuracy: float = _setting(0.6, "Eval accuracy a reward model must reach before a PPO job is queued behind it.")
@@ -83,6 +88,10 @@ class Settings:
             raise SettingsError(f"TOP_P must be in (0, 1], got {self.top_p}")
         if self.top_k < 0 or self.min_new_annotations < 0 or self.job_min_interval < 0:
             raise SettingsError("TOP_K, MIN_NEW_ANNOTATIONS and JOB_MIN_INTERVAL must not be negative")
+        if self.reward_tracking not in ("none", "tensorboard", "wandb"):
+            raise SettingsError(f"REWARD_TRACKING must be none, tensorboard or wandb, got {self.reward_tracking!r}")
+        if self.reward_learning_rate <= 0 or self.reward_epochs <= 0 or self.reward_batch_size < 1 or self.predict_time_budget <= 0:
+            raise SettingsError("REWARD_LEARNING_RATE, REWARD_EPOCHS and PREDICT_TIME_BUDGET must be > 0 and REWARD_BATCH_SIZE >= 1")
         if not 0 <= self.ppo_min_accuracy <= 1:
             raise SettingsError(f"PPO_MIN_ACCURACY must be in [0, 1], got {self.ppo_min_accuracy}")
         for name in ("label_studio_url", "redis_url", "backend_url"):
