@@ -13,9 +13,10 @@ import sys
 from prefloop.errors import PrefloopError, SettingsError
 
 COMMANDS = [
-    "serve", "worker", "tiny_model", "train_ppo",
+    "up", "serve", "worker", "tiny_model", "train_ppo",
     "init", "download_model",
     "import_prompts",
+    "export", "train_reward", "versions", "jobs",
 ]
 
 

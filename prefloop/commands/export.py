@@ -1,0 +1,63 @@
+"""`prefloop export --project ID -o FILE`: the project's current annotations as preference pairs, in
+TRL's explicit-prompt JSONL format (`prompt`, `chosen`, `rejected`; `prompt + chosen` is exactly the
+text prefloop's reward model scores), with a summary of what was kept and dropped, and why.
+
+`--tasks-file` converts a Label Studio JSON export instead of reading the project through the API."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def register(sub) -> None:
+    p = sub.add_parser("export", help="write the project's preference pairs as TRL-ready JSONL (prompt/chosen/rejected)")
+    p.add_argument("--project", type=int, help="Label Studio project id (read through its API)")
+    p.add_argument("-o", "--output", required=True, help="JSONL file to write ('-' for stdout)")
+    p.add_argument("--tasks-file", help="a Label Studio JSON export to convert instead of reading the API")
+    p.add_argument("--label-config", help="label config XML file (default: the project's, or label_config/pairwise.xml "
+                                          "with --tasks-file)")
+    p.add_argument("--with-ids", action="store_true", help="add task_id, annotation_ids and votes to each record")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from prefloop.errors import InputError
+    from prefloop.label_config import load_label_config, parse_pairwise_config
+    from prefloop.preferences import tasks_to_pairs
+    from prefloop.settings import Settings
+
+    settings = Settings.from_env()
+    if args.project is None and not args.tasks_file:
+        raise SystemExit("prefloop export: give --project ID (read from Label Studio) or --tasks-file EXPORT.json")
+    xml = Path(args.label_config).read_text() if args.label_config else None
+    if args.tasks_file:
+        try:
+            tasks = json.loads(Path(args.tasks_file).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise InputError(f"{args.tasks_file}: cannot read a Label Studio JSON export ({exc})") from None
+        if not isinstance(tasks, list):
+            raise InputError(f"{args.tasks_file}: a Label Studio JSON export is a list of tasks")
+        xml = xml or load_label_config("pairwise")
+    else:
+        from prefloop.labelstudio import LabelStudioClient
+
+        client = LabelStudioClient(settings)
+        xml = xml or client.get_label_config(args.project)
+        tasks = client.iter_tasks(args.project, fields="all")
+    pairs, summary = tasks_to_pairs(tasks, parse_pairwise_config(xml), settings.chat_template)
+    out = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")
+    try:
+        for pair in pairs:
+            record = pair.trl_record()
+            if args.with_ids:
+                record.update(task_id=pair.task_id, annotation_ids=list(pair.annotation_ids), votes=list(pair.votes))
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    print(summary.describe(), file=sys.stderr)
+    if args.output != "-":
+        print(f"wrote {len(pairs)} pairs to {args.output}", file=sys.stderr)
+    return 0
