@@ -37,7 +37,7 @@ class Settings:
     threads: int = _setting(8, "gunicorn threads per worker process.")
     port: int = _setting(9090, "Port `prefloop serve` listens on.")
     host: str = _setting("0.0.0.0", "Address `prefloop serve` binds.")
-    backend_url: str = _setting("http://localhost:9090", "URL of this backend as Label Studio reaches it; `prefloop init` connects it to the project (compose: http://backend:9090).")
+    backend_url: str = _setting("http://localhost:9090", "URL of this backend as Label Studio reaches it; `prefloop init` connects it to the project.")
     label_studio_public_url: str = _setting("", "URL people open in a browser to reach Label Studio, printed by `prefloop init` (empty: LABEL_STUDIO_URL).")
     project_title: str = _setting("prefloop", "Title of the project `prefloop init` finds or creates when PROJECTS is empty.")
 
