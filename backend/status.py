@@ -217,8 +217,9 @@ TEMPLATE = """<!doctype html>
 {% endfor %}
 
 <h2>Jobs</h2>
-{% if active %}<table id="active-jobs"><tr><th>job</th><th>kind</th><th>project</th><th>status</th><th>progress</th><th>reason</th><th>queued</th></tr>
-{% for j in active %}<tr><td>{{ j.id }}</td><td>{{ j.kind }}</td><td>{{ j.project_id }}</td><td>{{ j.status }}</td><td>{{ j|progress }}</td><td>{{ j.reason }}</td><td>{{ j.enqueued_at }}</td></tr>{% endfor %}</table>
+{% if active %}<table id="active-jobs"><tr><th>job</th><th>kind</th><th>project</th><th>status</th><th>progress</th><th>reason</th><th>queued</th><th>last attempt</th></tr>
+{% for j in active %}<tr><td>{{ j.id }}</td><td>{{ j.kind }}</td><td>{{ j.project_id }}</td><td>{{ j.status }}</td><td>{{ j|progress }}</td><td>{{ j.reason }}</td><td>{{ j.enqueued_at }}</td>
+<td class="error">{% if j.error %}{{ j.error }} (retries left: {{ j.retries_left }}){% endif %}</td></tr>{% endfor %}</table>
 {% else %}<p class="muted" id="active-jobs">Nothing queued or running.</p>{% endif %}
 {% if recent %}<h3>Recently finished</h3><table id="recent-jobs"><tr><th>job</th><th>kind</th><th>project</th><th>status</th><th>ended</th><th>result</th></tr>
 {% for j in recent %}<tr><td>{{ j.id }}</td><td>{{ j.kind }}</td><td>{{ j.project_id }}</td><td>{{ j.status }}</td><td>{{ j.ended_at }}</td><td>{{ j.result | tojson | truncate(160) }}</td></tr>{% endfor %}</table>{% endif %}

@@ -262,6 +262,8 @@ def describe_job(job: Job) -> dict[str, Any]:
         latest = job.latest_result()
         if latest is not None and latest.exc_string:
             error = latest.exc_string.strip().splitlines()[-1]
+    elif job.get_status() != JobStatus.FINISHED:
+        error = meta.get("last_error")  # waiting for a retry: RQ keeps no result of the failed attempt
     return {
         "id": job.id,
         "kind": meta.get("kind"),
@@ -275,4 +277,5 @@ def describe_job(job: Job) -> dict[str, Any]:
         "ended_at": job.ended_at.isoformat() if job.ended_at else None,
         "result": result,
         "error": error,
+        "retries_left": job.retries_left,
     }

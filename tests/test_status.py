@@ -116,3 +116,35 @@ def test_status_needs_basic_auth_when_configured(settings):
 
 def test_status_rejects_a_bad_project_id(client):
     assert client.get("/status?project=abc").status_code == 400
+
+
+def failing_through_run(project_id: int, **_):
+    """A job body that fails inside worker.jobs._run, as generation, training and PPO do."""
+    from prefloop.errors import LabelStudioUnavailable
+    from prefloop.queue import JobKind
+    from worker.jobs import _run
+
+    def body(forced):
+        raise LabelStudioUnavailable("Label Studio at http://x is unreachable after 4 tries")
+
+    return _run(JobKind.GENERATE, project_id, body)
+
+
+def test_a_job_waiting_for_its_retry_shows_the_last_error(client, settings):
+    """While RQ waits to retry a failed job, the page shows why the last attempt failed."""
+    from rq import Retry, SimpleWorker
+    from rq.serializers import JSONSerializer
+
+    from worker import runtime
+
+    runtime.init(settings)
+    q = JobQueue(settings)
+    queue = q.queue("gpu")
+    queue.enqueue("tests.test_status.failing_through_run", job_id="generate-3-retrying", kwargs={"project_id": 3},
+                  retry=Retry(max=2, interval=[60]), meta={"kind": "generate", "project_id": 3, "reason": "x"})
+    SimpleWorker([queue], connection=q.connection, serializer=JSONSerializer).work(burst=True)
+    job = q.jobs(3)[0]
+    assert job["status"] == "scheduled" and job["retries_left"] == 1
+    assert job["error"] == "LabelStudioUnavailable: Label Studio at http://x is unreachable after 4 tries"
+    html = client.get("/status?project=3").get_data(as_text=True)
+    assert "unreachable after 4 tries (retries left: 1)" in html

@@ -24,7 +24,13 @@ def _run(kind: JobKind, project_id: int, body: Callable[[bool], dict[str, Any]])
     queue = JobQueue(runtime.settings(), connection=job.connection if job is not None else None)
     forced = queue.mark_started(kind, project_id, job.id) if job is not None else False
     with queue.running_lock(kind, project_id):
-        return body(forced)
+        try:
+            return body(forced)
+        except Exception as exc:  # recorded for /jobs and /status while RQ waits to retry, then re-raised
+            if job is not None:
+                job.meta["last_error"] = f"{type(exc).__name__}: {exc}"[:500]
+                job.save_meta()
+            raise
 
 
 def ping(project_id: int = 0, reason: str = "", **_: Any) -> dict[str, Any]:
