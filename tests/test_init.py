@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 
 import pytest
@@ -30,7 +31,11 @@ def init_env(monkeypatch, ls_settings, backend_url):
                         "LABEL_STUDIO_PUBLIC_URL": "http://localhost:8080", "LOG_LEVEL": "WARNING"}.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("PROJECTS", raising=False)
-    return {"title": title, "backend_url": backend_url}
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    yield {"title": title, "backend_url": backend_url}
+    root.setLevel(level)  # `prefloop init` sets up logging as an entry point does; undo it for later tests
+    root.handlers[:] = handlers
 
 
 def _state(label_studio, title: str) -> dict:
