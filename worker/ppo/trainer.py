@@ -82,6 +82,7 @@ class PPOTrainer:
         for step in range(cfg.steps + 1):  # the extra rollout measures the final policy
             started = time.monotonic()
             rollout = self.rollout(next(batches))
+            rollout_s = time.monotonic() - started
             kl = self._mean(rollout.logprobs.sub(rollout.ref_logprobs).mul(rollout.mask).sum(1))
             if cfg.kl_stop is not None and kl > cfg.kl_stop:
                 if snapshot is not None:
@@ -96,6 +97,7 @@ class PPOTrainer:
             if cfg.kl_stop is not None:
                 snapshot = {k: v.detach().to("cpu", copy=True) for k, v in self.policy.state_dict().items()}
             metrics = self.update(rollout)
+            metrics["time/rollout_s"] = rollout_s
             metrics["time/step_s"] = time.monotonic() - started
             metrics["step"] = step
             run.history.append(metrics)
