@@ -37,6 +37,10 @@ class TcpProxy:
     def stop(self) -> None:
         """Refuse new connections and cut the open ones, like a server that went away."""
         if self._listener is not None:
+            try:
+                self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept() (close alone does not)
+            except OSError:
+                pass
             self._listener.close()
             self._listener = None
         with self._lock:

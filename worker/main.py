@@ -51,6 +51,9 @@ def run_worker(settings: Settings, *, queues: list[str] | None = None, burst: bo
                name: str | None = None) -> bool:
     import torch  # noqa: F401  (imported before forking; CUDA stays untouched in this process)
     import transformers  # noqa: F401
+    from label_studio_sdk import LabelStudio  # noqa: F401  (every job talks to Label Studio: ~1 s per horse otherwise)
+
+    import worker.jobs  # noqa: F401
     from rq import SimpleWorker
     from rq.serializers import JSONSerializer
 

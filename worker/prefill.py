@@ -16,6 +16,7 @@ the same policy version and prompt (a new policy, or an edited prompt, tries aga
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from prefloop.errors import (InputError, LabelConfigError, LabelStudioError, ModelNotFound, SettingsError,
@@ -61,7 +62,7 @@ def _fill(settings: Settings, project_id: int, reason: str, regenerate: bool, cl
                               "filled": 0, "failed": 0, "skipped": 0, "remaining": remaining, "follow_up": None}
     if chunk:
         gen = policy_generator(settings, project_id)
-        result.update(policy_version=gen.version, model_loaded_pid=gen.loaded_pid)
+        result.update(policy_version=gen.version, model_loaded_pid=gen.loaded_pid, job_pid=os.getpid())
         result.update(_fill_chunk(settings, client, config, gen, chunk, regenerate, remaining))
     if remaining:
         extra = {"regenerate": True} if requested else {}
