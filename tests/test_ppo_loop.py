@@ -193,4 +193,8 @@ def test_bad_input_skips_with_the_reason(job_settings, label_studio, tiny_model_
     publish_reward(store, pid, str(tiny_model_dir), 0.9)
     result = run_ppo(pid, reason="test")
     assert result["status"] == "skipped" and result["reason"].startswith("no prompts"), result
+
+    label_studio.import_tasks(pid, [{"prompt": "Hello", "answer1": "", "answer2": ""}])
+    result = run_ppo(pid, reason="test", config={"rollout_batch_size": 10, "mini_batch_size": 4})
+    assert result["status"] == "skipped" and "multiple of mini_batch_size" in result["reason"], result
     assert store.versions(pid, "policy") == [] and store.current(pid)["policy"] is None

@@ -109,7 +109,10 @@ def ppo_job(settings: Settings, project_id: int, *, forced: bool = False, config
                                    f"({bad} unusable); import tasks first")
     overrides = dict(config or {})
     overrides.setdefault("max_new_tokens", settings.max_new_tokens)
-    ppo_config = PPOConfig.from_overrides(overrides)
+    try:
+        ppo_config = PPOConfig.from_overrides(overrides)
+    except InputError as exc:
+        return skipped(project_id, str(exc))
     shown = random.Random(ppo_config.seed).sample(prompts, min(ppo_config.sample_prompts, len(prompts)))
     progress = Progress("ppo", total=ppo_config.steps)
 
