@@ -65,6 +65,7 @@ class Settings:
     min_new_annotations: int = _setting(10, "New annotations since the last reward model before annotation events retrain (the Train button always does).")
     predict_batch_size: int = _setting(16, "Pairs scored per forward pass in /predict.")
     predict_time_budget: float = _setting(80.0, "Seconds one /predict may spend scoring; tasks not reached come back without a result and Label Studio asks again later (its limit is 100 s).")
+    precompute_predictions: bool = _setting(True, "After training, score every task that has answers on the worker and store the picks with the version, so /predict answers those without model time in the web tier.")
     reward_learning_rate: float = _setting(1e-5, "Reward-model learning rate (full fine-tuning; 1e-5 to 2e-5 suits GPT-2).")
     reward_epochs: float = _setting(1.0, "Passes over the preference pairs per reward-model run (one is usual; more overfits).")
     reward_batch_size: int = _setting(8, "Preference pairs per reward-model training step.")

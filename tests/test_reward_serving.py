@@ -93,6 +93,25 @@ def test_predict_out_of_time_returns_entries_without_result(app, client, publish
     assert sum("result" in e for e in results) < 40 and all("model_version" in e for e in results)
 
 
+def test_predict_looks_up_picks_the_training_job_stored_with_the_version(client, settings, trained):
+    """Tasks scored by the training job (predictions.json) are answered from it; others are scored live."""
+    import json
+    import shutil
+
+    from prefloop.scoring import PREDICTIONS_FILE, prediction_key
+
+    tasks = tasks_for(synthetic_pairs(3, seed=41), ["left"] * 3)
+    stored = tasks[1]["data"]
+    source = settings.model_dir / "with-predictions"
+    shutil.copytree(trained[0], source)
+    key = prediction_key(stored["prompt"], stored["answer1"], stored["answer2"])
+    (source / PREDICTIONS_FILE).write_text(json.dumps({"count": 1, "predictions": {key: ["right", 0.777]}}))
+    publish_copy(ArtifactStore(settings.model_dir), 7, source)
+    results = client.post("/predict", json={"tasks": tasks, "project": "7.1", "label_config": CONFIG}).json["results"]
+    assert results[1]["score"] == 0.777 and results[1]["result"][0]["value"]["selected"] == "right"
+    assert all("result" in e and e["score"] != 0.777 for e in (results[0], results[2]))
+
+
 def test_reward_endpoint_scores_pairs_from_the_current_or_a_named_version(client, published, trained):
     """POST /reward returns one reward per item, equal to the served model's scores; chats render like tasks."""
     store, version = published

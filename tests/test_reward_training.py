@@ -132,6 +132,7 @@ def test_training_job_runs_in_a_real_worker_and_publishes_a_version(ls_settings,
     assert used == ls_project["annotation_ids"]
     assert data["conversion"]["dropped"]["skipped"] == 1
     assert result["metrics"]["pairs_used"] == 40 and job.meta["stage"] == "done"
+    assert json.loads((version_dir / "predictions.json").read_text())["count"] == 40, "every task's pick is stored"
     ppo = queue.fetch(result["ppo"]["job_id"])
     assert ppo.kwargs["reward_version"] == result["version"] and ppo.meta["kind"] == "ppo"
 

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 from typing import Any, Mapping
 
-from prefloop.artifacts import ArtifactStore
-from prefloop.errors import JobSkipped
-from prefloop.label_config import parse_pairwise_config
+from prefloop.artifacts import ArtifactStore, write_json
+from prefloop.errors import InputError, JobSkipped
+from prefloop.label_config import PairwiseConfig, parse_pairwise_config
 from prefloop.labelstudio import LabelStudioClient
 from prefloop.preferences import count_changes, tasks_to_pairs
 from prefloop.queue import JobKind, JobQueue
 from prefloop.settings import Settings
+from prefloop.text import answers_of, render_prompt
 from worker.reward import RewardTrainConfig, train_reward
 from worker.runtime import Progress
 
@@ -75,6 +77,8 @@ def run(settings: Settings, project_id: int, *, reason: str, forced: bool, queue
         with store.staging(project_id, "reward") as staged:
             metrics = train_reward(pairs, settings.base_model, staged, train_config, progress=report,
                                    conversion={**summary.as_dict(), "seen": summary.seen})
+            if settings.precompute_predictions:
+                _precompute(settings, staged, tasks, pairwise, report)
             progress.update(1, stage="publishing", force=True)
             version = store.publish(project_id, "reward", staged)
     except JobSkipped as exc:
@@ -84,6 +88,26 @@ def run(settings: Settings, project_id: int, *, reason: str, forced: bool, queue
     result["ppo"] = _queue_ppo(settings, queue, project_id, version, metrics)
     progress.update(1, stage="done", force=True)
     return result
+
+
+def _precompute(settings: Settings, staged: Path, tasks: list[dict], pairwise: PairwiseConfig, report) -> None:
+    """Score every task with both answers once, here on the worker, into the version's predictions.json."""
+    from prefloop.scoring import PREDICTIONS_FILE, RewardScorer, precompute_predictions
+
+    items = {}
+    for task in tasks:
+        data = task.get("data") or {}
+        answers = answers_of(data, pairwise)
+        if answers is None:
+            continue
+        try:
+            items[(render_prompt(data, pairwise, settings.chat_template), *answers)] = None
+        except InputError:
+            continue
+    scorer = RewardScorer(staged, device=settings.device, batch_size=settings.predict_batch_size)
+    predictions = precompute_predictions(scorer, list(items),
+                                         progress=lambda done, total: report(done, total, "precomputing predictions"))
+    write_json(staged / PREDICTIONS_FILE, {"count": len(predictions), "predictions": predictions})
 
 
 def _job_queue(settings: Settings) -> JobQueue:
