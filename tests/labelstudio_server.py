@@ -27,6 +27,9 @@ class LabelStudioServer:
     data_dir: Path
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen | None = None
+    email: str = ADMIN_EMAIL
+    # A server reused through PREFLOOP_TEST_LS_PORT may have been started with another password.
+    password: str = field(default_factory=lambda: os.environ.get("PREFLOOP_TEST_LS_PASSWORD", ADMIN_PASSWORD))
 
     @property
     def url(self) -> str:
@@ -43,7 +46,7 @@ class LabelStudioServer:
         from prefloop.localstack import label_studio_argv, label_studio_env
 
         self._log = open(self.data_dir / "label-studio.log", "ab")
-        argv = label_studio_argv(LS_BIN, self.port, username=ADMIN_EMAIL, password=ADMIN_PASSWORD, token=TOKEN)
+        argv = label_studio_argv(LS_BIN, self.port, username=self.email, password=self.password, token=TOKEN)
         self.proc = subprocess.Popen(argv, env=label_studio_env(self.data_dir), stdout=self._log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         wait_until(lambda: self.proc.poll() is None and requests.get(f"{self.url}/health", timeout=2).ok, timeout,
