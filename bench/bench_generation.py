@@ -3,8 +3,8 @@
 The seed (Label Studio's RLHF blog) called `pipeline("text-generation")` once per prompt with
 `num_return_sequences=2`. prefloop batches GENERATION_BATCH_SIZE prompts per `generate` call, both
 samples of a prompt as rows of that call, left-padded, with the KV cache (bf16 on a GPU). Both sides
-use the same model, prompts, max_new_tokens and sampling (top_k=50, temperature 1), and both
-count prompts/s over the whole set after a warm-up.
+use the same model, prompts, max_new_tokens and sampling (top_k=50, temperature 1); each side is
+timed over the whole prompt set after a warm-up, --repeats times, and the median is reported.
 
     .venv/bin/python bench/bench_generation.py                        # tiny GPT-2, 64 prompts, CPU
     .venv/bin/python bench/bench_generation.py --gpt2-size --prompts 256 --batch-size 64   # GPU
@@ -77,7 +77,12 @@ def sync(device) -> None:
         torch.cuda.synchronize()
 
 
-def seed_loop(model_dir: Path, prompts: list[str], max_new_tokens: int, device) -> float:
+def median_time(run, repeats: int) -> float:
+    times = sorted(run() for _ in range(repeats))
+    return times[len(times) // 2]
+
+
+def seed_loop(model_dir: Path, prompts: list[str], max_new_tokens: int, device, repeats: int = 1) -> float:
     """The blog's generate_examples(): one pipeline call per prompt, two sequences each (fp32, as it ran)."""
     from transformers import pipeline, set_seed
 
@@ -86,17 +91,21 @@ def seed_loop(model_dir: Path, prompts: list[str], max_new_tokens: int, device) 
                   pad_token_id=generator.tokenizer.eos_token_id)
     generator(prompts[0], **kwargs)  # warm-up
     set_seed(42)
-    sync(device)
-    start = time.perf_counter()
-    for prompt in prompts:
-        result = generator(prompt, **kwargs)
-        [r["generated_text"].removeprefix(prompt).strip() for r in result]
-    sync(device)
-    return time.perf_counter() - start
+
+    def run() -> float:
+        sync(device)
+        start = time.perf_counter()
+        for prompt in prompts:
+            result = generator(prompt, **kwargs)
+            [r["generated_text"].removeprefix(prompt).strip() for r in result]
+        sync(device)
+        return time.perf_counter() - start
+
+    return median_time(run, repeats)
 
 
 def prefloop_engine(model_dir: Path, prompts: list[str], max_new_tokens: int, batch_size: int, device,
-                    fp32: bool = False) -> tuple[float, dict]:
+                    fp32: bool = False, repeats: int = 1) -> tuple[float, dict]:
     from worker.generation import Generator, SamplingConfig, task_seed
 
     gen = Generator.load(str(model_dir), "pi-base")
@@ -107,11 +116,16 @@ def prefloop_engine(model_dir: Path, prompts: list[str], max_new_tokens: int, ba
     config = SamplingConfig(max_new_tokens=max_new_tokens, batch_size=batch_size)
     seeds = [task_seed(p) for p in prompts]
     gen.generate(prompts[:batch_size], seeds[:batch_size], config)  # warm-up
-    sync(device)
-    start = time.perf_counter()
-    results = gen.generate(prompts, seeds, config)
-    sync(device)
-    elapsed = time.perf_counter() - start
+    results = []
+
+    def run() -> float:
+        sync(device)
+        start = time.perf_counter()
+        results[:] = gen.generate(prompts, seeds, config)
+        sync(device)
+        return time.perf_counter() - start
+
+    elapsed = median_time(run, repeats)
     stats = {"dtype": str(next(gen.model.parameters()).dtype), "resampled": sum(r.tries > 1 for r in results),
              "failed": sum(r.answers is None for r in results)}
     return elapsed, stats
@@ -124,6 +138,7 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=64, help="prompts per generate() call (prefloop)")
     parser.add_argument("--gpt2-size", action="store_true", help="GPT2Config() defaults, random weights (for a GPU)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per side; the median is reported")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads for both sides (1: stable numbers on a shared 2-core machine)")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "bench_generation.json"))
@@ -142,18 +157,19 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = build_gpt2_size(Path(tmp)) if args.gpt2_size else build_tiny_gpt2(Path(tmp))
         params = sum(p.numel() for p in transformers.AutoModelForCausalLM.from_pretrained(tmp).parameters())
-        seed_s = seed_loop(model_dir, prompts, args.max_new_tokens, device)
-        ours_s, stats = prefloop_engine(model_dir, prompts, args.max_new_tokens, args.batch_size, device)
+        seed_s = seed_loop(model_dir, prompts, args.max_new_tokens, device, args.repeats)
+        ours_s, stats = prefloop_engine(model_dir, prompts, args.max_new_tokens, args.batch_size, device,
+                                        repeats=args.repeats)
         rows = {"seed_loop": seed_s, "prefloop": ours_s}
         if device.type == "cuda":  # separate batching from bf16
             rows["prefloop_fp32"], _ = prefloop_engine(model_dir, prompts, args.max_new_tokens, args.batch_size,
-                                                       device, fp32=True)
+                                                       device, fp32=True, repeats=args.repeats)
     report = {
         "model": "gpt2-size (GPT2Config(), random weights)" if args.gpt2_size else "tiny GPT-2 (2 layers, 64 wide)",
         "parameters": params, "device": str(device),
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "torch_threads": torch.get_num_threads(), "prompts": len(prompts), "max_new_tokens": args.max_new_tokens,
-        "batch_size": args.batch_size, "prefloop_stats": stats,
+        "batch_size": args.batch_size, "repeats": args.repeats, "prefloop_stats": stats,
         "results": {name: {"seconds": round(s, 3), "prompts_per_s": round(len(prompts) / s, 2)} for name, s in rows.items()},
         "ratio": round(seed_s / ours_s, 2),
     }
