@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from prefloop.errors import SettingsError
-from worker.generation import MAX_TRIES, Generator, PolicyCache, SamplingConfig, counter_uniform, task_seed
+from worker.generation import MAX_TRIES, Generator, SamplingConfig, counter_uniform, task_seed
+from worker.policy import PolicyCache
 
 PROMPTS = ["What is the latest news on the stock market?", "Cats", "The quick brown fox jumps over the lazy dog. " * 4,
            "User: Hi\nAssistant:", "Please explain how a language model works.", "Good morning!"]

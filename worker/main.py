@@ -25,6 +25,7 @@ from prefloop.logs import setup_logging
 from prefloop.queue import JOBS, JobKind, JobQueue
 from prefloop.settings import Settings
 from worker import runtime
+from worker.recovery import recover_abandoned
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ class PrefloopWorker(Worker):
         return super().execute_job(job, queue)
 
     def _preload_policy(self, job) -> None:
-        from worker.generation import preload_policy
+        from worker.policy import preload_policy
 
         try:
             preload_policy(runtime.settings(), int(job.kwargs["project_id"]))
@@ -68,5 +69,6 @@ def run_worker(settings: Settings, *, queues: list[str] | None = None, burst: bo
         serializer=JSONSerializer,
         name=name or f"prefloop-{socket.gethostname()}-{os.getpid()}",
     )
+    recover_abandoned(jq)  # jobs of a worker on this host that died mid-run: retried or failed now
     logger.info("worker %s listening on %s", worker.name, ", ".join(names))
     return worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level)

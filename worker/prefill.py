@@ -27,7 +27,8 @@ from prefloop.prompts import GENERATION_FIELD as META_FIELD, prompt_key
 from prefloop.queue import JobKind, JobQueue
 from prefloop.settings import Settings
 from prefloop.text import answers_of, render_prompt
-from worker.generation import SamplingConfig, current_policy, policy_generator, task_seed
+from worker.generation import SamplingConfig, task_seed
+from worker.policy import current_policy, policy_generator
 from worker.runtime import Progress
 
 logger = logging.getLogger(__name__)

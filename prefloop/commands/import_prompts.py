@@ -26,6 +26,7 @@ def register(sub) -> None:
 def run(args) -> int:
     from tqdm import tqdm
 
+    from prefloop.errors import PrefloopError
     from prefloop.label_config import parse_pairwise_config
     from prefloop.labelstudio import LabelStudioClient
     from prefloop.prompts import read_prompts
@@ -43,7 +44,8 @@ def run(args) -> int:
           f"{repeats} repeated in the file, {len(todo)} to import", file=sys.stderr)
     if not todo:
         return 0
-    from worker.generation import Generator, SamplingConfig, current_policy  # entry point: the job tier, lazily
+    from worker.generation import Generator, SamplingConfig  # entry point: the job tier, lazily
+    from worker.policy import current_policy
 
     source, version = current_policy(settings, args.project)
     gen = Generator.load(source, version).to(settings.device)
@@ -58,9 +60,10 @@ def run(args) -> int:
                     client.import_tasks(args.project, tasks)
                 imported += len(tasks)
                 bar.update(len(tasks) + len(bad))
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, PrefloopError) as exc:
             bar.close()
-            print(f"interrupted after importing {imported} task(s); run the same command again to import the rest",
+            what = "interrupted" if isinstance(exc, KeyboardInterrupt) else "stopped by an error"
+            print(f"{what} after importing {imported} task(s); run the same command again to import the rest",
                   file=sys.stderr)
             raise
     print(f"imported {imported} task(s) into project {args.project} with answers from {version}", file=sys.stderr)
