@@ -68,6 +68,8 @@ JOBS: dict[JobKind, JobSpec] = {
 }
 
 _WAITING = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
+RUN_LOCK_TTL = 60
+"""Seconds a project's run lock outlives the last refresh by the job holding it."""
 
 
 @dataclass(frozen=True)
@@ -222,9 +224,13 @@ class JobQueue:
         return forced is not None
 
     def running_lock(self, kind: JobKind, project_id: int):
-        """A lock held for the whole run, so two workers never train one project at once."""
+        """A lock held for the whole run, so two workers never train one project at once. It expires
+        RUN_LOCK_TTL seconds after its holder's last refresh (worker/recovery.py refreshes it while a
+        job runs), so a killed run frees the project within a minute, not after the job timeout."""
         spec = JOBS[kind]
-        return self.connection.lock(self.key("running", kind.value, project_id), timeout=spec.timeout + 60, blocking_timeout=spec.timeout)
+        # thread_local=False: a refresher thread extends the lock the job's thread took.
+        return self.connection.lock(self.key("running", kind.value, project_id), timeout=RUN_LOCK_TTL,
+                                    blocking_timeout=spec.timeout, thread_local=False)
 
     # --- inspection ---------------------------------------------------------------------------------
     def fetch(self, job_id: str) -> Job | None:

@@ -25,6 +25,7 @@ from prefloop.logs import setup_logging
 from prefloop.queue import JOBS, JobKind, JobQueue
 from prefloop.settings import Settings
 from worker import runtime
+from worker.recovery import recover_abandoned
 
 logger = logging.getLogger(__name__)
 
@@ -68,5 +69,6 @@ def run_worker(settings: Settings, *, queues: list[str] | None = None, burst: bo
         serializer=JSONSerializer,
         name=name or f"prefloop-{socket.gethostname()}-{os.getpid()}",
     )
+    recover_abandoned(jq)  # jobs of a worker on this host that died mid-run: retried or failed now
     logger.info("worker %s listening on %s", worker.name, ", ".join(names))
     return worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level)
