@@ -114,6 +114,7 @@ def prefloop_side(spec: dict) -> dict:
 
     from prefloop.scoring import RewardScorer
     from worker.ppo.config import PPOConfig
+    from worker.ppo.model import use_fused_gelu
     from worker.ppo.trainer import PPOTrainer
 
     cfg = PPOConfig(steps=spec["steps"], rollout_batch_size=spec["batch"], mini_batch_size=spec["mini"],
@@ -121,7 +122,9 @@ def prefloop_side(spec: dict) -> dict:
                     max_new_tokens=spec["new_tokens"], max_prompt_tokens=64, learning_rate=spec["lr"],
                     init_kl_coef=0.05, target_kl=None, vf_coef=0.1)
     trainer = PPOTrainer(cfg, spec["policy"], device=spec["device"])
-    trainer.score = RewardScorer(spec["reward"], device=str(trainer.accelerator.device), batch_size=spec["batch"]).score
+    scorer = RewardScorer(spec["reward"], device=str(trainer.accelerator.device), batch_size=spec["batch"])
+    use_fused_gelu(scorer.model)  # as worker.ppo.run.train_policy does
+    trainer.score = scorer.score
     cuda = trainer.accelerator.device.type == "cuda"
     if cuda:
         torch.cuda.reset_peak_memory_stats()
@@ -185,7 +188,9 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=1e-5)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--repeats", type=int, default=1, help="alternate the sides this many times; best run counts")
-    p.add_argument("--threads", type=int, default=0, help="torch threads per side (0: torch's default)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads per side (0: torch's default). One by default: on a shared CPU, OpenMP "
+                        "threads competing with other processes made single runs swing more than 10x")
     p.add_argument("--trl-python", default=str(TRL_VENV / "bin" / "python"))
     p.add_argument("--side", choices=["prefloop", "trl"], help=argparse.SUPPRESS)
     p.add_argument("--spec", help=argparse.SUPPRESS)

@@ -25,7 +25,7 @@ import torch
 from prefloop.models import load_causal_lm, load_tokenizer
 from worker.ppo import core
 from worker.ppo.config import PPOConfig
-from worker.ppo.model import PolicyValueModel
+from worker.ppo.model import PolicyValueModel, use_fused_gelu
 from worker.ppo.rollout import Rollout, ScoreFn, collect
 
 logger = logging.getLogger(__name__)
@@ -44,6 +44,8 @@ def make_accelerator(device: str = "auto"):
     from accelerate import Accelerator
 
     cpu = device == "cpu" or not torch.cuda.is_available()
+    if not cpu and device.startswith("cuda:"):
+        torch.cuda.set_device(int(device.split(":", 1)[1]))  # DEVICE=cuda:N in a single process
     bf16 = not cpu and torch.cuda.is_bf16_supported()
     return Accelerator(cpu=cpu, mixed_precision="bf16" if bf16 else "no")
 
@@ -58,11 +60,11 @@ class PPOTrainer:
         dev = self.accelerator.device
         self.tokenizer = load_tokenizer(policy_source, padding_side="left")
         # Policy and reference in fp32 under the same autocast: at step 0 their KL is exactly 0.
-        policy = load_causal_lm(policy_source, device=dev, dtype=torch.float32)
-        self.ref_model = load_causal_lm(policy_source, device=dev, dtype=torch.float32).requires_grad_(False)
-        model = PolicyValueModel(policy, seed=config.seed)
+        policy = use_fused_gelu(load_causal_lm(policy_source, device=dev, dtype=torch.float32))
+        self.ref_model = use_fused_gelu(load_causal_lm(policy_source, device=dev, dtype=torch.float32)).requires_grad_(False)
+        model = PolicyValueModel(policy)
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, eps=config.adam_eps,
-                                      weight_decay=config.weight_decay)
+                                      weight_decay=config.weight_decay, foreach=True)
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.model.eval()  # no dropout, ever (N+ details)
         self.score = score
