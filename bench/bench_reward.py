@@ -58,6 +58,7 @@ def run_side(spec: dict) -> dict:
     from worker.reward_report import pairwise_accuracy
     from worker.reward_synthetic import synthetic_pairs
 
+    torch.set_num_threads(spec["threads"])
     pairs = synthetic_pairs(spec["pairs"], seed=spec["seed"])
     train, held_out = split_by_prompt(pairs, 0.2, spec["seed"])
     cuda = spec["device"].startswith("cuda")
@@ -98,7 +99,7 @@ def training_bench(args, tmp: Path) -> dict:
     sides = {}
     for side in ("prefloop", "seed"):
         spec = {"side": side, "pairs": args.pairs, "seed": args.seed, "lr": args.lr, "batch": args.batch,
-                "device": args.device, "base": str(base), "out": str(tmp / f"out-{side}")}
+                "device": args.device, "base": str(base), "out": str(tmp / f"out-{side}"), "threads": args.threads}
         proc = subprocess.run([sys.executable, __file__, "--side-spec", json.dumps(spec)], capture_output=True, text=True,
                               cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT), TOKENIZERS_PARALLELISM="false"))
         lines = [line for line in proc.stdout.splitlines() if line.startswith("{\"side\"")]
@@ -175,7 +176,8 @@ def timed_predict(args, tmp: Path, store, redis_server, tasks: list, batch: int,
 
     port = free_port()
     env = prefloop_env(redis_url=redis_server.url, model_dir=store.root, device=args.device, workers=1, threads=4,
-                       predict_batch_size=batch, predict_time_budget=100000, log_level="WARNING")
+                       predict_batch_size=batch, predict_time_budget=100000, log_level="WARNING",
+                       omp_num_threads=args.threads)
     server = start_server(env, port, tmp / f"serve-{batch}-{len(mode)}.log", timeout=60)
     try:
         body = {"project": "1.1700000000", "label_config": load_label_config("pairwise"), "params": {}}
@@ -208,6 +210,9 @@ def main() -> int:
     ap.add_argument("--tasks", type=int, default=500)
     ap.add_argument("--predict-batch", type=int, nargs="+", default=[16], help="PREDICT_BATCH_SIZE values to time (live scoring)")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads for every side (on a 2-core machine shared with other work, 2 OpenMP threads "
+                         "get preempted and run several times slower than 1)")
     ap.add_argument("--skip-train", action="store_true")
     ap.add_argument("--skip-predict", action="store_true")
     ap.add_argument("--side-spec", help=argparse.SUPPRESS)
@@ -220,7 +225,7 @@ def main() -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-reward-"))
     report = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                          "torch": torch.__version__, "device": args.device,
+                          "torch": torch.__version__, "device": args.device, "torch_threads": args.threads,
                           "cuda": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else None,
                           "load_avg_at_start": os.getloadavg()}}
     if not args.skip_train:

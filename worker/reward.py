@@ -1,7 +1,8 @@
 """Reward-model training with TRL's RewardTrainer (Bradley-Terry loss, accelerate underneath).
 
 `train_reward(pairs, base_model, out_dir, config) -> metrics` is the one entry point: the job
-(worker/reward_job.py), the benchmark and PPO's closed-loop test call it. It starts from BASE_MODEL
+(worker/reward_job.py), the benchmark, PPO's closed-loop test and `python -m worker.reward_cli`
+(which `accelerate launch` spreads over several GPUs) call it. It starts from BASE_MODEL
 with a fresh one-output head, splits train/eval by prompt (no prompt on both sides), tokenizes
 exactly as serving does (prefloop/scoring.py), trains one epoch by default with dynamic padding,
 evaluates, and writes into `out_dir`: weights (safetensors), tokenizer, train_config.json,
@@ -139,6 +140,9 @@ def train_reward(pairs: Iterable[PreferencePair | Mapping[str, Any]], base_model
     trainer.train()
     runtime = time.perf_counter() - started
     model = trainer.accelerator.unwrap_model(trainer.model)
+    trainer.accelerator.wait_for_everyone()
+    if not trainer.accelerator.is_main_process:  # several processes (accelerate launch): one evaluates and writes
+        return {}
     if progress:
         progress(trainer.state.max_steps, trainer.state.max_steps, "evaluating")
     evaluation = reward_report.evaluate(model, tokenizer, held_out, eval_ids, batch_size=config.per_device_eval_batch_size * 2,
@@ -147,7 +151,7 @@ def train_reward(pairs: Iterable[PreferencePair | Mapping[str, Any]], base_model
                                     runtime_s=runtime, epochs=config.num_train_epochs, log_history=trainer.state.log_history,
                                     dropped_too_long=long_train + long_eval, conversion=conversion)
     resolved = {"device": str(device), "bf16": bool(bf16), "max_length": max_length, "base_model": str(base_model),
-                "steps": trainer.state.max_steps, "torch": torch.__version__}
+                "steps": trainer.state.max_steps, "processes": trainer.accelerator.num_processes, "torch": torch.__version__}
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     reward_report.write_all(out, config.as_dict(), resolved, metrics, train, held_out, conversion, trainer.state.log_history)

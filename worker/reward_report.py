@@ -121,7 +121,8 @@ def plot_curve(log_history: list[dict], path: Path, final: Mapping[str, Any] | N
         if final:
             title += f": eval accuracy {final.get('eval/accuracy')}, longer-answer baseline {final.get('eval/length_baseline_accuracy')}"
         ax.set_title(title, fontsize=9)
-        fig.legend(loc="lower left", fontsize=8)
+        if train or evals:
+            fig.legend(loc="lower left", fontsize=8)
         fig.tight_layout()
         fig.savefig(path)
     finally:

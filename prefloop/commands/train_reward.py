@@ -32,6 +32,7 @@ def parse_overrides(items: list[str]) -> dict:
 
 
 def run(args) -> int:
+    from prefloop.errors import InputError
     from prefloop.queue import JobKind, JobQueue
     from prefloop.settings import Settings
 
@@ -43,7 +44,7 @@ def run(args) -> int:
         try:
             RewardTrainConfig.from_dict(overrides)
         except (TypeError, ValueError) as exc:
-            raise SystemExit(f"prefloop train-reward: {exc}")
+            raise InputError(f"--set: {exc}") from None
     queue = JobQueue(settings)
     extra = {"config": overrides} if overrides else {}
     enqueued = queue.enqueue(JobKind.TRAIN_REWARD, args.project, reason="prefloop train-reward", force=True,
