@@ -35,6 +35,7 @@ import json
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -208,7 +209,7 @@ def main() -> None:
     size = "gpt2" if args.gpt2_size else args.size
     ensure_trl_venv(Path(args.trl_python))
     RESULTS.mkdir(parents=True, exist_ok=True)
-    policy, reward = build_models(size, RESULTS / "ppo-models")
+    policy, reward = build_models(size, REPO / ".prefloop" / "bench" / "ppo-models")  # git-ignored cache
     spec = {"policy": str(policy), "reward": str(reward), "prompts": PROMPTS, "steps": args.steps, "batch": args.batch,
             "mini": args.mini, "epochs": args.epochs, "new_tokens": args.new_tokens, "lr": args.lr, "device": args.device,
             "threads": args.threads}
@@ -223,10 +224,12 @@ def main() -> None:
                   + (f"  peak CUDA {r['peak_cuda_mb']:8.1f} MB" if "peak_cuda_mb" in r else ""), flush=True)
     best = {side: max(rs, key=lambda r: r["episodes_per_s"]) for side, rs in runs.items()}
     ratio = best["prefloop"]["episodes_per_s"] / best["trl"]["episodes_per_s"]
+    median = statistics.median(a["episodes_per_s"] / b["episodes_per_s"] for a, b in zip(runs["prefloop"], runs["trl"]))
     print(f"model={size} steps={args.steps} batch={args.batch} mini={args.mini} epochs={args.epochs} "
-          f"new_tokens={args.new_tokens}: prefloop/TRL throughput ratio {ratio:.2f}x")
+          f"new_tokens={args.new_tokens}: prefloop/TRL throughput ratio {ratio:.2f}x (best runs), "
+          f"{median:.2f}x (median of paired runs)")
     out = {"model": size, "settings": {k: v for k, v in spec.items() if k != "prompts"}, "runs": runs, "best": best,
-           "ratio": ratio, "machine": {"cpus": os.cpu_count()}}
+           "ratio": ratio, "ratio_median_paired": median, "machine": {"cpus": os.cpu_count()}}
     (RESULTS / "bench_ppo.json").write_text(json.dumps(out, indent=2))
 
 
