@@ -198,3 +198,18 @@ def test_bad_input_skips_with_the_reason(job_settings, label_studio, tiny_model_
     result = run_ppo(pid, reason="test", config={"rollout_batch_size": 10, "mini_batch_size": 4})
     assert result["status"] == "skipped" and "multiple of mini_batch_size" in result["reason"], result
     assert store.versions(pid, "policy") == [] and store.current(pid)["policy"] is None
+
+
+def test_train_ppo_command_queues_a_run_with_its_knobs(settings, monkeypatch, capsys):
+    """`prefloop train-ppo --project 7 --set steps=5 --force` queues one PPO job; a bad knob queues nothing."""
+    from prefloop.cli import main
+
+    monkeypatch.setenv("REDIS_URL", settings.redis_url)
+    monkeypatch.setenv("LOG_LEVEL", "WARNING")
+    assert main(["train-ppo", "--project", "7", "--set", "steps=5", "--force"]) == 0
+    [job] = JobQueue(settings).jobs(7)
+    assert job["kind"] == "ppo" and job["status"] == "queued" and job["id"] in capsys.readouterr().out
+    assert JobQueue(settings).fetch(job["id"]).kwargs == {"project_id": 7, "reason": "queued by hand (prefloop train-ppo)",
+                                                           "config": {"steps": "5"}, "force": True}
+    assert main(["train-ppo", "--project", "8", "--set", "stepz=5"]) == 1
+    assert "no knob 'stepz'" in capsys.readouterr().err and JobQueue(settings).jobs(8) == []
