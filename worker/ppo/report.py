@@ -34,8 +34,8 @@ def summary(history: Sequence[dict[str, float]], final: dict[str, float], stoppe
         "episodes": int(sum(h.get("episodes", 0) for h in history)),
         "stopped_early": stopped_early,
         "final_kl": final.get("objective/kl"),
-        "final_score": final.get("objective/scores"),
-        "initial_score": history[0]["objective/scores"] if history else final.get("objective/scores"),
+        "final_reward": final.get("objective/scores"),  # mean reward-model score of the published policy
+        "initial_reward": history[0]["objective/scores"] if history else final.get("objective/scores"),
         "samples_score_before": mean(before_scores),
         "samples_score_after": mean(after_scores),
         **extra,
