@@ -213,3 +213,22 @@ def test_train_ppo_command_queues_a_run_with_its_knobs(settings, monkeypatch, ca
                                                            "config": {"steps": "5"}, "force": True}
     assert main(["train-ppo", "--project", "8", "--set", "stepz=5"]) == 1
     assert "no knob 'stepz'" in capsys.readouterr().err and JobQueue(settings).jobs(8) == []
+
+
+def test_kl_guardrail_stops_and_keeps_the_policy_from_within_the_bound(tiny_model_dir, one_thread):
+    """A KL past kl_stop ends the run and restores the weights from before the update that crossed it."""
+    from worker.ppo.config import PPOConfig
+    from worker.ppo.trainer import PPOTrainer
+
+    config = PPOConfig(steps=30, rollout_batch_size=8, mini_batch_size=8, micro_batch_size=8, max_new_tokens=8,
+                       learning_rate=3e-2, kl_stop=1.0, max_prompt_tokens=32)
+    trainer = PPOTrainer(config, str(tiny_model_dir), lambda prompts, texts: [float(words(t)) for t in texts], device="cpu")
+    states = [{k: v.clone() for k, v in trainer.policy.state_dict().items()}]  # states[i]: weights before update i
+    run = trainer.train(TRAIN_PROMPTS[:8], on_step=lambda step, m: states.append(
+        {k: v.clone() for k, v in trainer.policy.state_dict().items()}))
+    assert run.stopped_early and "passed kl_stop 1.0" in run.stopped_early, run
+    crossed = len(run.history)  # the rollout after this many updates measured KL > 1.0
+    assert 0 < crossed < config.steps and run.history[-1]["objective/kl"] <= config.kl_stop
+    kept = states[crossed - 1]
+    assert all(torch.equal(v, kept[k]) for k, v in trainer.policy.state_dict().items())
+    assert run.final["objective/kl"] <= config.kl_stop and run.final["step"] == crossed - 1
