@@ -5,6 +5,10 @@ again later. Afterwards each task with both answers gets the reward model's pick
 result with `score` = the probability of that pick, so annotators can sort by score and label the
 least certain pairs first. Tasks whose answers are still missing get no result, and generation for
 the project is queued (coalesced) so they get answers.
+
+Picks the training job stored with the version (predictions.json) are looked up; other tasks are
+scored live in batches until PREDICT_TIME_BUDGET runs out, and the rest come back without a result
+(Label Studio asks again later instead of hitting its 100 s limit).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ logger = logging.getLogger(__name__)
 def predict_tasks(ctx: Context, project_id: int, tasks: list[dict[str, Any]], config: PairwiseConfig) -> list[dict[str, Any]]:
     """One entry per task, in order. The pointer is read once, so the model that scores and the
     `model_version` every entry carries (the same one /setup answers) cannot disagree mid-request."""
+    deadline = time.monotonic() + ctx.settings.predict_time_budget  # model loading counts too
     current = ctx.store.current(project_id)
     model_version = serving_version(current)
     results: list[dict[str, Any]] = [{"model_version": model_version} for _ in tasks]
@@ -47,7 +52,6 @@ def predict_tasks(ctx: Context, project_id: int, tasks: list[dict[str, Any]], co
     if current.get("reward") is None or not ready:
         return results
     scorer = reward_scorer(ctx, project_id, current["reward"])
-    deadline = time.monotonic() + ctx.settings.predict_time_budget
     picks = scorer.prefer([r[1] for r in ready], [r[2] for r in ready], [r[3] for r in ready], deadline=deadline)
     for (i, *_), pick in zip(ready, picks):
         if pick is None:  # out of time: no result, so Label Studio stores nothing and asks again later
