@@ -64,6 +64,7 @@ def run(settings: Settings, project_id: int, *, reason: str, forced: bool, queue
     base = {"project_id": project_id, "reason": reason, "forced": forced, "changes": changes, "pairs": len(pairs),
             "conversion": summary.as_dict()}
     if not forced and changes < settings.min_new_annotations:
+        progress.update(0, stage="skipped", force=True)
         return {"status": "skipped", **base,
                 "reason": f"{changes} new or changed annotation(s) since the last reward model, fewer than "
                           f"MIN_NEW_ANNOTATIONS={settings.min_new_annotations} (the Train button trains anyway)"}
@@ -82,6 +83,7 @@ def run(settings: Settings, project_id: int, *, reason: str, forced: bool, queue
             progress.update(1, stage="publishing", force=True)
             version = store.publish(project_id, "reward", staged)
     except JobSkipped as exc:
+        progress.update(0, stage="skipped", force=True)
         return {"status": "skipped", **base, "reason": str(exc)}
     result = {"status": "published", **base, "version": version, "metrics": metrics,
               "model_version": store.model_version(project_id)}
