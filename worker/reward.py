@@ -110,7 +110,7 @@ def train_reward(pairs: Iterable[PreferencePair | Mapping[str, Any]], base_model
     from transformers import set_seed
 
     from prefloop.models import load_reward_model, load_tokenizer, resolve_device
-    from prefloop.scoring import tokenize
+    from prefloop.scoring import fused_gelu, tokenize
     from worker import reward_report
 
     config = config if isinstance(config, RewardTrainConfig) else RewardTrainConfig.from_dict(config)
@@ -123,8 +123,8 @@ def train_reward(pairs: Iterable[PreferencePair | Mapping[str, Any]], base_model
     bf16 = config.bf16 if config.bf16 is not None else (device.type == "cuda" and torch.cuda.is_bf16_supported())
     set_seed(config.seed)
     tokenizer = load_tokenizer(base_model, padding_side="right")
-    model = load_reward_model(base_model, device=torch.device("cpu"), dtype=torch.float32,
-                              pad_token_id=tokenizer.pad_token_id)
+    model = fused_gelu(load_reward_model(base_model, device=torch.device("cpu"), dtype=torch.float32,
+                                         pad_token_id=tokenizer.pad_token_id))
     model.config.prefloop_base_model = str(base_model)
     max_length = min(config.max_length, getattr(model.config, "n_positions", None) or config.max_length)
 
