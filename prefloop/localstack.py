@@ -133,17 +133,18 @@ class Service:
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self, timeout: float = 30) -> None:
-        """SIGTERM the process group (gunicorn's and RQ's children too), then SIGKILL after `timeout`."""
-        if not self.alive():
-            return
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-        except ProcessLookupError:
-            pass
+        """SIGTERM the process group; after `timeout` a second SIGTERM (RQ's cold shutdown: the
+        worker kills its work-horse, which runs in a process group of its own), then SIGKILL."""
+        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+            if not self.alive():
+                return
+            try:
+                os.killpg(self.proc.pid, sig)
+                self.proc.wait(wait)
+            except subprocess.TimeoutExpired:
+                continue
+            except ProcessLookupError:
+                return
 
     def tail(self, chars: int = 3000) -> str:
         try:

@@ -100,6 +100,18 @@ class Process:
             os.killpg(self.proc.pid, sig)
             self.proc.wait(30)
 
+    def kill_tree(self) -> None:
+        """SIGKILL the process and every descendant, also those in their own process group (an RQ
+        work-horse): what a crash, the OOM killer or `docker kill` does to a whole worker."""
+        if not self.alive():
+            return
+        for pid in [self.proc.pid, *descendants(self.proc.pid)]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.proc.wait(30)
+
     def stop(self) -> None:
         if self.alive():
             os.killpg(self.proc.pid, signal.SIGTERM)
@@ -111,6 +123,23 @@ class Process:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+def descendants(pid: int) -> list[int]:
+    """Pids of all processes below `pid` (from /proc)."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended while we looked
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        children = parents.get(todo.pop(), [])
+        out += children
+        todo += children
+    return out
 
 
 def start_server(env: dict[str, str], port: int, log: Path, timeout: float = 30) -> Process:

@@ -3,6 +3,7 @@ on the host retries (or fails) the abandoned job at once instead of RQ's minutes
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 
@@ -36,23 +37,71 @@ def test_run_lock_is_refreshed_while_held_and_released_after(settings, redis_con
     assert redis_conn.get("prefloop:running:train_reward:1") is None
 
 
-def test_killed_worker_job_is_retried_by_the_next_worker_and_its_lock_freed(settings, redis_conn, tmp_path):
-    """kill -9 a worker mid-job: a new worker's start retries the job and frees the project's lock."""
+def start_doomed_worker(settings, redis_conn, tmp_path, project_id: int) -> tuple[Process, str]:
+    """A real worker running slow_job for `project_id`, once the job holds its run lock."""
     q = JobQueue(settings)
-    job = q.queue("gpu").enqueue("tests.test_recovery.slow_job", job_id="train_reward-9-killed", kwargs={"project_id": 9},
-                                 meta={"kind": "train_reward", "project_id": 9, "reason": "test"},
-                                 retry=Retry(max=1, interval=[600]))
+    job_id = f"train_reward-{project_id}-doomed"
+    q.queue("gpu").enqueue("tests.test_recovery.slow_job", job_id=job_id, kwargs={"project_id": project_id},
+                           meta={"kind": "train_reward", "project_id": project_id, "reason": "test"},
+                           retry=Retry(max=1, interval=[600]))
     env = prefloop_env(redis_url=settings.redis_url, model_dir=settings.model_dir, base_model=settings.base_model)
-    worker = Process(["worker", "--name", "doomed"], env, tmp_path / "worker.log").start()
-    wait_until(lambda: redis_conn.get("prefloop:running:train_reward:9") == b"train_reward-9-killed", 60,
-               "the job holding its run lock")
-    worker.kill(signal.SIGKILL)
+    worker = Process(["worker", "--name", f"doomed-{project_id}"], env, tmp_path / "worker.log").start()
+    wait_until(lambda: (redis_conn.get(f"prefloop:running:train_reward:{project_id}") or b"").startswith(job_id.encode()),
+               60, "the job holding its run lock")
+    return worker, job_id
 
-    assert q.fetch(job.id).get_status().value == "started"  # RQ alone would wait for the heartbeat to expire
-    assert recovery.recover_abandoned(q) == [job.id]
-    recovered = q.fetch(job.id)
+
+def test_killed_worker_job_is_retried_by_the_next_worker_and_its_lock_freed(settings, redis_conn, tmp_path):
+    """kill -9 a worker and its work-horse mid-job: a new worker's start retries the job and frees
+    the project's lock, instead of RQ noticing minutes later."""
+    worker, job_id = start_doomed_worker(settings, redis_conn, tmp_path, 9)
+    worker.kill_tree()
+    q = JobQueue(settings)
+    assert q.fetch(job_id).get_status().value == "started"  # RQ alone would wait for the heartbeat to expire
+    assert recovery.recover_abandoned(q) == [job_id]
+    recovered = q.fetch(job_id)
     assert recovered.get_status().value == "scheduled" and recovered.retries_left == 0
-    assert "doomed died" in recovered.meta["last_error"]
+    assert "doomed-9 died" in recovered.meta["last_error"]
     assert redis_conn.get("prefloop:running:train_reward:9") is None
-    assert "doomed" not in [w.name for w in Worker.all(connection=redis_conn)]
+    assert "doomed-9" not in [w.name for w in Worker.all(connection=redis_conn)]
     assert recovery.recover_abandoned(q) == []
+
+
+def test_an_orphaned_work_horse_keeps_its_job_and_lock(settings, redis_conn, tmp_path):
+    """If only the worker process dies, its work-horse (own process group) finishes the job: it is
+    neither retried underneath it nor robbed of its lock."""
+    from tests.services import descendants
+
+    worker, job_id = start_doomed_worker(settings, redis_conn, tmp_path, 8)
+    horses = descendants(worker.proc.pid)
+    worker.kill(signal.SIGKILL)  # the worker's process group: the horse has its own
+    try:
+        q = JobQueue(settings)
+        assert recovery.recover_abandoned(q) == []
+        assert q.fetch(job_id).get_status().value == "started"
+        assert (redis_conn.get("prefloop:running:train_reward:8") or b"").startswith(job_id.encode())
+    finally:
+        for pid in horses:
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_a_dead_scheduler_is_revived_so_scheduled_retries_still_run(settings, redis_conn, tmp_path):
+    """RQ's scheduler process dies when Redis goes away; the worker revives it at its next
+    heartbeat, so retries and rate-limited runs keep moving (RQ alone waits for maintenance)."""
+    from datetime import timedelta
+
+    from tests.services import descendants
+
+    env = prefloop_env(redis_url=settings.redis_url, model_dir=settings.model_dir, base_model=settings.base_model)
+    worker = Process(["worker", "--name", "revives"], env, tmp_path / "worker.log").start()
+    try:
+        wait_until(lambda: redis_conn.get("rq:scheduler-lock:prefloop-gpu") and descendants(worker.proc.pid), 60,
+                   "the worker's scheduler")
+        for pid in descendants(worker.proc.pid):  # idle: the scheduler is the worker's only child
+            os.kill(pid, signal.SIGKILL)
+        q = JobQueue(settings)
+        job = q.queue("default").enqueue_in(timedelta(seconds=1), "worker.jobs.ping", kwargs={"reason": "later"})
+        wait_until(lambda: q.fetch(job.id).get_status().value == "finished", 60, "the scheduled job to run")
+        assert "restarted it" in worker.output()
+    finally:
+        worker.stop()

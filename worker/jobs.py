@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from prefloop.queue import JobKind, JobQueue
 from worker import runtime
-from worker.recovery import held
+from worker.recovery import held, lock_token
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ def _run(kind: JobKind, project_id: int, body: Callable[[bool], dict[str, Any]])
     job = get_current_job()
     queue = JobQueue(runtime.settings(), connection=job.connection if job is not None else None)
     forced = queue.mark_started(kind, project_id, job.id) if job is not None else False
-    with held(queue.running_lock(kind, project_id), token=job.id if job is not None else None):
+    with held(queue.running_lock(kind, project_id), token=lock_token(job.id) if job is not None else None):
         try:
             return body(forced)
         except Exception as exc:  # recorded for /jobs and /status while RQ waits to retry, then re-raised

@@ -5,7 +5,9 @@ each job starts without paying for the imports; CUDA is never initialised in the
 here touches `torch.cuda`), so every work-horse can use the GPU. SIGTERM is RQ's warm shutdown:
 the running job finishes first (compose gives the worker a long stop_grace_period); a second
 signal or a kill leaves the job in RQ's started registry, and RQ marks it abandoned/failed and
-retries it per its Retry policy, while the previously published versions keep serving.
+retries it per its Retry policy, while the previously published versions keep serving. A worker
+that starts on the same host does that at once (worker/recovery.py) instead of after RQ's heartbeat
+expiry and maintenance.
 
 Policies survive the fork: RQ's work-horse dies after each job, so a model cached inside it would
 be read again for every job. `PrefloopWorker` loads a generation job's current policy in the
@@ -25,9 +27,14 @@ from prefloop.logs import setup_logging
 from prefloop.queue import JOBS, JobKind, JobQueue
 from prefloop.settings import Settings
 from worker import runtime
-from worker.recovery import recover_abandoned
+from worker.recovery import recover_abandoned, release_dead_schedulers
 
 logger = logging.getLogger(__name__)
+
+MAINTENANCE_INTERVAL = 60
+"""Seconds between RQ's maintenance runs (registry cleanup; RQ's default is 10 minutes)."""
+DEQUEUE_TIMEOUT = 10
+"""Seconds an idle worker blocks on Redis before its loop comes round (heartbeat, scheduler check)."""
 
 
 class PrefloopWorker(Worker):
@@ -38,6 +45,22 @@ class PrefloopWorker(Worker):
         if job.func_name == JOBS[JobKind.GENERATE].func:
             self._preload_policy(job)
         return super().execute_job(job, queue)
+
+    @property
+    def dequeue_timeout(self) -> int:
+        return DEQUEUE_TIMEOUT
+
+    def heartbeat(self, timeout=None, pipeline=None):
+        """Also revive RQ's scheduler process if it died (it exits when Redis goes away for a moment,
+        and RQ restarts it only at maintenance): until then no retry or rate-limited run would move
+        from the schedule to the queue."""
+        super().heartbeat(timeout, pipeline)
+        scheduler = getattr(self, "scheduler", None)
+        process = getattr(scheduler, "_process", None)  # RQ's own maintenance checks the same attribute
+        if pipeline is None and process is not None and not process.is_alive():
+            release_dead_schedulers(self.connection, [q.name for q in self.queues], socket.gethostname())
+            if scheduler.acquire_locks(auto_start=True):
+                logger.warning("the scheduler process had died (Redis unreachable?); restarted it")
 
     def _preload_policy(self, job) -> None:
         from worker.policy import preload_policy
@@ -68,6 +91,7 @@ def run_worker(settings: Settings, *, queues: list[str] | None = None, burst: bo
         connection=jq.connection,
         serializer=JSONSerializer,
         name=name or f"prefloop-{socket.gethostname()}-{os.getpid()}",
+        maintenance_interval=MAINTENANCE_INTERVAL,
     )
     recover_abandoned(jq)  # jobs of a worker on this host that died mid-run: retried or failed now
     logger.info("worker %s listening on %s", worker.name, ", ".join(names))

@@ -8,7 +8,9 @@ Two things would otherwise stall a project for a long time:
   a worker runs maintenance (every 10 minutes). A starting `prefloop worker` does not wait:
   `recover_abandoned()` finds jobs whose worker on this host is gone, frees their run locks and
   hands them to RQ's own abandoned-job handling (retried while retries are left, else failed with
-  AbandonedJobError). Workers on other hosts are left to RQ's heartbeat expiry.
+  AbandonedJobError). A job whose work-horse still runs (RQ puts it in its own process group, so
+  killing only the worker orphans it) is left alone: the horse finishes and records it. Workers
+  on other hosts are left to RQ's heartbeat expiry.
 
 Artifacts need nothing: a killed run leaves only a `.tmp-*` staging directory (never listed, swept
 later) and the previous version keeps serving.
@@ -21,6 +23,7 @@ import logging
 import os
 import socket
 import threading
+from pathlib import Path
 from typing import Iterator
 
 import redis
@@ -35,10 +38,16 @@ from prefloop.queue import RUN_LOCK_TTL, JobQueue
 logger = logging.getLogger(__name__)
 
 
+def lock_token(job_id: str) -> str:
+    """Who holds a run lock: the job and the process running it (an RQ work-horse), so recovery
+    can tell a dead holder from one still running after its worker died."""
+    return f"{job_id}@{socket.gethostname()}:{os.getpid()}"
+
+
 @contextlib.contextmanager
 def held(lock, token: str | None) -> Iterator[None]:
-    """Acquire `lock` (blocking up to its blocking_timeout) with `token` (the job id) and keep it
-    fresh until the block ends."""
+    """Acquire `lock` (blocking up to its blocking_timeout) with `token` (see lock_token) and keep
+    it fresh until the block ends."""
     if not lock.acquire(token=token):
         raise LockError(f"{lock.name!r} is still held by another run after waiting {lock.blocking_timeout}s")
     stop = threading.Event()
@@ -74,8 +83,9 @@ def recover_abandoned(jq: JobQueue) -> list[str]:
             worker_name = conn.hget(f"rq:execution:{job_id}:{execution_id}", "worker_name")
             if worker_name and not worker_alive(conn, worker_name.decode(), host):
                 dead.append((job_id, execution_id, worker_name.decode()))
+        dead = [d for d in dead if _release_dead_holder(jq, d[0], host)]
         for job_id, execution_id, worker_name in dead:
-            _mark_abandoned(jq, job_id, worker_name)
+            _note(jq, job_id, f"AbandonedJobError: worker {worker_name} died while running this job")
             conn.zadd(registry.key, {f"{job_id}:{execution_id}": 0}, xx=True)  # expired now
         if dead:
             registry.cleanup()  # RQ's handling: retry per the job's Retry policy, else FailedJobRegistry
@@ -83,6 +93,7 @@ def recover_abandoned(jq: JobQueue) -> list[str]:
     for worker in Worker.all(connection=conn):
         if worker.hostname == host and not worker_alive(conn, worker.name, host):
             worker.register_death()  # frees its name and drops it from the list of live workers
+    release_dead_schedulers(conn, jq.queue_names(), host)
     if recovered:
         logger.warning("recovered %d job(s) abandoned by dead workers: %s", len(recovered), ", ".join(recovered))
     return recovered
@@ -97,7 +108,12 @@ def worker_alive(conn: redis.Redis, name: str, host: str) -> bool:
     if (data.get(b"hostname") or b"").decode() != host:
         return True
     pid = int(data.get(b"pid") or 0)
-    if pid == os.getpid():  # a previous worker had our pid (a restarted container): it is gone
+    return pid != os.getpid() and pid_alive(pid)  # our own pid: a restarted container's previous worker
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process runs; a zombie (dead, not yet reaped by a PID 1 that never reaps) does not."""
+    if pid <= 0:
         return False
     try:
         os.kill(pid, 0)
@@ -105,19 +121,54 @@ def worker_alive(conn: redis.Redis, name: str, host: str) -> bool:
         return False
     except PermissionError:
         return True
-    return pid > 0
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):  # no /proc (not Linux), or it just ended
+        return True
+    return state not in ("Z", "X")
 
 
-def _mark_abandoned(jq: JobQueue, job_id: str, worker_name: str) -> None:
-    """Free the job's run lock (only if the job holds it) and say why it stopped."""
+def _release_dead_holder(jq: JobQueue, job_id: str, host: str) -> bool:
+    """Free the project's run lock if this job's dead process holds it. False when its work-horse
+    is still running on this host (an orphan of its killed worker): it finishes the job itself."""
     try:
         job = Job.fetch(job_id, connection=jq.connection, serializer=JSONSerializer)
     except NoSuchJobError:  # expired: RQ's cleanup skips it too
-        return
+        return True
     meta = job.meta or {}
-    if meta.get("kind") and meta.get("project_id") is not None:
-        key = jq.key("running", meta["kind"], meta["project_id"])
-        if (jq.connection.get(key) or b"").decode() == job_id:
-            jq.connection.delete(key)
-    job.meta["last_error"] = f"AbandonedJobError: worker {worker_name} died while running this job"
+    if not meta.get("kind") or meta.get("project_id") is None:
+        return True
+    key = jq.key("running", meta["kind"], meta["project_id"])
+    holder, _, where = (jq.connection.get(key) or b"").decode().partition("@")
+    if holder != job_id:
+        return True
+    holder_host, _, pid = where.rpartition(":")
+    if holder_host == host and pid.isdigit() and pid_alive(int(pid)):
+        return False
+    jq.connection.delete(key)
+    return True
+
+
+def release_dead_schedulers(conn: redis.Redis, queue_names: list[str], host: str) -> None:
+    """A dead scheduler process keeps its queues' scheduler locks for a minute, and RQ tries to
+    take them again only at maintenance: until then nothing moves scheduled jobs (retries,
+    rate-limited runs) to the queue. Free the locks of dead schedulers on this host."""
+    from rq.scheduler import RQScheduler
+
+    for name in queue_names:
+        key = RQScheduler.get_locking_key(name)
+        owner = conn.get(key)
+        data = conn.hgetall(f"rq:scheduler:{owner.decode()}") if owner else {}
+        pid = int(data.get(b"pid") or 0)
+        if data and (data.get(b"hostname") or b"").decode() == host and (pid == os.getpid() or not pid_alive(pid)):
+            conn.delete(key)
+
+
+def _note(jq: JobQueue, job_id: str, message: str) -> None:
+    """Say why the job stopped (shown by /jobs and /status while it waits for its retry)."""
+    try:
+        job = Job.fetch(job_id, connection=jq.connection, serializer=JSONSerializer)
+    except NoSuchJobError:
+        return
+    job.meta["last_error"] = message
     job.save_meta()

@@ -8,7 +8,6 @@ loop goes round in seconds on two CPU cores. Logs go to files that failing asser
 from __future__ import annotations
 
 import json
-import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,8 +150,8 @@ class Stack:
         return self.wait_for(changed, timeout, f"a new {kind} version for project {project_id}")
 
     def kill_worker(self) -> None:
-        """SIGKILL the worker and its work-horse: what an OOM kill or a pulled plug does."""
-        self.worker.kill(signal.SIGKILL)
+        """SIGKILL the worker and its work-horse: what a crash, `docker kill` or a pulled plug does."""
+        self.worker.kill_tree()
 
 
 def finished(job: dict) -> bool:
