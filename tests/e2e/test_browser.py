@@ -90,7 +90,7 @@ def test_annotator_sees_the_pre_selection_chooses_the_other_answer_and_prefloop_
         arg=[boxes.nth(0 if other == "left" else 1).element_handle(), SELECTED], timeout=10_000)
     submit.click()
     try:
-        page.get_by_text("Annotation saved successfully").wait_for(timeout=30_000)
+        page.get_by_text("Annotation saved successfully", exact=True).first.wait_for(timeout=30_000)
     finally:
         page.screenshot(path=str(screenshots / "03-submitted.png"))
 
