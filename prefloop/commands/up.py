@@ -95,7 +95,8 @@ def run(args) -> int:
     state.base_model = choose_model(args, state, state_dir)
     state.save(state_dir / "up.json")
     up = LocalLoop(args, state, state_dir)
-    signal.signal(signal.SIGTERM, _interrupt)
+    for sig in (signal.SIGINT, signal.SIGTERM):  # SIGINT too: a shell may start it with Ctrl-C ignored
+        signal.signal(sig, _interrupt)
     try:
         up.start()
         up.watch()
