@@ -104,6 +104,7 @@ def run(args) -> int:
         say("stopping (Ctrl-C)")
         return 0
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the shutdown short
         up.stop()
         say(f"everything stopped; data kept in {state_dir} (run `prefloop up` again to continue)")
     return 1  # watch() only returns when a service died
@@ -127,8 +128,11 @@ def choose_model(args, state: State, state_dir: Path) -> str:
         if Path(name).is_dir():
             say(f"model: {name} (a local directory)")
             return name
-        from prefloop.commands.download_model import download
+        from prefloop.commands.download_model import _cached, download
 
+        if _cached(name, None) is not None:
+            say(f"model: {name} (from the Hugging Face cache)")
+            return name
         try:
             if not hub_reachable():
                 raise ModelNotFound("the model hub (huggingface.co) is unreachable from this machine")
@@ -284,7 +288,7 @@ class LocalLoop:
     def stop(self) -> None:
         for service in reversed(self.services):  # worker, backend, Label Studio, Redis
             if service.alive():
-                say(f"stopping {service.name}")
+                say(f"stopping {service.name}" + (" (it gets a minute to finish a running job)" if service.name == "worker" else ""))
                 service.stop(timeout=60 if service.name == "worker" else 30)
 
 
