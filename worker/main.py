@@ -53,11 +53,12 @@ class PrefloopWorker(Worker):
     def heartbeat(self, timeout=None, pipeline=None):
         """Also revive RQ's scheduler process if it died (it exits when Redis goes away for a moment,
         and RQ restarts it only at maintenance): until then no retry or rate-limited run would move
-        from the schedule to the queue."""
+        from the schedule to the queue. Not while shutting down: RQ stops the scheduler then."""
         super().heartbeat(timeout, pipeline)
         scheduler = getattr(self, "scheduler", None)
         process = getattr(scheduler, "_process", None)  # RQ's own maintenance checks the same attribute
-        if pipeline is None and process is not None and not process.is_alive():
+        stopping = self._stop_requested or getattr(self, "_shutdown_requested_date", None) is not None
+        if pipeline is None and not stopping and process is not None and not process.is_alive():
             release_dead_schedulers(self.connection, [q.name for q in self.queues], socket.gethostname())
             if scheduler.acquire_locks(auto_start=True):
                 logger.warning("the scheduler process had died (Redis unreachable?); restarted it")

@@ -28,7 +28,8 @@ SLOW = {"max_new_tokens": 32, "generation_batch_size": 1, "ppo_min_accuracy": 1}
 only behind a perfect reward model, so it rarely takes the worker's time."""
 LATE = [f"Late prompt {i}: what is a {w}?" for i, w in enumerate(
     ["comet", "harbour", "violin", "desert", "lantern", "glacier", "meadow", "canal", "pebble", "tower", "ferry",
-     "cactus", "anchor", "beacon", "orchard", "quarry", "saddle", "tunnel", "valley", "wagon", "wharf", "yacht"])]
+     "cactus", "anchor", "beacon", "orchard", "quarry", "saddle", "tunnel", "valley", "wagon", "wharf", "yacht",
+     "bridge", "candle", "dune", "forge", "grove", "island", "jetty", "kettle"])]
 
 
 @pytest.fixture(scope="module")
@@ -159,8 +160,7 @@ def test_label_studio_down_while_a_job_runs_retries_with_backoff_then_fails_clea
     serving = s.model_version(project)
     q = queue_of(s)
     drill_ls.import_tasks(project, prompt_tasks(LATE))
-    job = s.wait_job(project, "generate", lambda j: j["status"] == "started" and j["stage"] == "generating answers", 60,
-                     "a generation job under way")
+    job = s.wait_job(project, "generate", lambda j: j["status"] == "started", 60, "a generation job under way")
     drill_ls.stop()
     try:
         s.wait_for(lambda: job_state(q, job["id"]).get("status") == "failed", 180, "the job to give up")
