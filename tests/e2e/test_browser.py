@@ -44,6 +44,25 @@ def browser():
         b.close()
 
 
+def log_in(page, label_studio, screenshots) -> None:
+    page.goto(f"{label_studio.url}/user/login/")
+    page.fill("input[name=email]", label_studio.email)
+    page.fill("input[name=password]", label_studio.password)
+    page.screenshot(path=str(screenshots / "01-login.png"))
+    page.click("button[type=submit]")
+    page.wait_for_url(lambda url: "/user/login" not in url, timeout=30_000)
+
+
+def open_task(page, label_studio, project: int, prompt: str):
+    """Open the task from the Data Manager, as an annotator does; returns the Submit button."""
+    page.goto(f"{label_studio.url}/projects/{project}/data")
+    page.locator(".lsf-table__row-wrapper").filter(has_text=prompt).first.click()
+    submit = page.get_by_role("button", name="Submit")
+    submit.wait_for(timeout=60_000)
+    answer_boxes(page).nth(1).wait_for(timeout=30_000)
+    return submit
+
+
 def answer_boxes(page):
     """The two answer objects inside the labeling area (not the Data Manager's table)."""
     return page.locator(".answers .answer-box > div")
@@ -60,19 +79,9 @@ def test_annotator_sees_the_pre_selection_chooses_the_other_answer_and_prefloop_
     other = "left" if predicted == "right" else "right"
 
     page = browser.new_page(viewport={"width": 1400, "height": 900})
-    page.goto(f"{label_studio.url}/user/login/")
-    page.fill("input[name=email]", label_studio.email)
-    page.fill("input[name=password]", label_studio.password)
-    page.screenshot(path=str(screenshots / "01-login.png"))
-    page.click("button[type=submit]")
-    page.wait_for_url(lambda url: "/user/login" not in url, timeout=30_000)
-
-    page.goto(f"{label_studio.url}/projects/{project}/data")
-    page.locator(".lsf-table__row-wrapper").filter(has_text=task["data"]["prompt"]).first.click()
-    submit = page.get_by_role("button", name="Submit")
-    submit.wait_for(timeout=60_000)
+    log_in(page, label_studio, screenshots)
+    submit = open_task(page, label_studio, project, task["data"]["prompt"])
     boxes = answer_boxes(page)
-    boxes.nth(1).wait_for(timeout=30_000)
     page.screenshot(path=str(screenshots / "02-task-with-pre-selection.png"))
 
     labeling = page.locator(".lsf-richtext__line")
