@@ -251,15 +251,16 @@ class LocalLoop:
         say(f"imported {len(tasks)} sample prompts from {self.args.prompts}; the worker is writing two answers for each")
 
     def print_summary(self) -> None:
-        ls_url = self.ls_url.replace("127.0.0.1", "localhost")
+        # Exactly the address Label Studio was started with: under another name (localhost) its
+        # pages redirect in a loop.
         lines = [
             "",
-            f"  Label Studio   {ls_url}/projects/{self.project_id}/data",
+            f"  Label Studio   {self.ls_url}/projects/{self.project_id}/data",
         ]
         if not self.args.label_studio_url:
             lines.append(f"  log in as      {self.state.email} / {self.state.password}")
         lines += [
-            f"  status page    {self.backend_url.replace('127.0.0.1', 'localhost')}/status?project={self.project_id}",
+            f"  status page    {self.backend_url}/status?project={self.project_id}",
             f"  logs           {self.dir / 'logs'}",
             f"  model          {self.state.base_model}{'  (tiny offline model)' if self.tiny else ''}",
             "",

@@ -67,10 +67,10 @@ def test_up_starts_the_loop_prints_where_to_go_stops_on_ctrl_c_and_restarts_with
     first = Up(args, up_env)
     out = first.wait_for("Ctrl-C stops everything", 180)
     assert "OFFLINE" in out and "tiny 2-layer GPT-2" in out
-    project = int(re.search(r"/projects/(\d+)/data", out).group(1))
+    project = int(re.search(rf"Label Studio\s+{label_studio.url}/projects/(\d+)/data", out).group(1))
     assert "created; backend connected" in out and f"imported {SAMPLES} sample prompts" in out
     status = re.search(r"status page\s+(\S+)", out).group(1)
-    assert requests.get(status.replace("localhost", "127.0.0.1"), timeout=10).ok
+    assert requests.get(status, timeout=10).ok
     stack = Stack(tmp_path, label_studio, tmp_path, port=port)  # only for its waiting helpers
     wait_filled(label_studio, stack, project, SAMPLES)
     children = descendants(first.proc.pid)
