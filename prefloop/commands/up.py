@@ -128,7 +128,7 @@ def choose_model(args, state: State, state_dir: Path) -> str:
         if Path(name).is_dir():
             say(f"model: {name} (a local directory)")
             return name
-        from prefloop.commands.download_model import _cached, download
+        from prefloop.commands.download_model import _cached, download, verify
 
         if _cached(name, None) is not None:
             say(f"model: {name} (from the Hugging Face cache)")
@@ -138,6 +138,7 @@ def choose_model(args, state: State, state_dir: Path) -> str:
                 raise ModelNotFound("the model hub (huggingface.co) is unreachable from this machine")
             say(f"model: {name} from the model hub, downloaded once into the HF cache, then used offline")
             download(name)
+            verify(name)  # loads its tokenizer through prefloop.models, as the services will
             return name
         except ModelNotFound as exc:
             say(f"OFFLINE: cannot use {name} ({exc}).")
