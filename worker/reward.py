@@ -187,7 +187,7 @@ def _build_trainer(model, tokenizer, train_ids: dict, eval_ids: dict, config: Re
         center_rewards_coefficient=config.center_rewards_coefficient, logging_steps=config.logging_steps,
         eval_strategy="steps" if eval_steps else "no", eval_steps=eval_steps, save_strategy="no",
         report_to=_report_to(config.tracking), use_cpu=device.type == "cpu", bf16=bf16,
-        gradient_checkpointing=config.gradient_checkpointing, seed=config.seed, data_seed=config.seed,
+        activation_checkpointing=config.gradient_checkpointing, seed=config.seed, data_seed=config.seed,
         disable_tqdm=True, dataloader_pin_memory=device.type == "cuda", run_name=out.name,
     )
 
