@@ -9,7 +9,7 @@ import logging
 from typing import Any
 
 from backend.app import Context
-from prefloop.errors import BadRequest, UnknownProject
+from prefloop.errors import BadRequest
 from prefloop.labelstudio import parse_project_id
 from prefloop.queue import JobKind
 
@@ -47,11 +47,8 @@ def handle_event(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
             raise BadRequest(f"{action} webhook body is missing {key!r}")
         if not isinstance(body[key], kind_type):
             raise BadRequest(f"{action} webhook body[{key!r}] has the wrong type ({type(body[key]).__name__})")
-    if not ctx.queue.serves(project_id):
-        raise UnknownProject(f"prefloop does not serve project {project_id}: connect it in Label Studio "
-                             "(Settings > Model) or list it in PROJECTS")
     extra = {"force": True} if force else {}
-    enqueued = ctx.queue.enqueue(kind, project_id, reason=action, **extra)
+    enqueued = ctx.queue.trigger(kind, project_id, reason=action, **extra)
     logger.info("webhook %s for project %s -> %s job %s%s", action, project_id, kind.value, enqueued.job_id,
                 " (coalesced)" if enqueued.coalesced else "")
     return {"status": "queued", "action": action, "project_id": project_id, "kind": kind.value, **enqueued.as_dict()}

@@ -30,7 +30,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
-from prefloop.errors import QueueUnavailable
+from prefloop.errors import QueueUnavailable, UnknownProject
 from prefloop.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -70,6 +70,20 @@ JOBS: dict[JobKind, JobSpec] = {
 _WAITING = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
 RUN_LOCK_TTL = 60
 """Seconds a project's run lock outlives the last refresh by the job holding it."""
+
+
+# KEYS: projects set, pending key. ARGV: project id, RQ job key prefix, waiting statuses...
+# Returns {served (0/1), id of the waiting job or false}.
+_PROBE_LUA = """
+local served = redis.call('SISMEMBER', KEYS[1], ARGV[1])
+local job_id = redis.call('GET', KEYS[2])
+if not job_id then return {served, false} end
+local status = redis.call('HGET', ARGV[2] .. job_id, 'status')
+for i = 3, #ARGV do
+  if status == ARGV[i] then return {served, job_id} end
+end
+return {served, false}
+"""
 
 
 @dataclass(frozen=True)
@@ -129,6 +143,34 @@ class JobQueue:
             return bool(self.connection.sismember(self.key("projects"), project_id))
         except redis.RedisError as exc:
             raise QueueUnavailable(f"Redis at {self.settings.redis_url} is unreachable: {exc}") from None
+
+    def trigger(self, kind: JobKind, project_id: int, *, reason: str, **kwargs: Any) -> Enqueued:
+        """What a webhook does: refuse a project prefloop does not serve, else `enqueue`.
+
+        A burst of events mostly finds a run already waiting; one Lua call answers both questions
+        (is the project served? is a run waiting?) in a single round trip, so the common case costs
+        one Redis call per webhook."""
+        try:
+            served, waiting = self._probe(
+                keys=[self.key("projects"), self.key("pending", kind.value, project_id)],
+                args=[project_id, Job.redis_job_namespace_prefix, *(s.value for s in _WAITING)],
+            )
+        except redis.RedisError as exc:
+            raise QueueUnavailable(f"Redis at {self.settings.redis_url} is unreachable, nothing was queued: {exc}") from None
+        if self.settings.projects:
+            served = project_id in self.settings.projects
+        if not served:
+            raise UnknownProject(f"prefloop does not serve project {project_id}: connect it in Label Studio "
+                                 "(Settings > Model) or list it in PROJECTS")
+        if waiting:
+            return self._coalesce(waiting.decode(), kind, project_id, JOBS[kind], kwargs)
+        return self.enqueue(kind, project_id, reason=reason, **kwargs)
+
+    @property
+    def _probe(self):
+        if getattr(self, "_probe_script", None) is None:
+            self._probe_script = self.connection.register_script(_PROBE_LUA)
+        return self._probe_script
 
     def served_projects(self) -> list[int]:
         if self.settings.projects:

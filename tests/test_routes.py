@@ -204,3 +204,16 @@ class TestBasicAuth:
     def test_wrong_credentials_on_webhook_are_refused(self, client):
         r = client.post("/webhook", json=WEBHOOKS["START_TRAINING"], headers=self.auth(password="x"))
         assert r.status_code == 401
+
+
+def test_projects_setting_decides_which_projects_webhooks_may_trigger(settings, redis_conn):
+    """With PROJECTS set, listed projects are served without /setup and others are refused."""
+    from dataclasses import replace
+
+    from backend.app import create_app
+
+    c = create_app(replace(settings, projects=(7,)), test_config={"TESTING": True}).test_client()
+    assert c.post("/webhook", json=WEBHOOKS["START_TRAINING"]).json["status"] == "queued"
+    r = c.post("/webhook", json=dict(WEBHOOKS["START_TRAINING"], project={"id": 8}))
+    assert r.status_code == 404 and "PROJECTS" in r.json["message"]
+    assert redis_conn.llen("rq:queue:prefloop-gpu") == 1
