@@ -6,7 +6,8 @@ from typing import Any
 
 from flask import request
 
-from prefloop.errors import BadRequest
+from prefloop.errors import BadRequest, UnknownProject
+from prefloop.labelstudio import parse_project_id
 
 
 def json_body() -> dict[str, Any]:
@@ -29,3 +30,14 @@ def require(body: dict[str, Any], key: str, kind: type | tuple[type, ...], where
         names = "/".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
         raise BadRequest(f"{where}[{key!r}] must be {names}, got {type(value).__name__}")
     return value
+
+
+def allowed_project(raw: Any) -> int:
+    """The project id of a request, refused (404) when PROJECTS is set and does not list it."""
+    from backend.app import context
+
+    project_id = parse_project_id(raw)
+    projects = context().settings.projects
+    if projects and project_id not in projects:
+        raise UnknownProject(f"project {project_id} is not in PROJECTS ({','.join(map(str, projects))})")
+    return project_id

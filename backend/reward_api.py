@@ -17,9 +17,8 @@ from flask import Blueprint, Flask, jsonify
 
 from backend.app import context
 from backend.predict import reward_scorer
-from backend.requests import json_body, require
-from prefloop.errors import BadRequest, InputError, UnknownProject
-from prefloop.labelstudio import parse_project_id
+from backend.requests import allowed_project, json_body, require
+from prefloop.errors import BadRequest, InputError
 from prefloop.text import render_chat, validate_messages
 
 bp = Blueprint("reward_api", __name__)
@@ -34,10 +33,7 @@ def init_app(app: Flask) -> None:
 def reward():
     ctx = context()
     body = json_body()
-    project_id = parse_project_id(require(body, "project", (str, int)))
-    settings = ctx.settings
-    if settings.projects and project_id not in settings.projects:
-        raise UnknownProject(f"project {project_id} is not in PROJECTS ({','.join(map(str, settings.projects))})")
+    project_id = allowed_project(require(body, "project", (str, int)))
     version = body.get("version")
     if version is not None and not isinstance(version, str):
         raise BadRequest("body['version'] must be a reward-model version string like 'rm-20261127T061502123456'")
@@ -53,7 +49,7 @@ def reward():
         response = require(item, "response", str, f"items[{i}]")
         if "messages" in item:
             try:
-                prompt = render_chat(validate_messages(item["messages"], f"items[{i}].messages"), settings.chat_template)
+                prompt = render_chat(validate_messages(item["messages"], f"items[{i}].messages"), ctx.settings.chat_template)
             except InputError as exc:
                 raise BadRequest(str(exc)) from None
         else:

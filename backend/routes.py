@@ -9,9 +9,9 @@ from flask import Blueprint, Flask, jsonify, request
 
 from backend.app import context
 from backend.predict import predict_tasks
-from backend.requests import json_body, require
+from backend.requests import allowed_project, json_body, require
 from backend.webhook import handle_event
-from prefloop.errors import BadRequest, QueueUnavailable, UnknownProject
+from prefloop.errors import BadRequest, QueueUnavailable
 from prefloop.label_config import parse_pairwise_config
 from prefloop.labelstudio import parse_project_id
 
@@ -43,7 +43,7 @@ def setup():
         if not isinstance(schema, str):
             raise BadRequest("body['schema'] must be the label config XML as a string")
         parse_pairwise_config(schema)
-    _check_allowed(project_id)
+    allowed_project(project_id)
     try:
         ctx.queue.register_project(project_id)
     except QueueUnavailable as exc:  # connecting still works; LS calls /setup again before predictions
@@ -62,7 +62,7 @@ def predict():
         if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
             raise BadRequest(f"tasks[{i}] must be an object with a 'data' object")
     project_id = parse_project_id(require(body, "project", (str, int)))
-    _check_allowed(project_id)
+    allowed_project(project_id)
     label_config = require(body, "label_config", str)
     config = parse_pairwise_config(label_config)
     started = time.perf_counter()
@@ -112,10 +112,4 @@ def job(job_id: str):
     if found is None:
         return jsonify(error="NotFound", message=f"no job {job_id!r} (finished jobs expire after their TTL)"), 404
     return jsonify(describe_job(found))
-
-
-def _check_allowed(project_id: int) -> None:
-    settings = context().settings
-    if settings.projects and project_id not in settings.projects:
-        raise UnknownProject(f"project {project_id} is not in PROJECTS ({','.join(map(str, settings.projects))})")
 

@@ -115,7 +115,6 @@ def prefloop_side(spec: dict) -> dict:
 
     from prefloop.scoring import RewardScorer
     from worker.ppo.config import PPOConfig
-    from worker.ppo.model import use_fused_gelu
     from worker.ppo.trainer import PPOTrainer
 
     cfg = PPOConfig(steps=spec["steps"], rollout_batch_size=spec["batch"], mini_batch_size=spec["mini"],
@@ -124,7 +123,6 @@ def prefloop_side(spec: dict) -> dict:
                     init_kl_coef=0.05, target_kl=None, vf_coef=0.1)
     trainer = PPOTrainer(cfg, spec["policy"], device=spec["device"])
     scorer = RewardScorer(spec["reward"], device=str(trainer.accelerator.device), batch_size=spec["batch"])
-    use_fused_gelu(scorer.model)  # as worker.ppo.run.train_policy does
     trainer.score = scorer.score
     cuda = trainer.accelerator.device.type == "cuda"
     if cuda:

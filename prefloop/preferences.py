@@ -21,7 +21,7 @@ Rules (each dropped annotation or task is counted under a reason in `ConversionS
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 

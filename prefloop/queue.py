@@ -135,17 +135,9 @@ class JobQueue:
         except redis.RedisError as exc:
             raise QueueUnavailable(f"Redis at {self.settings.redis_url} is unreachable: {exc}") from None
 
-    def serves(self, project_id: int) -> bool:
-        """PROJECTS when set; otherwise any project that connected through /setup."""
-        if self.settings.projects:
-            return project_id in self.settings.projects
-        try:
-            return bool(self.connection.sismember(self.key("projects"), project_id))
-        except redis.RedisError as exc:
-            raise QueueUnavailable(f"Redis at {self.settings.redis_url} is unreachable: {exc}") from None
-
     def trigger(self, kind: JobKind, project_id: int, *, reason: str, **kwargs: Any) -> Enqueued:
-        """What a webhook does: refuse a project prefloop does not serve, else `enqueue`.
+        """What a webhook does: refuse a project prefloop does not serve (PROJECTS when set, otherwise
+        any project that connected through /setup), else `enqueue`.
 
         A burst of events mostly finds a run already waiting; one Lua call answers both questions
         (is the project served? is a run waiting?) in a single round trip, so the common case costs

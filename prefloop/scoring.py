@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from prefloop.models import load_reward_model, load_tokenizer, resolve_device
+from prefloop.models import fused_gelu, load_reward_model, load_tokenizer, resolve_device
 from prefloop.text import reward_text
 
 PREDICTIONS_FILE = "predictions.json"
@@ -39,20 +39,6 @@ def tokenize(tokenizer, texts: Sequence[str], max_length: int | None = None) -> 
         return []
     enc = tokenizer(list(texts), truncation=max_length is not None, max_length=max_length)
     return [list(ids) for ids in enc["input_ids"]]
-
-
-def fused_gelu(model):
-    """Swap GPT-2's `gelu_new` (tanh GELU written as five elementwise ops) for PyTorch's fused
-    `GELU(approximate="tanh")`: the same function in one kernel (outputs agree to ~1e-6), about 15%
-    faster inference on CPU. The saved config still says gelu_new; weights are untouched."""
-    from torch import nn
-    from transformers.activations import NewGELUActivation
-
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, NewGELUActivation):
-                setattr(parent, name, nn.GELU(approximate="tanh"))
-    return model
 
 
 def pad_batch(ids: Sequence[Sequence[int]], pad_token_id: int, device: Any = None):

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import zlib
 
-import pytest
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from prefloop.queue import JobKind, JobQueue
-from tests.services import Process, prefloop_env, wait_until
+from tests.services import Process, prefloop_env
 
 
 def test_job_is_stored_as_json_with_timeouts_and_ttls(settings, redis_conn):

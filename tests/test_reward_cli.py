@@ -57,5 +57,5 @@ def test_exported_pairs_train_outside_the_queue(tmp_path, tiny_model_dir, capsys
     assert reward_cli(["--pairs", str(pairs), "--base-model", str(tiny_model_dir), "--out", str(out),
                        "--set", "device=\"cpu\"", "--set", "eval_points=0"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    assert f'"pairs_used": 16' in capsys.readouterr().out
+    assert '"pairs_used": 16' in capsys.readouterr().out
     assert metrics["pairs_used"] == 16 and (out / "model.safetensors").is_file() and (out / "metrics.json").is_file()

@@ -78,7 +78,7 @@ def run_worker(settings: Settings, *, queues: list[str] | None = None, burst: bo
     import transformers  # noqa: F401
     from label_studio_sdk import LabelStudio  # noqa: F401  (every job talks to Label Studio: ~1 s per horse otherwise)
 
-    import worker.jobs  # noqa: F401
+    import worker.jobs  # noqa: F401  (job modules imported once, before forking)
     from rq import SimpleWorker
     from rq.serializers import JSONSerializer
 
@@ -87,7 +87,7 @@ def run_worker(settings: Settings, *, queues: list[str] | None = None, burst: bo
     jq = JobQueue(settings)
     names = [f"{settings.queue_prefix}-{q}" for q in queues] if queues else jq.queue_names()
     worker_class = SimpleWorker if simple else PrefloopWorker
-    worker = worker_class(
+    rq_worker = worker_class(
         [jq.queue(n.removeprefix(f"{settings.queue_prefix}-")) for n in names],
         connection=jq.connection,
         serializer=JSONSerializer,
@@ -95,5 +95,5 @@ def run_worker(settings: Settings, *, queues: list[str] | None = None, burst: bo
         maintenance_interval=MAINTENANCE_INTERVAL,
     )
     recover_abandoned(jq)  # jobs of a worker on this host that died mid-run: retried or failed now
-    logger.info("worker %s listening on %s", worker.name, ", ".join(names))
-    return worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level)
+    logger.info("worker %s listening on %s", rq_worker.name, ", ".join(names))
+    return rq_worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level)

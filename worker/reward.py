@@ -109,8 +109,8 @@ def train_reward(pairs: Iterable[PreferencePair | Mapping[str, Any]], base_model
     import torch
     from transformers import set_seed
 
-    from prefloop.models import load_reward_model, load_tokenizer, resolve_device
-    from prefloop.scoring import fused_gelu, tokenize
+    from prefloop.models import fused_gelu, load_reward_model, load_tokenizer, resolve_device
+    from prefloop.scoring import tokenize
     from worker import reward_report
 
     config = config if isinstance(config, RewardTrainConfig) else RewardTrainConfig.from_dict(config)

@@ -14,7 +14,6 @@ from typing import Any, Callable, Sequence
 import torch
 
 from worker.ppo.config import PPOConfig
-from worker.ppo.model import use_fused_gelu
 from worker.ppo.report import sample_records, summary, write_report
 from worker.ppo.rollout import ScoreFn, sample_texts
 from worker.ppo.trainer import PPOTrainer
@@ -36,7 +35,6 @@ def train_policy(prompts: Sequence[str], *, policy_source: str | Path, out_dir: 
         from prefloop.scoring import RewardScorer
 
         scorer = RewardScorer(reward_source, device=str(trainer.accelerator.device), batch_size=config.forward_batch_size)
-        use_fused_gelu(scorer.model)
         score = scorer.score
     trainer.score = score
     shown = list(sample_prompts or prompts[:config.sample_prompts])

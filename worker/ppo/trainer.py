@@ -18,14 +18,14 @@ import math
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import torch
 
-from prefloop.models import load_causal_lm, load_tokenizer
+from prefloop.models import fused_gelu, load_causal_lm, load_tokenizer
 from worker.ppo import core
 from worker.ppo.config import PPOConfig
-from worker.ppo.model import PolicyValueModel, use_fused_gelu
+from worker.ppo.model import PolicyValueModel
 from worker.ppo.rollout import Rollout, ScoreFn, collect
 
 logger = logging.getLogger(__name__)
@@ -60,8 +60,8 @@ class PPOTrainer:
         dev = self.accelerator.device
         self.tokenizer = load_tokenizer(policy_source, padding_side="left")
         # Policy and reference in fp32 under the same autocast: at step 0 their KL is exactly 0.
-        policy = use_fused_gelu(load_causal_lm(policy_source, device=dev, dtype=torch.float32))
-        self.ref_model = use_fused_gelu(load_causal_lm(policy_source, device=dev, dtype=torch.float32)).requires_grad_(False)
+        policy = fused_gelu(load_causal_lm(policy_source, device=dev, dtype=torch.float32))
+        self.ref_model = fused_gelu(load_causal_lm(policy_source, device=dev, dtype=torch.float32)).requires_grad_(False)
         model = PolicyValueModel(policy)
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, eps=config.adam_eps,
                                       weight_decay=config.weight_decay, foreach=True)
