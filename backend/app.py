@@ -4,40 +4,28 @@ here or lazily on first use, so gunicorn can import the module cheaply and fork 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
+from backend import auth, metrics, reward_api, routes, status
+from backend.context import MAX_BODY, Context
 from prefloop.artifacts import ArtifactStore
 from prefloop.errors import PrefloopError
-from prefloop.models import ModelCache
 from prefloop.queue import JobQueue
 from prefloop.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass
-class Context:
-    """What request handlers share in one process."""
-
-    settings: Settings
-    queue: JobQueue
-    store: ArtifactStore
-    models: ModelCache = field(default_factory=ModelCache)
-
-
 def create_app(settings: Settings | None = None, *, queue: JobQueue | None = None, test_config: dict[str, Any] | None = None) -> Flask:
     settings = settings or Settings.from_env()
     app = Flask(__name__)
-    app.config.update(MAX_CONTENT_LENGTH=settings_max_body(settings), JSON_SORT_KEYS=False)
+    app.config.update(MAX_CONTENT_LENGTH=MAX_BODY, JSON_SORT_KEYS=False)
     if test_config:
         app.config.update(test_config)
     app.extensions["prefloop"] = Context(settings, queue or JobQueue(settings), ArtifactStore(settings.model_dir))
-
-    from backend import auth, metrics, reward_api, routes, status
 
     auth.init_app(app)
     routes.init_app(app)
@@ -46,18 +34,6 @@ def create_app(settings: Settings | None = None, *, queue: JobQueue | None = Non
     metrics.init_app(app)
     _init_errors(app)
     return app
-
-
-def settings_max_body(settings: Settings) -> int:
-    # Label Studio sends TASKS_CREATED in batches of 5,000 tasks and "Retrieve Predictions" with
-    # every selected task: generous, but bounded.
-    return 64 * 1024 * 1024
-
-
-def context(app: Flask | None = None) -> Context:
-    from flask import current_app
-
-    return (app or current_app).extensions["prefloop"]
 
 
 def _init_errors(app: Flask) -> None:

@@ -17,7 +17,7 @@ OPEN_ENDPOINTS = {"routes.health", "routes.webhook", "static"}
 def init_app(app: Flask) -> None:
     @app.before_request
     def check_basic_auth():
-        from backend.app import context
+        from backend.context import context
 
         settings = context().settings
         if not settings.auth_enabled:

@@ -23,7 +23,8 @@ from typing import Any, Iterable
 import redis
 from flask import Blueprint, Flask, Response, g, request
 
-from backend.app import Context, context
+from backend.context import Context, context
+from prefloop.artifacts import read_json
 from prefloop.queue import DEFAULT_QUEUE, GPU_QUEUE
 
 logger = logging.getLogger(__name__)
@@ -148,7 +149,7 @@ def _version_metrics(ctx: Context, out: "Exposition") -> None:
             if version is None:
                 continue
             info.append(({"project": str(project), "kind": kind, "version": version}, 1))
-            stamp = _read_json(ctx.store.kind_dir(project, kind) / version / "version.json").get("published_at")
+            stamp = (read_json(ctx.store.kind_dir(project, kind) / version / "version.json") or {}).get("published_at")
             if stamp is not None:
                 published.append(({"project": str(project), "kind": kind}, stamp))
     out.add("prefloop_serving_version_info", "gauge", "The reward-model and policy version each project serves (value 1).", info)
@@ -185,14 +186,6 @@ def _stats(durations: list[float]) -> list[tuple[str, float]]:
     ds = sorted(durations)
     return [("p50", ds[len(ds) // 2]), ("p90", ds[min(len(ds) - 1, int(len(ds) * 0.9))]), ("max", ds[-1]),
             ("mean", sum(ds) / len(ds))]
-
-
-def _read_json(path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _num(value: float) -> str:

@@ -17,7 +17,7 @@ import logging
 import time
 from typing import Any
 
-from backend.app import Context
+from backend.context import Context
 from prefloop.artifacts import serving_version
 from prefloop.errors import InputError, ModelNotFound, QueueUnavailable
 from prefloop.label_config import PairwiseConfig

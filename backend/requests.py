@@ -34,7 +34,7 @@ def require(body: dict[str, Any], key: str, kind: type | tuple[type, ...], where
 
 def allowed_project(raw: Any) -> int:
     """The project id of a request, refused (404) when PROJECTS is set and does not list it."""
-    from backend.app import context
+    from backend.context import context
 
     project_id = parse_project_id(raw)
     projects = context().settings.projects

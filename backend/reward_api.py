@@ -15,7 +15,7 @@ import time
 
 from flask import Blueprint, Flask, jsonify
 
-from backend.app import context
+from backend.context import context
 from backend.predict import reward_scorer
 from backend.requests import allowed_project, json_body, require
 from prefloop.errors import BadRequest, InputError

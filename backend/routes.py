@@ -1,4 +1,4 @@
-"""The routes Label Studio 1.23 calls (see shared/reference/label-studio-protocol.md), plus job status."""
+"""The routes Label Studio 1.23 calls (ARCHITECTURE.md, "Label Studio protocol"), plus job status."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 
 from flask import Blueprint, Flask, jsonify, request
 
-from backend.app import context
+from backend.context import context
 from backend.predict import predict_tasks
 from backend.requests import allowed_project, json_body, require
 from backend.webhook import handle_event

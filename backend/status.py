@@ -18,7 +18,7 @@ from typing import Any
 import redis
 from flask import Blueprint, Flask, abort, render_template_string, request, send_file
 
-from backend.app import Context, context
+from backend.context import Context, context
 from prefloop.artifacts import KINDS
 from prefloop.errors import BadRequest, ModelNotFound
 from prefloop.labelstudio import parse_project_id

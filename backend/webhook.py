@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from backend.app import Context
+from backend.context import Context
 from prefloop.errors import BadRequest
 from prefloop.labelstudio import parse_project_id
 from prefloop.queue import JobKind

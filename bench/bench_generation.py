@@ -148,7 +148,7 @@ def main() -> int:
     import transformers
 
     from prefloop.models import resolve_device
-    from prefloop.tinymodel import build_tiny_gpt2
+    from cli.tinymodel import build_tiny_gpt2
 
     transformers.logging.set_verbosity_error()
     torch.set_num_threads(args.threads)

@@ -68,7 +68,7 @@ def build_models(size: str, root: Path) -> tuple[Path, Path]:
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
-    from prefloop.tinymodel import build_tiny_gpt2
+    from cli.tinymodel import build_tiny_gpt2
 
     policy, reward = root / f"policy-{size}", root / f"reward-{size}"
     if (reward / "config.json").exists():

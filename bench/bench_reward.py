@@ -42,7 +42,7 @@ MODELS = {  # GPT-2 shapes; all use the tiny byte-level BPE built offline
 
 
 def build_base(kind: str, out: Path) -> Path:
-    from prefloop.tinymodel import build_tiny_gpt2
+    from cli.tinymodel import build_tiny_gpt2
 
     return build_tiny_gpt2(out, n_positions=1024, **MODELS[kind])
 
@@ -55,8 +55,8 @@ def run_side(spec: dict) -> dict:
     from prefloop.scoring import rewards_from_ids, tokenize
     from prefloop.text import reward_text
     from worker.reward import split_by_prompt
-    from worker.reward_report import pairwise_accuracy
-    from worker.reward_synthetic import synthetic_pairs
+    from worker.reward.report import pairwise_accuracy
+    from tests.support.reward_synthetic import synthetic_pairs
 
     torch.set_num_threads(spec["threads"])
     pairs = synthetic_pairs(spec["pairs"], seed=spec["seed"])
@@ -74,7 +74,7 @@ def run_side(spec: dict) -> dict:
         seconds, accuracy = metrics["train/runtime_s"], metrics["eval/accuracy"]
         mem_note = "train_reward (load, tokenize, train, evaluate, save)"
     else:
-        from worker.reward_seed import SeedRecipeConfig, train_seed_recipe
+        from tests.support.reward_seed import SeedRecipeConfig, train_seed_recipe
 
         config = SeedRecipeConfig(learning_rate=spec["lr"], num_train_epochs=1, per_device_train_batch_size=spec["batch"],
                                   seed=spec["seed"], device=spec["device"])
@@ -116,7 +116,7 @@ def training_bench(args, tmp: Path) -> dict:
 
 # --- /predict on 500 tasks through a real server ------------------------------------------------------
 def words_to_tokens(tokenizer, rng: random.Random, n_tokens: int) -> str:
-    from worker.reward_synthetic import FILLER
+    from tests.support.reward_synthetic import FILLER
 
     words: list[str] = []
     while len(tokenizer(" ".join(words))["input_ids"]) < n_tokens:
@@ -128,7 +128,7 @@ def predict_bench(args, tmp: Path) -> dict:
     from transformers import AutoTokenizer, GPT2Config, GPT2ForSequenceClassification
 
     from prefloop.artifacts import ArtifactStore
-    from tests.services import RedisServer
+    from tests.support.services import RedisServer
 
     tok_dir = build_base("tiny", tmp / "tokenizer-source")
     tokenizer = AutoTokenizer.from_pretrained(tok_dir)
@@ -172,7 +172,7 @@ def timed_predict(args, tmp: Path, store, redis_server, tasks: list, batch: int,
     import requests
 
     from prefloop.label_config import load_label_config
-    from tests.services import free_port, prefloop_env, start_server
+    from tests.support.services import free_port, prefloop_env, start_server
 
     port = free_port()
     env = prefloop_env(redis_url=redis_server.url, model_dir=store.root, device=args.device, workers=1, threads=4,

@@ -25,7 +25,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from prefloop.label_config import load_label_config  # noqa: E402
-from tests.services import RedisServer, free_port, prefloop_env, start_server  # noqa: E402
+from tests.support.services import RedisServer, free_port, prefloop_env, start_server  # noqa: E402
 
 FIXTURES = json.loads((Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "webhooks.json").read_text())
 EVENTS = ["ANNOTATION_CREATED", "ANNOTATION_UPDATED", "TASKS_CREATED", "START_TRAINING", "ANNOTATIONS_DELETED"]

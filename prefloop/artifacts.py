@@ -1,5 +1,5 @@
-"""Model artifacts: versions, the "current" pointer, atomic publishing, and the only place that calls
-`from_pretrained`.
+"""Model artifacts: versions, the "current" pointer, atomic publishing (loading them is
+`prefloop.models`' job).
 
 Layout (MODEL_DIR shared by backend and workers):
     MODEL_DIR/<project>/reward/<version>/   weights, tokenizer, train_config.json, metrics.json, data.json, curve.png
@@ -131,7 +131,7 @@ class ArtifactStore:
         for path in sorted(parent.iterdir()):
             if path.name.startswith(".") or not path.is_dir():
                 continue
-            metrics = _read_json(path / "metrics.json")
+            metrics = read_json(path / "metrics.json")
             out.append({"version": path.name, "kind": kind, "current": path.name == current,
                         "path": str(path), "metrics": metrics})
         return out
@@ -183,11 +183,12 @@ def write_json(path: Path, data: Any) -> None:
     _atomic_write_json(Path(path), data)
 
 
-def _read_json(path: Path) -> Any:
+def read_json(path: Path, default: Any = None) -> Any:
+    """The JSON in `path`, or `default` when the file is missing, unreadable or not valid JSON."""
     try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return default
 
 
 def _fsync_dir(path: Path) -> None:

@@ -4,13 +4,13 @@ hold the prompt and the two answers. The tag name comes from the config, never a
 from __future__ import annotations
 
 import functools
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
-from pathlib import Path
+from importlib import resources
 
 from prefloop.errors import LabelConfigError
 
-LABEL_CONFIG_DIR = Path(__file__).resolve().parent.parent / "label_config"
 _OBJECT_TAGS = {"Text", "HyperText", "Paragraphs"}
 
 
@@ -77,7 +77,9 @@ def _data_key(el: ET.Element) -> str:
 @functools.lru_cache(maxsize=8)
 def load_label_config(name: str = "pairwise") -> str:
     """The XML of a shipped labeling interface (label_config/<name>.xml): the single source of truth."""
-    path = LABEL_CONFIG_DIR / f"{name}.xml"
-    if not path.is_file():
-        raise LabelConfigError(f"no label config named {name!r} in {LABEL_CONFIG_DIR}")
-    return path.read_text()
+    shipped = resources.files("label_config")
+    path = shipped / f"{name}.xml"
+    if not re.fullmatch(r"[a-z0-9_]+", name) or not path.is_file():
+        known = sorted(p.name[:-4] for p in shipped.iterdir() if p.name.endswith(".xml"))
+        raise LabelConfigError(f"no label config named {name!r}; shipped: {', '.join(known)}")
+    return path.read_text(encoding="utf-8")

@@ -27,13 +27,36 @@ def resolve_device(device: str = "auto"):
     return torch.device(device)
 
 
-def default_dtype(device) -> Any:
+def use_bf16(device: Any, requested: bool | None = None) -> bool:
+    """The one precision rule: bf16 on a GPU that supports it (unless `requested` says otherwise),
+    never on CPU. Generation, scoring, reward training and PPO all ask here."""
+    import torch
+
+    if requested is not None:
+        return bool(requested) and device.type == "cuda"
+    return device.type == "cuda" and torch.cuda.is_bf16_supported()
+
+
+def default_dtype(device: Any) -> Any:
     """bf16 on a GPU that supports it, fp32 elsewhere."""
     import torch
 
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return torch.float32
+    return torch.bfloat16 if use_bf16(device) else torch.float32
+
+
+def context_length(model_config: Any, tokenizer: Any = None, default: int = 1024) -> int:
+    """Longest sequence (prompt + response, in tokens) the model takes: GPT-2's `n_positions`,
+    Llama/Qwen/BERT's `max_position_embeddings`, or the tokenizer's own limit when it is smaller."""
+    for name in ("n_positions", "max_position_embeddings", "n_ctx", "seq_length"):
+        value = getattr(model_config, name, None)
+        if isinstance(value, int) and value > 0:
+            break
+    else:
+        value = default
+    limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(limit, int) and 0 < limit < value:
+        value = limit
+    return int(value)
 
 
 def _loading(source: str | Path, loader: Callable[[], Any]) -> Any:

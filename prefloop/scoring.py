@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from prefloop.models import fused_gelu, load_reward_model, load_tokenizer, resolve_device
+from prefloop.models import context_length, fused_gelu, load_reward_model, load_tokenizer, resolve_device
 from prefloop.text import reward_text
 
 PREDICTIONS_FILE = "predictions.json"
@@ -99,7 +99,7 @@ class RewardScorer:
         self.tokenizer.truncation_side = "left"  # keep the end of the response when a text is too long
         self.model = fused_gelu(load_reward_model(source, device=self.device, pad_token_id=self.tokenizer.pad_token_id))
         self.batch_size = batch_size
-        self.max_length = max_length or getattr(self.model.config, "n_positions", None) or self.tokenizer.model_max_length
+        self.max_length = max_length or context_length(self.model.config, self.tokenizer)
         self.precomputed = read_precomputed(source)
         self._lock = threading.Lock()
 

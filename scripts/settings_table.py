@@ -4,7 +4,7 @@
     .venv/bin/python scripts/settings_table.py          # rewrite both files
     .venv/bin/python scripts/settings_table.py --check  # exit 1 when either is out of date
 
-Run it after adding or changing a setting; tests/test_deploy.py fails until you do.
+Run it after adding or changing a setting; tests/cli/test_deploy.py fails until you do.
 """
 
 from __future__ import annotations
@@ -40,6 +40,12 @@ COMPOSE_VARIABLES = [
     ("TORCH_VARIANT", "cuda", "torch build in the image: cuda (PyPI's Linux wheel with the CUDA runtime), cpu (small, for "
      "laptops), or a PyTorch index name such as cu128.", False),
     ("PREFLOOP_IMAGE_TAG", "latest", "Tag of the images docker compose builds (prefloop:<tag>).", False),
+    ("PYTHON_IMAGE", "python:3.11-slim-bookworm", "Base image of prefloop's image (a Python 3.11 on Debian bookworm): "
+     "point it at a registry mirror or a local image.", False),
+    ("LABEL_STUDIO_IMAGE", "heartexlabs/label-studio:1.23.2", "Label Studio's image (a mirror's copy of the same "
+     "release; change the release deliberately, after a backup).", False),
+    ("REDIS_IMAGE", "redis:7.4-alpine", "Redis's image.", False),
+    ("POSTGRES_IMAGE", "postgres:16-alpine", "PostgreSQL's image (postgres profile).", False),
     ("LABEL_STUDIO_DB", "sqlite", "Label Studio's database: sqlite, or default for PostgreSQL (add postgres to "
      "COMPOSE_PROFILES).", False),
     ("POSTGRES_PASSWORD", "prefloop", "Password of Label Studio's PostgreSQL user (postgres profile; reachable only on the "

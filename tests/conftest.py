@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from prefloop.settings import Settings
-from tests.services import RedisServer
+from tests.support.services import RedisServer
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -33,7 +33,7 @@ def redis_conn(redis_server):
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
-    from prefloop.tinymodel import build_tiny_gpt2
+    from cli.tinymodel import build_tiny_gpt2
 
     return build_tiny_gpt2(tmp_path_factory.mktemp("tiny-gpt2"))
 
@@ -68,7 +68,7 @@ def output_dir() -> Path:
 def label_studio(tmp_path_factory):
     """One real Label Studio server for the whole session (about 40 s to start). Set
     PREFLOOP_TEST_LS_PORT to reuse one already running with the test token (faster while developing)."""
-    from tests.labelstudio_server import LabelStudioServer
+    from tests.support.labelstudio_server import LabelStudioServer
 
     port = os.environ.get("PREFLOOP_TEST_LS_PORT")
     if port:
@@ -85,3 +85,11 @@ def ls_settings(settings, label_studio) -> Settings:
     from dataclasses import replace
 
     return replace(settings, label_studio_url=label_studio.url, label_studio_api_key=label_studio.token)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test that needs the real Label Studio is an e2e test, wherever it lives, so the fast
+    lane `-m "not e2e"` starts no Label Studio."""
+    for item in items:
+        if "label_studio" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.e2e)

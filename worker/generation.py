@@ -159,8 +159,9 @@ class Generator:
 
     @property
     def context(self) -> int:
-        config = self.model.config
-        return int(getattr(config, "n_positions", None) or config.max_position_embeddings)
+        from prefloop.models import context_length
+
+        return context_length(self.model.config, self.tokenizer)
 
     def metadata(self, config: SamplingConfig, gen: Generation) -> dict[str, Any]:
         """What a task records about its answers: model, policy version, settings, seed."""

@@ -53,10 +53,10 @@ def generate_answers(project_id: int, reason: str = "", regenerate: bool = False
 
 def train_reward_model(project_id: int, reason: str = "", force: bool = False, config: dict | None = None,
                        **_: Any) -> dict[str, Any]:
-    """Train a reward model on the project's current annotations and publish it (worker/reward_job.py);
+    """Train a reward model on the project's current annotations and publish it (worker/reward/job.py);
     `force` (or a START_TRAINING that arrived while this job waited) skips the MIN_NEW_ANNOTATIONS check;
     `config` overrides RewardTrainConfig fields."""
-    from worker.reward_job import run as train_reward_job
+    from worker.reward.job import run as train_reward_job
 
     return _run(JobKind.TRAIN_REWARD, project_id, lambda forced: train_reward_job(
         runtime.settings(), project_id, reason=reason, forced=force or forced, config=config))

@@ -13,7 +13,7 @@ import pytest
 
 from prefloop.label_config import load_label_config
 from tests.conftest import OUTPUT_DIR
-from tests.e2e.stack import Stack
+from tests.support.stack import Stack
 
 
 def keep_logs(stack: Stack, name: str) -> None:

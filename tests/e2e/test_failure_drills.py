@@ -15,7 +15,7 @@ from prefloop.label_config import load_label_config
 from prefloop.queue import JobKind, JobQueue, describe_job
 from prefloop.settings import Settings
 from tests.e2e.conftest import create_project, keep_logs, prompt_tasks, wait_filled
-from tests.e2e.stack import Stack
+from tests.support.stack import Stack
 from worker.reward import RewardTrainConfig
 
 pytestmark = pytest.mark.e2e
@@ -39,7 +39,7 @@ def drill_ls(label_studio, tmp_path_factory):
     if label_studio.proc is not None:
         yield label_studio
         return
-    from tests.labelstudio_server import LabelStudioServer
+    from tests.support.labelstudio_server import LabelStudioServer
 
     own = LabelStudioServer(data_dir=tmp_path_factory.mktemp("ls-drills")).start()
     yield own

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from tests.e2e.conftest import filled, prompt_tasks, wait_filled
-from tests.e2e.stack import finished, since
+from tests.support.stack import finished, since
 from worker.reward import RewardTrainConfig
 
 pytestmark = pytest.mark.e2e

@@ -1,7 +1,7 @@
 """`prefloop up`, the README's main command: everything it starts, the demo project it makes, what it
 prints, Ctrl-C, and a second run that reuses what is there. It runs against the session's Label
 Studio (--label-studio-url); starting Label Studio itself goes through the same code
-(prefloop/localstack.py) as the `label_studio` fixture."""
+(cli/localstack.py) as the `label_studio` fixture."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ import uuid
 import pytest
 import requests
 
-from prefloop.localstack import port_free
+from cli.localstack import port_free
 from tests.e2e.conftest import wait_filled
-from tests.e2e.stack import Stack
-from tests.services import PREFLOOP, REPO, descendants, free_port, prefloop_env, wait_until
+from tests.support.stack import Stack
+from tests.support.services import PREFLOOP, REPO, descendants, free_port, prefloop_env, wait_until
 
 pytestmark = pytest.mark.e2e
 SAMPLES = sum(1 for line in (REPO / "examples" / "prompts.jsonl").read_text().splitlines() if line.strip())

@@ -16,6 +16,7 @@ import logging
 
 
 def main(argv: list[str] | None = None) -> int:
+    from prefloop.knobs import parse_set
     from prefloop.models import read_base_model_name
     from prefloop.prompts import read_prompts
     from prefloop.text import render_chat
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    overrides = dict(item.split("=", 1) for item in args.set)
+    overrides = parse_set(args.set)
     config = PPOConfig.from_overrides(overrides)
     prompts = [r.prompt if r.messages is None else render_chat([{"role": a, "content": b} for a, b in r.messages])
                for r in read_prompts(args.prompts)]

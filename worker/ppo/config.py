@@ -9,19 +9,16 @@ and value losses, several PPO epochs per batch of rollouts. A job may override a
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
-from typing import Any, Mapping
+from dataclasses import dataclass
 
 from prefloop.errors import InputError
-
-
-def _knob(default: Any, help: str):
-    return field(default=default, metadata={"help": help})
+from prefloop.knobs import Knobs, knob as _knob
 
 
 @dataclass(frozen=True)
-class PPOConfig:
+class PPOConfig(Knobs):
+    label = "PPO config"
+
     # --- schedule --------------------------------------------------------------------------------
     steps: int = _knob(20, "PPO iterations: each generates rollout_batch_size episodes, then trains on them.")
     rollout_batch_size: int = _knob(64, "Episodes (prompt + sampled response) per iteration, per process.")
@@ -79,40 +76,3 @@ class PPOConfig:
     @property
     def grad_accumulation(self) -> int:
         return self.mini_batch_size // self.micro_batch_size
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_overrides(cls, overrides: Mapping[str, Any] | None = None) -> "PPOConfig":
-        """Defaults with `overrides` applied; values given as strings (from the CLI) are converted."""
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        values: dict[str, Any] = {}
-        for name, raw in (overrides or {}).items():
-            if name not in fields:
-                raise InputError(f"PPO config has no knob {name!r}; known: {', '.join(sorted(fields))}")
-            values[name] = _convert(name, fields[name].default, raw)
-        return cls(**values)
-
-
-def _convert(name: str, default: Any, raw: Any) -> Any:
-    if not isinstance(raw, str):
-        return raw
-    text = raw.strip()
-    if text.lower() in ("none", "null", ""):
-        return None
-    try:
-        if isinstance(default, bool):
-            if text.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
-                raise ValueError("expected true or false")
-            return text.lower() in ("1", "true", "yes", "on")
-        if isinstance(default, int):
-            return int(text)
-        return float(text)
-    except ValueError as exc:
-        raise InputError(f"PPO config: {name}={raw!r} is not valid: {exc}") from None
-
-
-def describe() -> list[tuple[str, Any, str]]:
-    """(name, default, help) of every knob, for `prefloop train-ppo --help-config` and the README."""
-    return [(f.name, f.default, f.metadata["help"]) for f in dataclasses.fields(PPOConfig)]

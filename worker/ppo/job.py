@@ -7,13 +7,12 @@ Bad input never fails the job (RQ would retry it into a crash loop): it returns
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 from pathlib import Path
 from typing import Any
 
-from prefloop.artifacts import ArtifactStore
+from prefloop.artifacts import ArtifactStore, read_json
 from prefloop.errors import InputError, QueueUnavailable
 from prefloop.models import read_base_model_name
 from prefloop.settings import Settings
@@ -21,8 +20,6 @@ from worker.ppo.config import PPOConfig
 
 logger = logging.getLogger(__name__)
 
-ACCURACY_KEYS = ("eval_accuracy", "eval/accuracy", "accuracy")
-"""Where a reward version's metrics.json may keep its held-out pairwise accuracy (first found wins)."""
 
 
 def skipped(project_id: int, reason: str) -> dict[str, Any]:
@@ -31,14 +28,9 @@ def skipped(project_id: int, reason: str) -> dict[str, Any]:
 
 
 def reward_accuracy(metrics: Any) -> float | None:
-    if not isinstance(metrics, dict):
-        return None
-    for key in ACCURACY_KEYS:
-        value = metrics.get(key)
-        if isinstance(value, (int, float)):
-            return float(value)
-    nested = metrics.get("eval")
-    return reward_accuracy(nested) if isinstance(nested, dict) else None
+    """The held-out pairwise accuracy a reward version's metrics.json records (worker.reward.report)."""
+    value = metrics.get("eval/accuracy") if isinstance(metrics, dict) else None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def same_model(a: str | None, b: str | None) -> bool:
@@ -58,7 +50,7 @@ def check_inputs(settings: Settings, store: ArtifactStore, project_id: int, forc
         return None, ("no reward model yet: annotate pairs and train one first (Train in Label Studio, "
                       "or wait for MIN_NEW_ANNOTATIONS annotations)")
     reward_dir = store.kind_dir(project_id, "reward") / current["reward"]
-    metrics = _read_json(reward_dir / "metrics.json")
+    metrics = read_json(reward_dir / "metrics.json")
     accuracy = reward_accuracy(metrics)
     if not force and (accuracy is None or accuracy < settings.ppo_min_accuracy):
         shown = "unknown" if accuracy is None else f"{accuracy:.3f}"
@@ -147,10 +139,3 @@ def queue_regeneration(settings: Settings, project_id: int, version: str) -> dic
     except QueueUnavailable as exc:
         logger.warning("could not queue regeneration after %s: %s", version, exc)
         return {"error": str(exc)}
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None

@@ -22,7 +22,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from prefloop.models import fused_gelu, load_causal_lm, load_tokenizer
+from prefloop.models import fused_gelu, load_causal_lm, load_tokenizer, use_bf16
 from worker.ppo import core
 from worker.ppo.config import PPOConfig
 from worker.ppo.model import PolicyValueModel
@@ -46,7 +46,7 @@ def make_accelerator(device: str = "auto"):
     cpu = device == "cpu" or not torch.cuda.is_available()
     if not cpu and device.startswith("cuda:"):
         torch.cuda.set_device(int(device.split(":", 1)[1]))  # DEVICE=cuda:N in a single process
-    bf16 = not cpu and torch.cuda.is_bf16_supported()
+    bf16 = not cpu and use_bf16(torch.device("cuda"))
     return Accelerator(cpu=cpu, mixed_precision="bf16" if bf16 else "no")
 
 

@@ -1,0 +1,180 @@
+"""Running prefloop's services as local processes, without Docker: Redis, Label Studio in its own
+virtualenv, `prefloop serve` and `prefloop worker`. `prefloop up` uses this, and so does the test
+harness (tests/support/labelstudio_server.py), so the settings Label Studio needs live in one place.
+
+Label Studio settings (ARCHITECTURE.md, "Label Studio protocol"): legacy tokens enabled so the
+token given at first start works; ML_BLOCK_LOCAL_IP=false and SSRF_PROTECTION_ENABLED=false so it
+reaches a backend and sends webhooks on 127.0.0.1; no calls out to the internet.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import closing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from prefloop.errors import PrefloopError
+
+REPO = Path(__file__).resolve().parent.parent
+LABEL_STUDIO_SPEC = "label-studio==1.23.2"
+INSTALL_SCRIPT = REPO / "scripts" / "install-label-studio.sh"
+
+
+class ServiceError(PrefloopError):
+    """A local service is missing, cannot start, or died; the message says which and what to do."""
+
+
+# --- Label Studio --------------------------------------------------------------------------------
+def label_studio_bin(venv: Path | None = None) -> Path:
+    return (venv or REPO / ".venv-ls") / "bin" / "label-studio"
+
+
+def install_label_studio(venv: Path | None = None) -> Path:
+    """Install Label Studio into its own virtualenv with scripts/install-label-studio.sh (the same
+    script `scripts/setup.sh --test` runs). Returns the `label-studio` executable."""
+    venv = venv or REPO / ".venv-ls"
+    exe = label_studio_bin(venv)
+    if exe.exists():
+        return exe
+    if not INSTALL_SCRIPT.exists():
+        raise ServiceError(f"Label Studio is not installed at {venv} and {INSTALL_SCRIPT} is missing: run "
+                           f"`python3 -m venv {venv} && {venv}/bin/pip install {LABEL_STUDIO_SPEC}`")
+    r = subprocess.run(["bash", str(INSTALL_SCRIPT), str(venv)], cwd=REPO)
+    if r.returncode != 0 or not exe.exists():
+        raise ServiceError(f"installing {LABEL_STUDIO_SPEC} into {venv} failed (exit {r.returncode}); see the pip output above")
+    return exe
+
+
+def label_studio_env(data_dir: Path, base: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ if base is None else base)
+    env.update(LABEL_STUDIO_BASE_DATA_DIR=str(data_dir), LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN="true",
+               ML_BLOCK_LOCAL_IP="false", SSRF_PROTECTION_ENABLED="false", LATEST_VERSION_CHECK="false",
+               COLLECT_ANALYTICS="false", SENTRY_DSN="", FRONTEND_SENTRY_DSN="", DJANGO_DB="sqlite")
+    env.pop("PYTHONPATH", None)  # its own virtualenv: nothing of prefloop's environment
+    return env
+
+
+def label_studio_argv(exe: Path, port: int, *, username: str, password: str, token: str) -> list[str]:
+    """`--internal-host` is the bind address (`--host` is only the URL LS puts in links). The user
+    and token are created on the first start; later starts keep them."""
+    url = f"http://127.0.0.1:{port}"
+    return [str(exe), "start", "--no-browser", "--internal-host", "127.0.0.1", "--port", str(port), "--host", url,
+            "--username", username, "--password", password, "--user-token", token]
+
+
+# --- Redis ---------------------------------------------------------------------------------------
+def redis_server_bin() -> str:
+    exe = shutil.which("redis-server")
+    if exe is None:
+        raise ServiceError("redis-server is not installed: run `sudo apt-get install -y redis-server` "
+                           "(bash scripts/setup.sh does it)")
+    return exe
+
+
+def redis_argv(port: int, data_dir: Path | None = None) -> list[str]:
+    """A Redis on 127.0.0.1:port; with `data_dir`, an append-only file there so a restart keeps the
+    queues and the projects prefloop serves."""
+    persist = ["--appendonly", "no"]
+    if data_dir is not None:
+        persist = ["--dir", str(data_dir), "--appendonly", "yes", "--appendfsync", "everysec"]
+    return [redis_server_bin(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", *persist]
+
+
+# --- processes -----------------------------------------------------------------------------------
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: its own session (Ctrl-C reaches only `prefloop up`, which stops the
+    children in order), and SIGTERM when the parent dies, so nothing is left behind by a kill -9."""
+    os.setsid()
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass  # not Linux: children outlive a killed parent; Ctrl-C still stops them
+
+
+@dataclass
+class Service:
+    """One child process with its output in a log file."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log: Path
+    cwd: Path = REPO
+    proc: subprocess.Popen | None = field(default=None, repr=False)
+
+    def start(self) -> "Service":
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as fh:
+            self.proc = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd, stdout=fh, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+        return self
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 30) -> None:
+        """SIGTERM the process group; after `timeout` a second SIGTERM (RQ's cold shutdown: the
+        worker kills its work-horse, which runs in a process group of its own), then SIGKILL."""
+        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+            if not self.alive():
+                return
+            try:
+                os.killpg(self.proc.pid, sig)
+                self.proc.wait(wait)
+            except subprocess.TimeoutExpired:
+                continue
+            except ProcessLookupError:
+                return
+
+    def tail(self, chars: int = 3000) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-chars:]
+        except FileNotFoundError:
+            return ""
+
+    def wait_ready(self, ready: Callable[[], bool], timeout: float, hint: str = "") -> None:
+        """Poll `ready` (which must not raise) until it holds; a service that exits or stays silent
+        raises with its log tail."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise ServiceError(f"{self.name} exited with code {self.proc.returncode}{hint}; last lines of "
+                                   f"{self.log}:\n{self.tail()}")
+            if ready():
+                return
+            time.sleep(0.5)
+        raise ServiceError(f"{self.name} did not become ready within {timeout:.0f}s{hint}; last lines of {self.log}:\n{self.tail()}")
+
+
+def prefloop_argv(*args: str) -> list[str]:
+    """A `prefloop` subcommand run with this interpreter (the project's virtualenv)."""
+    return [sys.executable, "-m", "cli", *args]
+
+
+def http_ok(url: str, timeout: float = 2.0) -> bool:
+    import requests
+
+    try:
+        return requests.get(url, timeout=timeout).ok
+    except requests.RequestException:
+        return False

@@ -1,1 +1,0 @@
-"""One module per `prefloop` subcommand, each with `register(subparsers)`."""

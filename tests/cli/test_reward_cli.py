@@ -1,0 +1,61 @@
+"""The reward commands: train-reward queues a forced run, jobs shows it, versions lists and switches,
+and an exported JSONL trains outside the queue."""
+
+from __future__ import annotations
+
+import json
+
+from prefloop.artifacts import ArtifactStore
+from cli.main import main
+from prefloop.queue import JobQueue
+from tests.support.reward_helpers import publish_copy, trained_reward_model
+from tests.support.reward_synthetic import synthetic_pairs
+
+
+def use(monkeypatch, settings):
+    monkeypatch.setenv("REDIS_URL", settings.redis_url)
+    monkeypatch.setenv("MODEL_DIR", str(settings.model_dir))
+
+
+def test_train_reward_queues_a_forced_run_that_jobs_lists(settings, monkeypatch, capsys):
+    """`prefloop train-reward` queues one forced job (with knob overrides); `prefloop jobs` shows it."""
+    use(monkeypatch, settings)
+    assert main(["train-reward", "--project", "4", "--set", "num_train_epochs=2"]) == 0
+    out = capsys.readouterr().out
+    job_id = out.split("job ")[1].split()[0]
+    job = JobQueue(settings).fetch(job_id)
+    assert job.kwargs == {"project_id": 4, "reason": "prefloop train-reward", "force": True,
+                          "config": {"num_train_epochs": 2}}
+    assert main(["jobs", "--project", "4"]) == 0
+    listed = capsys.readouterr().out
+    assert job_id in listed and "train_reward" in listed and "queued" in listed
+    assert main(["train-reward", "--project", "4", "--set", "no_such_knob=1"]) != 0
+
+
+def test_versions_lists_metrics_and_switches_back(settings, monkeypatch, capsys, tmp_path_factory):
+    """`prefloop versions` shows each version's accuracy; --set-current makes an older one serve again."""
+    use(monkeypatch, settings)
+    trained, _ = trained_reward_model(str(tmp_path_factory.getbasetemp()))
+    store = ArtifactStore(settings.model_dir)
+    first = publish_copy(store, 4, trained)
+    second = publish_copy(store, 4, trained)
+    assert main(["versions", "--project", "4"]) == 0
+    out = capsys.readouterr().out
+    assert f"* reward {second}" in out and f"  reward {first}" in out and "accuracy=" in out
+    assert main(["versions", "--project", "4", "--set-current", first]) == 0
+    assert store.current(4)["reward"] == first
+    assert main(["versions", "--project", "4", "--set-current", "rm-20000101T000000000000"]) == 1
+
+
+def test_exported_pairs_train_outside_the_queue(tmp_path, tiny_model_dir, capsys):
+    """`python -m worker.reward` trains a complete version directory from an exported JSONL."""
+    from worker.reward.__main__ import main as reward_cli
+
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps(p.trl_record()) + "\n" for p in synthetic_pairs(16, seed=2)))
+    out = tmp_path / "rm"
+    assert reward_cli(["--pairs", str(pairs), "--base-model", str(tiny_model_dir), "--out", str(out),
+                       "--set", "device=cpu", "--set", "eval_points=0"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert '"pairs_used": 16' in capsys.readouterr().out
+    assert metrics["pairs_used"] == 16 and (out / "model.safetensors").is_file() and (out / "metrics.json").is_file()

@@ -1,0 +1,175 @@
+"""Reward-model training with TRL's RewardTrainer (Bradley-Terry loss, accelerate underneath).
+
+`train_reward(pairs, base_model, out_dir, config) -> metrics` is the one entry point: the job
+(worker/reward/job.py), the benchmark, PPO's closed-loop test and `python -m worker.reward`
+(which `accelerate launch` spreads over several GPUs) call it. It starts from BASE_MODEL
+with a fresh one-output head, splits train/eval by prompt (no prompt on both sides), tokenizes
+exactly as serving does (prefloop/scoring.py), trains one epoch by default with dynamic padding,
+evaluates, and writes into `out_dir`: weights (safetensors), tokenizer, train_config.json,
+metrics.json, data.json and curve.png. It never publishes: callers train into
+`ArtifactStore.staging()` and publish the directory when this returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from prefloop.errors import JobSkipped
+from prefloop.preferences import PreferencePair
+from prefloop.text import reward_text
+from worker.reward.config import RewardTrainConfig
+
+logger = logging.getLogger(__name__)
+ProgressFn = Callable[[int, int, str], None]  # (done, total, stage)
+
+
+def as_pairs(items: Iterable[PreferencePair | Mapping[str, Any]]) -> list[PreferencePair]:
+    """Accept PreferencePair objects or dicts with prompt/chosen/rejected (optionally task_id, annotation_ids)."""
+    out = []
+    for item in items:
+        if isinstance(item, PreferencePair):
+            out.append(item)
+        else:
+            out.append(PreferencePair(item["prompt"], item["chosen"], item["rejected"], item.get("task_id"),
+                                      tuple(item.get("annotation_ids") or ())))
+    return out
+
+
+def split_by_prompt(pairs: Sequence[PreferencePair], eval_fraction: float, seed: int) -> tuple[list, list]:
+    """(train, eval) with no prompt on both sides."""
+    prompts = sorted({p.prompt for p in pairs})
+    if len(prompts) < 2:
+        raise JobSkipped(f"the {len(pairs)} pair(s) come from {len(prompts)} prompt(s); a train/eval split by prompt "
+                         "needs at least 2 different prompts")
+    random.Random(seed).shuffle(prompts)
+    n_eval = min(len(prompts) - 1, max(1, round(len(prompts) * eval_fraction)))
+    held_out = set(prompts[:n_eval])
+    return [p for p in pairs if p.prompt not in held_out], [p for p in pairs if p.prompt in held_out]
+
+
+def train_reward(pairs: Iterable[PreferencePair | Mapping[str, Any]], base_model: str | Path, out_dir: str | Path,
+                 config: RewardTrainConfig | Mapping[str, Any] | None = None, *, progress: ProgressFn | None = None,
+                 conversion: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Train a reward model on `pairs` from `base_model` into `out_dir`; returns the metrics
+    (also written to out_dir/metrics.json). `conversion` is `ConversionSummary.as_dict()` plus
+    optional "seen" (annotation id -> updated_at), stored in data.json. Raises JobSkipped when
+    there is too little data."""
+    import torch
+    from transformers import set_seed
+
+    from prefloop.models import context_length, fused_gelu, load_reward_model, load_tokenizer, resolve_device, use_bf16
+    from prefloop.scoring import tokenize
+    from worker.reward import report as reward_report
+
+    config = config if isinstance(config, RewardTrainConfig) else RewardTrainConfig.from_overrides(config)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    pairs = as_pairs(pairs)
+    if len(pairs) < config.min_pairs:
+        raise JobSkipped(f"only {len(pairs)} usable preference pair(s); training needs at least {config.min_pairs}")
+    device = resolve_device(config.device)
+    bf16 = use_bf16(device, config.bf16)
+    set_seed(config.seed)
+    tokenizer = load_tokenizer(base_model, padding_side="right")
+    model = fused_gelu(load_reward_model(base_model, device=torch.device("cpu"), dtype=torch.float32,
+                                         pad_token_id=tokenizer.pad_token_id))
+    model.config.prefloop_base_model = str(base_model)
+    max_length = min(config.max_length, context_length(model.config, tokenizer, default=config.max_length))
+
+    train, held_out = split_by_prompt(pairs, config.eval_fraction, config.seed)
+    train_ids, train, long_train = _encode(tokenizer, train, max_length, tokenize)
+    eval_ids, held_out, long_eval = _encode(tokenizer, held_out, max_length, tokenize)
+    if not train or not held_out:
+        raise JobSkipped(f"after dropping {long_train + long_eval} pair(s) longer than {max_length} tokens, "
+                         f"{len(train)} train and {len(held_out)} eval pair(s) are left")
+
+    trainer = _build_trainer(model, tokenizer, train_ids, eval_ids, config, out, device, bf16, progress)
+    started = time.perf_counter()
+    trainer.train()
+    runtime = time.perf_counter() - started
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    trainer.accelerator.wait_for_everyone()
+    if not trainer.accelerator.is_main_process:  # several processes (accelerate launch): one evaluates and writes
+        return {}
+    if progress:
+        progress(trainer.state.max_steps, trainer.state.max_steps, "evaluating")
+    evaluation = reward_report.evaluate(model, tokenizer, held_out, eval_ids, batch_size=config.per_device_eval_batch_size * 2,
+                                        device=next(model.parameters()).device)
+    metrics = reward_report.metrics(evaluation, train_pairs=len(train), eval_pairs=len(held_out),
+                                    runtime_s=runtime, epochs=config.num_train_epochs, log_history=trainer.state.log_history,
+                                    dropped_too_long=long_train + long_eval, conversion=conversion)
+    resolved = {"device": str(device), "bf16": bool(bf16), "max_length": max_length, "base_model": str(base_model),
+                "steps": trainer.state.max_steps, "processes": trainer.accelerator.num_processes, "torch": torch.__version__}
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    reward_report.write_all(out, config.to_dict(), resolved, metrics, train, held_out, conversion, trainer.state.log_history)
+    _tidy_trainer_dir(out / "tracking")
+    logger.info("reward model trained on %d pairs in %.1fs: eval accuracy %.3f (longer-answer baseline %.3f)",
+                len(train), runtime, metrics["eval/accuracy"], metrics["eval/length_baseline_accuracy"])
+    return metrics
+
+
+def _encode(tokenizer, pairs: list[PreferencePair], max_length: int, tokenize) -> tuple[dict, list, int]:
+    chosen = tokenize(tokenizer, [reward_text(p.prompt, p.chosen) for p in pairs])
+    rejected = tokenize(tokenizer, [reward_text(p.prompt, p.rejected) for p in pairs])
+    keep = [i for i in range(len(pairs)) if len(chosen[i]) <= max_length and len(rejected[i]) <= max_length]
+    ids = {"chosen_ids": [chosen[i] for i in keep], "rejected_ids": [rejected[i] for i in keep]}
+    return ids, [pairs[i] for i in keep], len(pairs) - len(keep)
+
+
+def _build_trainer(model, tokenizer, train_ids: dict, eval_ids: dict, config: RewardTrainConfig, out: Path, device,
+                   bf16: bool, progress: ProgressFn | None):
+    from datasets import Dataset
+    from transformers import TrainerCallback
+    from trl import RewardConfig, RewardTrainer
+
+    steps = math.ceil(len(train_ids["chosen_ids"]) / (config.per_device_train_batch_size * config.gradient_accumulation_steps))
+    total = max(1, math.ceil(steps * config.num_train_epochs))
+    eval_steps = max(1, total // config.eval_points) if config.eval_points > 0 else None
+    args = RewardConfig(
+        output_dir=str(out / "tracking"), learning_rate=config.learning_rate, num_train_epochs=config.num_train_epochs,
+        per_device_train_batch_size=config.per_device_train_batch_size,
+        per_device_eval_batch_size=config.per_device_eval_batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps, weight_decay=config.weight_decay,
+        warmup_steps=config.warmup_ratio, lr_scheduler_type=config.lr_scheduler_type, max_length=None,  # already filtered in _encode
+        center_rewards_coefficient=config.center_rewards_coefficient, logging_steps=config.logging_steps,
+        eval_strategy="steps" if eval_steps else "no", eval_steps=eval_steps, save_strategy="no",
+        report_to=_report_to(config.tracking), use_cpu=device.type == "cpu", bf16=bf16,
+        activation_checkpointing=config.gradient_checkpointing, seed=config.seed, data_seed=config.seed,
+        disable_tqdm=True, dataloader_pin_memory=device.type == "cuda", run_name=out.name,
+    )
+
+    class _Progress(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if progress:
+                progress(state.global_step, state.max_steps, "training")
+
+    return RewardTrainer(model=model, args=args, train_dataset=Dataset.from_dict(train_ids),
+                         eval_dataset=Dataset.from_dict(eval_ids), processing_class=tokenizer, callbacks=[_Progress()])
+
+
+def _report_to(tracking: str) -> str:
+    """The tracker to hand to transformers, or "none" when it is off or its package is missing."""
+    import importlib.util
+
+    if tracking == "none":
+        return "none"
+    package = {"tensorboard": "tensorboard", "wandb": "wandb"}[tracking]
+    if importlib.util.find_spec(package) is None and not (tracking == "tensorboard" and importlib.util.find_spec("tensorboardX")):
+        logger.warning("REWARD_TRACKING=%s but %s is not installed (pip install 'prefloop[tracking]'): tracking is off",
+                       tracking, package)
+        return "none"
+    return tracking
+
+
+def _tidy_trainer_dir(path: Path) -> None:
+    """Keep the trainer's output directory only when a tracker wrote something there."""
+    import shutil
+
+    if path.is_dir() and not any(p.is_file() for p in path.rglob("*")):
+        shutil.rmtree(path, ignore_errors=True)
