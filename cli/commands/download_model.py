@@ -40,6 +40,10 @@ def run(args) -> int:
     if Path(name).is_dir():
         print(f"BASE_MODEL={name} is a local directory: nothing to download")
         return 0
+    if name.startswith(("/", ".", "~")) or name.count("/") > 1:  # a path, not a hub name (owner/name)
+        raise ModelNotFound(f"BASE_MODEL={name} is not a directory (and not a model hub name): point it at a model "
+                            f"directory, or build the tiny offline model there with `prefloop tiny-model {name}` "
+                            f"(with compose: `docker compose run --rm model-download prefloop tiny-model {name}`)")
     path, fetched = download(name, revision=args.revision, update=args.update)
     verify(name)
     state = "downloaded to" if fetched else "already in the cache at"
@@ -50,7 +54,7 @@ def run(args) -> int:
 def download(name: str, *, revision: str | None = None, update: bool = False) -> tuple[Path, bool]:
     """The snapshot directory of `name` in the cache, and whether it was fetched now."""
     from huggingface_hub import constants, snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
+    from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError, OfflineModeIsEnabled
 
     if not update:
         cached = _cached(name, revision)
@@ -65,6 +69,8 @@ def download(name: str, *, revision: str | None = None, update: bool = False) ->
         path = Path(snapshot_download(name, revision=revision, allow_patterns=PATTERNS))
         if not _weights(path):
             path = Path(snapshot_download(name, revision=revision, allow_patterns=PATTERNS + FALLBACK_WEIGHTS))
+    except HFValidationError as exc:
+        raise ModelNotFound(f"{name!r} is neither a directory nor a valid model hub name: {exc}") from None
     except (HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled, OSError) as exc:
         raise ModelNotFound(f"cannot download {name!r} from the model hub: {type(exc).__name__}: {exc}. Check the "
                             "name, the network, and HF_TOKEN for gated models") from None

@@ -46,3 +46,16 @@ def test_a_local_directory_needs_no_download(tiny_model_dir, tmp_path):
     """BASE_MODEL pointing at a local directory: nothing to download."""
     r = download(tmp_path / "hf", str(tiny_model_dir), tmp_path)
     assert r.returncode == 0 and "nothing to download" in r.stdout
+
+
+def test_a_missing_directory_fails_with_the_fix(tmp_path):
+    """BASE_MODEL naming a directory that does not exist: a clear error naming `prefloop tiny-model`,
+    not huggingface_hub's HFValidationError."""
+    missing = tmp_path / "no-such-model"
+    for offline in ("1", "0"):
+        env = prefloop_env(base_model=str(missing), hf_home=tmp_path / "hf", model_dir=tmp_path / "models")
+        env.update(HF_HUB_OFFLINE=offline, TRANSFORMERS_OFFLINE=offline)
+        r = subprocess.run(PREFLOOP + ["download-model"], env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 1, r.stderr
+        assert "HFValidationError" not in r.stderr and "Traceback" not in r.stderr
+        assert f"BASE_MODEL={missing} is not a directory" in r.stderr and "prefloop tiny-model" in r.stderr
