@@ -1,18 +1,25 @@
 """Loading models: the only module that calls `from_pretrained`.
 
-Production loads `gpt2` (or BASE_MODEL, or a published version directory); tests load a tiny GPT-2
-that `prefloop tiny-model DIR` builds, through exactly these functions. torch and transformers are
-imported inside the functions, so importing this module stays cheap (the backend imports it).
-GPT-2 has no pad token: every loader sets pad = eos and `config.pad_token_id`, the one convention
-used for generation, reward training and scoring.
+Production loads BASE_MODEL / REWARD_BASE_MODEL (any causal LM, or any backbone
+`AutoModelForSequenceClassification` takes for the reward model) or a published version directory;
+tests load tiny GPT-2, Llama-, Qwen2- and BERT-style models that `prefloop tiny-model` builds,
+through exactly these functions. torch, transformers and peft are imported inside the functions, so
+importing this module stays cheap (the backend imports it). Models without a pad token get
+pad = their first EOS id (`config.pad_token_id`, always one int); the facts about families
+(EOS lists, context length, rendering) live in `prefloop.family`.
+
+A LoRA version is a directory with `adapter_config.json` (naming its base in
+`base_model_name_or_path`), the adapter weights (and, for a reward model, its head) and the
+tokenizer; the loaders load the base, then the adapter onto it.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from prefloop.errors import ModelNotFound
 
@@ -44,21 +51,6 @@ def default_dtype(device: Any) -> Any:
     return torch.bfloat16 if use_bf16(device) else torch.float32
 
 
-def context_length(model_config: Any, tokenizer: Any = None, default: int = 1024) -> int:
-    """Longest sequence (prompt + response, in tokens) the model takes: GPT-2's `n_positions`,
-    Llama/Qwen/BERT's `max_position_embeddings`, or the tokenizer's own limit when it is smaller."""
-    for name in ("n_positions", "max_position_embeddings", "n_ctx", "seq_length"):
-        value = getattr(model_config, name, None)
-        if isinstance(value, int) and value > 0:
-            break
-    else:
-        value = default
-    limit = getattr(tokenizer, "model_max_length", None)
-    if isinstance(limit, int) and 0 < limit < value:
-        value = limit
-    return int(value)
-
-
 def _loading(source: str | Path, loader: Callable[[], Any]) -> Any:
     try:
         return loader()
@@ -72,6 +64,8 @@ def _loading(source: str | Path, loader: Callable[[], Any]) -> Any:
 
 
 def load_tokenizer(source: str | Path, *, padding_side: str = "right"):
+    """A tokenizer with a pad token (its EOS when it has none: GPT-2, Llama 3) and the padding side
+    `family.PADDING_SIDE` names for the use (left to generate, right to score)."""
     from transformers import AutoTokenizer
 
     tok = _loading(source, lambda: AutoTokenizer.from_pretrained(str(source)))
@@ -81,35 +75,117 @@ def load_tokenizer(source: str | Path, *, padding_side: str = "right"):
     return tok
 
 
-def load_causal_lm(source: str | Path, *, device=None, dtype=None):
+def _set_pad(model, pad_token_id: int | None) -> None:
+    """config.pad_token_id (and the generation config's) as one int: the tokenizer's pad id when
+    given, else the first EOS id (a list on instruct models)."""
+    eos = model.config.eos_token_id
+    fallback = eos[0] if isinstance(eos, (list, tuple)) and eos else eos
+    pad = pad_token_id if pad_token_id is not None else model.config.pad_token_id
+    pad = fallback if pad is None else pad
+    model.config.pad_token_id = pad
+    gen = getattr(model, "generation_config", None)
+    if gen is not None:
+        gen.pad_token_id = pad
+
+
+def load_causal_lm(source: str | Path, *, device=None, dtype=None, pad_token_id: int | None = None,
+                   trainable_adapter: bool = False):
+    """A causal LM from a hub name or directory. A LoRA version (adapter_config.json) loads its base
+    and the adapter onto it: merged for serving, or as a trainable peft model (`trainable_adapter`)."""
     from transformers import AutoModelForCausalLM
 
     device = device or resolve_device()
     dtype = dtype or default_dtype(device)
+    if is_adapter(source):
+        base = load_causal_lm(adapter_base(source), device=device, dtype=dtype, pad_token_id=pad_token_id)
+        return _attach_adapter(base, source, trainable_adapter).to(device).eval()
     model = _loading(source, lambda: AutoModelForCausalLM.from_pretrained(str(source), dtype=dtype))
-    if model.config.pad_token_id is None:
-        model.config.pad_token_id = model.config.eos_token_id
-    if getattr(model, "generation_config", None) is not None and model.generation_config.pad_token_id is None:
-        model.generation_config.pad_token_id = model.config.eos_token_id
+    _set_pad(model, pad_token_id)
     return model.to(device).eval()
 
 
-def load_reward_model(source: str | Path, *, device=None, dtype=None, pad_token_id: int | None = None):
-    """A one-label sequence-classification model: a fresh head on a base LM, or a published reward model."""
+def load_reward_model(source: str | Path, *, device=None, dtype=None, pad_token_id: int | None = None,
+                      trainable_adapter: bool = False):
+    """A one-label sequence-classification model: a fresh head on any backbone
+    `AutoModelForSequenceClassification` knows (causal LM or encoder), or a published reward model
+    (a LoRA one loads its base, then the adapter and head)."""
     from transformers import AutoModelForSequenceClassification
 
     device = device or resolve_device()
     dtype = dtype or default_dtype(device)
-    model = _loading(source, lambda: AutoModelForSequenceClassification.from_pretrained(str(source), num_labels=1, dtype=dtype))
-    if model.config.pad_token_id is None:
-        model.config.pad_token_id = pad_token_id if pad_token_id is not None else model.config.eos_token_id
+    if is_adapter(source):
+        base = load_reward_model(adapter_base(source), device=device, dtype=dtype, pad_token_id=pad_token_id)
+        return _attach_adapter(base, source, trainable_adapter).to(device).eval()
+    model = _loading(source, lambda: AutoModelForSequenceClassification.from_pretrained(
+        str(source), num_labels=1, dtype=dtype))
+    _set_pad(model, pad_token_id)
     return model.to(device).eval()
 
 
-def read_base_model_name(path: str | Path) -> str | None:
-    """The `_name_or_path`/`prefloop_base_model` a saved model records, to detect mismatched bases."""
+# --- LoRA -------------------------------------------------------------------------------------------
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+def is_adapter(source: str | Path) -> bool:
+    """A directory holding a LoRA adapter (what a LoRA run publishes) rather than full weights."""
+    return (Path(str(source)) / ADAPTER_CONFIG).is_file()
+
+
+def adapter_base(source: str | Path) -> str:
+    """The base model a published adapter was trained on (peft's `base_model_name_or_path`)."""
     import json
 
+    base = json.loads((Path(str(source)) / ADAPTER_CONFIG).read_text()).get("base_model_name_or_path")
+    if not base:
+        raise ModelNotFound(f"LoRA adapter {str(source)!r} does not name its base model (base_model_name_or_path)")
+    return str(base)
+
+
+def _attach_adapter(base, source: str | Path, trainable: bool):
+    from peft import PeftModel
+
+    model = _loading(source, lambda: PeftModel.from_pretrained(base, str(source), is_trainable=trainable))
+    return model if trainable else model.merge_and_unload()
+
+
+def with_lora(model, lora, task: str, *, base_model: str | Path):
+    """`model` with a fresh LoRA adapter (family.lora_config) when `lora.enabled`, else `model`.
+    The adapter records `base_model` as its base, so a published version loads onto it."""
+    from prefloop.family import lora_config
+
+    config = lora_config(model.config.model_type, lora, task)
+    if config is None:
+        return model
+    from peft import get_peft_model
+
+    config.base_model_name_or_path = str(base_model)
+    peft_model = get_peft_model(model, config)
+    peft_model.peft_config["default"].base_model_name_or_path = str(base_model)
+    return peft_model
+
+
+def is_peft(model) -> bool:
+    return hasattr(model, "peft_config") and hasattr(model, "disable_adapter")
+
+
+def save_model(model, tokenizer, out_dir: str | Path, *, base_model: str | Path) -> None:
+    """Save what generation or scoring loads back through this module: a peft model as its adapter
+    (plus head) naming `base_model`, any other model in full with `prefloop_base_model` set."""
+    if is_peft(model):
+        for config in model.peft_config.values():
+            config.base_model_name_or_path = str(base_model)
+    else:
+        model.config.prefloop_base_model = str(base_model)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+
+
+def read_base_model_name(path: str | Path) -> str | None:
+    """The base a saved model records (an adapter's base, or `prefloop_base_model`/`_name_or_path`)."""
+    import json
+
+    if is_adapter(path):
+        return adapter_base(path)
     try:
         config = json.loads((Path(path) / "config.json").read_text())
     except (FileNotFoundError, json.JSONDecodeError):

@@ -22,12 +22,13 @@ Rules (each dropped annotation or task is counted under a reason in `ConversionS
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from prefloop.errors import InputError
 from prefloop.label_config import PairwiseConfig
-from prefloop.text import RESPONSE_SEPARATOR, answers_of, render_prompt
+from prefloop.text import RESPONSE_SEPARATOR, Conversation, answers_of, render_prompt, task_conversation
 
 SELECTIONS = ("left", "right")
 
@@ -40,6 +41,12 @@ class PreferencePair:
     task_id: int | None         # first task showing this comparison
     annotation_ids: tuple[int, ...] = ()  # annotations whose votes were counted (majority and minority)
     votes: tuple[int, int] = (1, 0)       # (for chosen, for rejected)
+    conversation: Conversation | None = field(default=None, compare=False)  # the prompt as turns, rendered per model
+
+    @property
+    def conv(self) -> Conversation:
+        """The prompt as a Conversation (what `prefloop.family` renders for each model)."""
+        return self.conversation or Conversation.of(self.prompt)
 
     def trl_record(self) -> dict[str, str]:
         """TRL's explicit-prompt preference format: `prompt + chosen` is exactly the text prefloop
@@ -110,6 +117,7 @@ class _Comparison:
     prompt: str
     answers: tuple[str, str]
     task_id: int | None
+    conversation: Conversation | None = None
     votes: dict[Any, _Vote] = field(default_factory=dict)   # annotator -> latest vote
 
 
@@ -172,13 +180,14 @@ def tasks_to_pairs(tasks: Iterable[Mapping[str, Any]], config: PairwiseConfig,
             continue
         try:
             prompt = render_prompt(data, config, chat_template)
+            conversation = task_conversation(data, config)
         except InputError:
             summary.dropped["bad_prompt"] += 1
             continue
         key = (prompt, *sorted(a.strip() for a in answers))
         comparison = comparisons.get(key)
         if comparison is None:
-            comparison = comparisons[key] = _Comparison(prompt, answers, task.get("id"))
+            comparison = comparisons[key] = _Comparison(prompt, answers, task.get("id"), conversation)
         else:
             summary.dropped["duplicate_task"] += 1
         _add_votes(comparison, annotations, answers, config, summary)
@@ -221,7 +230,7 @@ def _decide(comparison: _Comparison, summary: ConversionSummary) -> PreferencePa
     chosen, rejected = (a, b) if for_a > for_b else (b, a)
     used = tuple(sorted(v.annotation_id for v in votes if v.annotation_id is not None))
     return PreferencePair(comparison.prompt, chosen, rejected, comparison.task_id, used,
-                          (max(for_a, for_b), min(for_a, for_b)))
+                          (max(for_a, for_b), min(for_a, for_b)), comparison.conversation)
 
 
 def count_changes(previous: Mapping[str, str], current: Mapping[str, str]) -> int:

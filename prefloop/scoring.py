@@ -11,25 +11,21 @@ One convention everywhere, so a served score equals the score training computed:
   instead, so the end of a long response is still what gets scored.
 The probability that the left answer is preferred is the Bradley-Terry sigmoid(r_left - r_right).
 
-A training job also scores every task of its project once, on the worker's accelerator, and stores
-the picks with the version (predictions.json); serving looks those up first, so "Retrieve
-Predictions" over tasks that existed at training time costs no model time in the web tier.
+Tasks are scored on the worker (worker/predictions.py), which writes the picks into Label Studio
+and into prefloop/prediction_store.py; the web tier's /predict only looks them up.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import threading
-import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from prefloop.models import context_length, fused_gelu, load_reward_model, load_tokenizer, resolve_device
+from prefloop.family import context_length
+from prefloop.models import fused_gelu, load_reward_model, load_tokenizer, resolve_device
 from prefloop.text import reward_text
-
-PREDICTIONS_FILE = "predictions.json"
 
 
 def tokenize(tokenizer, texts: Sequence[str], max_length: int | None = None) -> list[list[int]]:
@@ -100,7 +96,6 @@ class RewardScorer:
         self.model = fused_gelu(load_reward_model(source, device=self.device, pad_token_id=self.tokenizer.pad_token_id))
         self.batch_size = batch_size
         self.max_length = max_length or context_length(self.model.config, self.tokenizer)
-        self.precomputed = read_precomputed(source)
         self._lock = threading.Lock()
 
     def rewards(self, texts: Sequence[str]) -> list[float]:
@@ -112,64 +107,24 @@ class RewardScorer:
     def score(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
         return self.rewards([reward_text(p, r) for p, r in zip(prompts, responses)])
 
-    def prefer(self, prompts: Sequence[str], left: Sequence[str], right: Sequence[str], *,
-               deadline: float | None = None, precomputed: bool = True) -> list[tuple[str, float] | None]:
-        """For each pair: ("left"|"right", probability of that pick). Pairs the training job already
-        scored (predictions.json in the version) are looked up; the rest are scored in batches, both
-        sides of a pair in the same batch. Once `deadline` (time.monotonic()) has passed, pairs not
-        reached yet come back as None."""
-        n = len(prompts)
-        out: list[tuple[str, float] | None] = [None] * n
-        todo = []
-        for i in range(n):
-            hit = self.precomputed.get(prediction_key(prompts[i], left[i], right[i])) if precomputed else None
-            if hit is not None:
-                out[i] = (hit[0], hit[1])
-            else:
-                todo.append(i)
-        if not todo:
+    def prefer(self, prompts: Sequence[str], left: Sequence[str], right: Sequence[str]) -> list[tuple[str, float]]:
+        """For each pair: ("left"|"right", probability of that pick), scored in batches of
+        `batch_size` pairs, both sides of a pair in the same batch."""
+        m = len(prompts)
+        out: list[tuple[str, float]] = [("left", 0.5)] * m
+        if not m:
             return out
         with self._lock:
-            texts = [reward_text(prompts[i], left[i]) for i in todo] + [reward_text(prompts[i], right[i]) for i in todo]
+            texts = [reward_text(prompts[k], left[k]) for k in range(m)]
+            texts += [reward_text(prompts[k], right[k]) for k in range(m)]
             ids = tokenize(self.tokenizer, texts, self.max_length)
-            m = len(todo)
             order = sorted(range(m), key=lambda k: -max(len(ids[k]), len(ids[m + k])))
             for start in range(0, m, self.batch_size):  # batch_size pairs: 2 * batch_size sequences per forward
-                if deadline is not None and time.monotonic() > deadline:
-                    break
                 chunk = order[start:start + self.batch_size]
                 rewards = rewards_from_ids(self.model, [ids[k] for k in chunk] + [ids[m + k] for k in chunk],
                                            pad_token_id=self.tokenizer.pad_token_id, batch_size=len(chunk) * 2,
                                            device=self.device)
                 for j, k in enumerate(chunk):
                     p_left = preference_probability(rewards[j], rewards[len(chunk) + j])
-                    out[todo[k]] = ("left", p_left) if p_left >= 0.5 else ("right", 1.0 - p_left)
+                    out[k] = ("left", p_left) if p_left >= 0.5 else ("right", 1.0 - p_left)
         return out
-
-
-def prediction_key(prompt: str, left: str, right: str) -> str:
-    """Identifies a task's comparison (rendered prompt and both answers as stored, in order)."""
-    return hashlib.sha256(json.dumps([prompt, left, right], ensure_ascii=False).encode()).hexdigest()[:32]
-
-
-def read_precomputed(source: str | Path) -> dict[str, list]:
-    """The picks a training job stored with its version: {prediction_key: ["left"|"right", probability]}."""
-    try:
-        data = json.loads((Path(source) / PREDICTIONS_FILE).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}
-    return dict(data.get("predictions") or {})
-
-
-def precompute_predictions(scorer: RewardScorer, items: Sequence[tuple[str, str, str]], *, chunk: int = 256,
-                           progress=None) -> dict[str, list]:
-    """Score (prompt, left, right) items for predictions.json; `progress(done, total)` after each chunk."""
-    out: dict[str, list] = {}
-    for start in range(0, len(items), chunk):
-        part = items[start:start + chunk]
-        picks = scorer.prefer([p for p, _, _ in part], [a for _, a, _ in part], [b for _, _, b in part], precomputed=False)
-        for (prompt, a, b), (selected, prob) in zip(part, picks):
-            out[prediction_key(prompt, a, b)] = [selected, round(prob, 6)]
-        if progress:
-            progress(min(start + chunk, len(items)), len(items))
-    return out

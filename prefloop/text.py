@@ -1,66 +1,47 @@
-"""How a task becomes model text. Generation, reward training, scoring and PPO all call these
-functions, so a prompt is rendered the same way everywhere.
+"""How a task becomes a prompt. Generation, reward training, scoring and PPO all start here, so a
+task's prompt is the same `Conversation` everywhere; `prefloop.family` renders it for each model.
 
 A task is either a single prompt (`data[prompt_field]`, a string) or a chat (`data[chat_field]`, a
-list of {"role", "content"} messages, shown by Label Studio's Paragraphs tag). GPT-2 has no chat
-template of its own, so chats are rendered through CHAT_TEMPLATE (Jinja), by default
-"User: ...\nAssistant: ...\n" ending with "Assistant:" so the model answers as the assistant.
+list of {"role", "content"} messages, shown by Label Studio's Paragraphs tag).
+`task_conversation` gives the model-independent `Conversation`; `render_prompt` gives its
+model-independent text (a single prompt as written, a chat through CHAT_TEMPLATE or the built-in
+"User: ...\\nAssistant:" template), which is what comparisons are grouped by and exports show.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 from prefloop.errors import InputError
+from prefloop.family import DEFAULT_CHAT_TEMPLATE, RESPONSE_SEPARATOR, Conversation, render_template, validate_messages
 from prefloop.label_config import PairwiseConfig
 
-DEFAULT_CHAT_TEMPLATE = (
-    "{% for m in messages %}{{ m.role | capitalize }}: {{ m.content }}\n{% endfor %}Assistant:"
-)
-RESPONSE_SEPARATOR = " "
-"""Joins a rendered prompt and a response for scoring; generation continues the prompt directly, and
-answers are stored stripped, so a single space restores what the model saw."""
-
-
-@functools.lru_cache(maxsize=8)
-def _compile(template: str):
-    import jinja2
-
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
-    try:
-        return env.from_string(template)
-    except jinja2.TemplateSyntaxError as exc:
-        raise InputError(f"CHAT_TEMPLATE is not a valid Jinja template: {exc}") from None
-
-
-def validate_messages(messages: Any, where: str = "chat") -> list[dict[str, str]]:
-    if not isinstance(messages, list) or not messages:
-        raise InputError(f"{where}: a chat must be a non-empty list of {{\"role\", \"content\"}} messages")
-    out = []
-    for i, m in enumerate(messages):
-        if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
-            raise InputError(f"{where}: message {i} must be an object with string \"role\" and \"content\"")
-        if not m["content"].strip():
-            raise InputError(f"{where}: message {i} has empty content")
-        out.append({"role": m["role"], "content": m["content"]})
-    return out
+__all__ = ["DEFAULT_CHAT_TEMPLATE", "RESPONSE_SEPARATOR", "Conversation", "answers_of", "render_chat",
+           "render_prompt", "reward_text", "task_conversation", "validate_messages"]
 
 
 def render_chat(messages: list[dict[str, str]], template: str = "") -> str:
-    return _compile(template or DEFAULT_CHAT_TEMPLATE).render(messages=messages)
+    """A chat's model-independent text: CHAT_TEMPLATE, or the built-in template."""
+    return render_template(messages, template)
 
 
-def render_prompt(data: dict[str, Any], config: PairwiseConfig, template: str = "") -> str:
-    """The model-facing prompt text of a task's data."""
+def task_conversation(data: dict[str, Any], config: PairwiseConfig) -> Conversation:
+    """The prompt of a task's data: its chat when it has one, else its single prompt."""
     if config.chat_field and data.get(config.chat_field) not in (None, "", []):
-        return render_chat(validate_messages(data[config.chat_field], f"task field {config.chat_field!r}"), template)
+        return Conversation.of(validate_messages(data[config.chat_field], f"task field {config.chat_field!r}"))
     if config.prompt_field:
         prompt = data.get(config.prompt_field)
         if not isinstance(prompt, str) or not prompt.strip():
             raise InputError(f"task field {config.prompt_field!r} must be a non-empty string")
-        return prompt
+        return Conversation.of(prompt)
     raise InputError("the task has neither a prompt nor a chat")
+
+
+def render_prompt(data: dict[str, Any], config: PairwiseConfig, template: str = "") -> str:
+    """The model-independent prompt text of a task's data (never what a model with a chat
+    template is fed: `prefloop.family` renders for each model)."""
+    conv = task_conversation(data, config)
+    return render_chat(conv.messages(), template) if conv.chat else conv.key
 
 
 def answers_of(data: dict[str, Any], config: PairwiseConfig) -> tuple[str, str] | None:
@@ -72,5 +53,5 @@ def answers_of(data: dict[str, Any], config: PairwiseConfig) -> tuple[str, str] 
 
 
 def reward_text(prompt: str, response: str) -> str:
-    """The text a reward model scores: the full (prompt, response)."""
+    """A (rendered prompt, response) joined as for a model without a chat template (GPT-2)."""
     return prompt + RESPONSE_SEPARATOR + response.strip()

@@ -24,8 +24,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from prefloop.errors import SettingsError
 from prefloop.settings import Settings
@@ -48,7 +49,7 @@ class SamplingConfig:
     batch_size: int = 32  # prompts per generate() call (2 rows each)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "SamplingConfig":
+    def from_settings(cls, settings: Settings) -> SamplingConfig:
         return cls(settings.max_new_tokens, settings.temperature, settings.top_p, settings.top_k,
                    settings.generation_batch_size)
 
@@ -134,7 +135,7 @@ class Generator:
         self.loaded_pid = os.getpid()  # the process that read the weights (the worker parent when preloaded)
 
     @classmethod
-    def load(cls, source: str, version: str, *, device: str = "cpu") -> "Generator":
+    def load(cls, source: str, version: str, *, device: str = "cpu") -> Generator:
         """Load on `device` ("cpu" in a worker parent: it must never touch CUDA before forking)."""
         import torch
 
@@ -148,7 +149,7 @@ class Generator:
     def device(self):
         return next(self.model.parameters()).device
 
-    def to(self, device: str = "auto") -> "Generator":
+    def to(self, device: str = "auto") -> Generator:
         """Move to `device` (auto: CUDA when present) in the dtype that device prefers (bf16 on a GPU)."""
         from prefloop.models import default_dtype, resolve_device
 
@@ -159,7 +160,7 @@ class Generator:
 
     @property
     def context(self) -> int:
-        from prefloop.models import context_length
+        from prefloop.family import context_length
 
         return context_length(self.model.config, self.tokenizer)
 

@@ -4,8 +4,9 @@
 (worker/reward/job.py), the benchmark, PPO's closed-loop test and `python -m worker.reward`
 (which `accelerate launch` spreads over several GPUs) call it. It starts from BASE_MODEL
 with a fresh one-output head, splits train/eval by prompt (no prompt on both sides), tokenizes
-exactly as serving does (prefloop/scoring.py), trains one epoch by default with dynamic padding,
-evaluates, and writes into `out_dir`: weights (safetensors), tokenizer, train_config.json,
+exactly as serving does (prefloop/scoring.py), trains with dynamic padding until a validation split
+(carved from the training prompts) stops improving, keeps the best evaluation's weights, evaluates
+on the held-out pairs, and writes into `out_dir`: weights (safetensors), tokenizer, train_config.json,
 metrics.json, data.json and curve.png. It never publishes: callers train into
 `ArtifactStore.staging()` and publish the directory when this returns.
 """
@@ -16,13 +17,14 @@ import logging
 import math
 import random
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from prefloop.errors import JobSkipped
 from prefloop.preferences import PreferencePair
 from prefloop.text import reward_text
-from worker.reward.config import RewardTrainConfig
+from worker.reward.config import RewardTrainConfig, auto_learning_rate
 
 logger = logging.getLogger(__name__)
 ProgressFn = Callable[[int, int, str], None]  # (done, total, stage)
@@ -62,7 +64,8 @@ def train_reward(pairs: Iterable[PreferencePair | Mapping[str, Any]], base_model
     import torch
     from transformers import set_seed
 
-    from prefloop.models import context_length, fused_gelu, load_reward_model, load_tokenizer, resolve_device, use_bf16
+    from prefloop.family import context_length
+    from prefloop.models import fused_gelu, load_reward_model, load_tokenizer, resolve_device, use_bf16
     from prefloop.scoring import tokenize
     from worker.reward import report as reward_report
 
@@ -82,16 +85,23 @@ def train_reward(pairs: Iterable[PreferencePair | Mapping[str, Any]], base_model
     max_length = min(config.max_length, context_length(model.config, tokenizer, default=config.max_length))
 
     train, held_out = split_by_prompt(pairs, config.eval_fraction, config.seed)
+    train, validation = _validation_split(train, config)
     train_ids, train, long_train = _encode(tokenizer, train, max_length, tokenize)
     eval_ids, held_out, long_eval = _encode(tokenizer, held_out, max_length, tokenize)
+    val_ids, validation, long_val = _encode(tokenizer, validation, max_length, tokenize)
     if not train or not held_out:
-        raise JobSkipped(f"after dropping {long_train + long_eval} pair(s) longer than {max_length} tokens, "
+        raise JobSkipped(f"after dropping {long_train + long_eval + long_val} pair(s) longer than {max_length} tokens, "
                          f"{len(train)} train and {len(held_out)} eval pair(s) are left")
+    parameters = sum(p.numel() for p in model.parameters())
+    learning_rate = config.learning_rate or auto_learning_rate(parameters)
 
-    trainer = _build_trainer(model, tokenizer, train_ids, eval_ids, config, out, device, bf16, progress)
+    keep_best = _KeepBest.create(config.early_stopping_patience)
+    trainer = _build_trainer(model, tokenizer, train_ids, val_ids if validation else None, config, out, device, bf16,
+                             progress, learning_rate, keep_best)
     started = time.perf_counter()
     trainer.train()
     runtime = time.perf_counter() - started
+    length = keep_best.restore(trainer.model, trainer.state, len(validation))
     model = trainer.accelerator.unwrap_model(trainer.model)
     trainer.accelerator.wait_for_everyone()
     if not trainer.accelerator.is_main_process:  # several processes (accelerate launch): one evaluates and writes
@@ -101,16 +111,23 @@ def train_reward(pairs: Iterable[PreferencePair | Mapping[str, Any]], base_model
     evaluation = reward_report.evaluate(model, tokenizer, held_out, eval_ids, batch_size=config.per_device_eval_batch_size * 2,
                                         device=next(model.parameters()).device)
     metrics = reward_report.metrics(evaluation, train_pairs=len(train), eval_pairs=len(held_out),
-                                    runtime_s=runtime, epochs=config.num_train_epochs, log_history=trainer.state.log_history,
-                                    dropped_too_long=long_train + long_eval, conversion=conversion)
+                                    runtime_s=runtime, epochs=length["train/epochs"], log_history=trainer.state.log_history,
+                                    dropped_too_long=long_train + long_eval + long_val, conversion=conversion,
+                                    training=dict(length, **{"train/learning_rate": learning_rate}))
     resolved = {"device": str(device), "bf16": bool(bf16), "max_length": max_length, "base_model": str(base_model),
-                "steps": trainer.state.max_steps, "processes": trainer.accelerator.num_processes, "torch": torch.__version__}
+                "steps": trainer.state.global_step, "max_steps": trainer.state.max_steps,
+                "learning_rate": learning_rate, "learning_rate_from": "config" if config.learning_rate else
+                f"auto_learning_rate({parameters} parameters)", "parameters": parameters,
+                "processes": trainer.accelerator.num_processes, "torch": torch.__version__}
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    reward_report.write_all(out, config.to_dict(), resolved, metrics, train, held_out, conversion, trainer.state.log_history)
+    reward_report.write_all(out, config.to_dict(), resolved, metrics, train, held_out, conversion, trainer.state.log_history,
+                            validation)
     _tidy_trainer_dir(out / "tracking")
-    logger.info("reward model trained on %d pairs in %.1fs: eval accuracy %.3f (longer-answer baseline %.3f)",
-                len(train), runtime, metrics["eval/accuracy"], metrics["eval/length_baseline_accuracy"])
+    logger.info("reward model trained on %d pairs (%d steps, %.1f epochs, lr %.2g) in %.1fs: eval accuracy %.3f "
+                "[%.3f, %.3f] on %d pairs (longer-answer baseline %.3f)", len(train), length["train/steps"],
+                length["train/epochs"], learning_rate, runtime, metrics["eval/accuracy"], metrics["eval/accuracy_ci_low"],
+                metrics["eval/accuracy_ci_high"], len(held_out), metrics["eval/length_baseline_accuracy"])
     return metrics
 
 
@@ -122,22 +139,81 @@ def _encode(tokenizer, pairs: list[PreferencePair], max_length: int, tokenize) -
     return ids, [pairs[i] for i in keep], len(pairs) - len(keep)
 
 
-def _build_trainer(model, tokenizer, train_ids: dict, eval_ids: dict, config: RewardTrainConfig, out: Path, device,
-                   bf16: bool, progress: ProgressFn | None):
+def _validation_split(train: list[PreferencePair], config: RewardTrainConfig) -> tuple[list, list]:
+    """(train, validation): the pairs that choose the training length, by prompt like the eval split.
+    None without evaluations during training (eval_points=0) or with a single training prompt."""
+    if config.eval_points == 0 or len({p.prompt for p in train}) < 2:
+        return train, []
+    return split_by_prompt(train, config.validation_fraction, config.seed + 1)
+
+
+class _KeepBest:
+    """Early stopping on the validation loss, keeping the best evaluation's trainable weights in memory
+    (a CPU copy: no checkpoint written to disk; with LoRA only the adapter and head are copied)."""
+
+    def __init__(self, patience: int):
+        self.patience, self.best_loss, self.best_step, self.best_epoch = patience, math.inf, None, None
+        self.bad, self.stopped_early, self.weights = 0, False, None
+
+    @classmethod
+    def create(cls, patience: int):
+        from transformers import TrainerCallback
+
+        keeper = cls(patience)
+
+        class Callback(TrainerCallback):
+            def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
+                keeper.evaluated(state, control, (metrics or {}).get("eval_loss"), model)
+
+        keeper.callback = Callback()
+        return keeper
+
+    def evaluated(self, state, control, loss: float | None, model) -> None:
+        if loss is None or model is None:
+            return
+        if loss < self.best_loss - 1e-4:
+            self.best_loss, self.best_step, self.best_epoch, self.bad = loss, state.global_step, state.epoch, 0
+            self.weights = {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters() if p.requires_grad}
+            return
+        self.bad += 1
+        if self.patience and self.bad >= self.patience:
+            self.stopped_early = control.should_training_stop = True
+
+    def restore(self, model, state, validation_pairs: int) -> dict[str, Any]:
+        """Load the best weights back (when a later evaluation was worse) and describe the run's length."""
+        import torch
+
+        if self.weights is not None and self.best_step != state.global_step:
+            with torch.no_grad():
+                for name, param in model.named_parameters():
+                    if name in self.weights:
+                        param.copy_(self.weights[name].to(param.device))
+        self.weights = None
+        return {"train/epochs": round(state.epoch or 0.0, 3), "train/steps": state.global_step,
+                "train/best_epoch": round(self.best_epoch, 3) if self.best_epoch is not None else None,
+                "train/best_step": self.best_step, "train/stopped_early": self.stopped_early,
+                "validation/pairs": validation_pairs,
+                "validation/loss_best": round(self.best_loss, 4) if self.best_step is not None else None}
+
+
+def _build_trainer(model, tokenizer, train_ids: dict, eval_ids: dict | None, config: RewardTrainConfig, out: Path, device,
+                   bf16: bool, progress: ProgressFn | None, learning_rate: float, keep_best: _KeepBest):
     from datasets import Dataset
     from transformers import TrainerCallback
     from trl import RewardConfig, RewardTrainer
 
     steps = math.ceil(len(train_ids["chosen_ids"]) / (config.per_device_train_batch_size * config.gradient_accumulation_steps))
     total = max(1, math.ceil(steps * config.num_train_epochs))
-    eval_steps = max(1, total // config.eval_points) if config.eval_points > 0 else None
+    eval_steps = max(1, steps // config.eval_points) if config.eval_points > 0 and eval_ids else None
+    logging_steps = config.logging_steps or max(1, min(steps, total // 100))
     args = RewardConfig(
-        output_dir=str(out / "tracking"), learning_rate=config.learning_rate, num_train_epochs=config.num_train_epochs,
+        output_dir=str(out / "tracking"), learning_rate=learning_rate, num_train_epochs=config.num_train_epochs,
         per_device_train_batch_size=config.per_device_train_batch_size,
         per_device_eval_batch_size=config.per_device_eval_batch_size,
         gradient_accumulation_steps=config.gradient_accumulation_steps, weight_decay=config.weight_decay,
-        warmup_steps=config.warmup_ratio, lr_scheduler_type=config.lr_scheduler_type, max_length=None,  # already filtered in _encode
-        center_rewards_coefficient=config.center_rewards_coefficient, logging_steps=config.logging_steps,
+        warmup_steps=round(steps * config.warmup_ratio), lr_scheduler_type=config.lr_scheduler_type,
+        max_length=None,  # already filtered in _encode
+        center_rewards_coefficient=config.center_rewards_coefficient, logging_steps=logging_steps,
         eval_strategy="steps" if eval_steps else "no", eval_steps=eval_steps, save_strategy="no",
         report_to=_report_to(config.tracking), use_cpu=device.type == "cpu", bf16=bf16,
         activation_checkpointing=config.gradient_checkpointing, seed=config.seed, data_seed=config.seed,
@@ -150,7 +226,8 @@ def _build_trainer(model, tokenizer, train_ids: dict, eval_ids: dict, config: Re
                 progress(state.global_step, state.max_steps, "training")
 
     return RewardTrainer(model=model, args=args, train_dataset=Dataset.from_dict(train_ids),
-                         eval_dataset=Dataset.from_dict(eval_ids), processing_class=tokenizer, callbacks=[_Progress()])
+                         eval_dataset=Dataset.from_dict(eval_ids) if eval_ids else None, processing_class=tokenizer,
+                         callbacks=[_Progress(), keep_best.callback])
 
 
 def _report_to(tracking: str) -> str:
