@@ -147,8 +147,8 @@ def main() -> int:
     import torch
     import transformers
 
-    from prefloop.models import resolve_device
     from cli.tinymodel import build_tiny_gpt2
+    from prefloop.models import resolve_device
 
     transformers.logging.set_verbosity_error()
     torch.set_num_threads(args.threads)

@@ -54,9 +54,9 @@ def run_side(spec: dict) -> dict:
 
     from prefloop.scoring import rewards_from_ids, tokenize
     from prefloop.text import reward_text
+    from tests.support.reward_synthetic import synthetic_pairs
     from worker.reward import split_by_prompt
     from worker.reward.report import pairwise_accuracy
-    from tests.support.reward_synthetic import synthetic_pairs
 
     torch.set_num_threads(spec["threads"])
     pairs = synthetic_pairs(spec["pairs"], seed=spec["seed"])

@@ -17,10 +17,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from prefloop.errors import PrefloopError
 
@@ -122,7 +122,7 @@ class Service:
     cwd: Path = REPO
     proc: subprocess.Popen | None = field(default=None, repr=False)
 
-    def start(self) -> "Service":
+    def start(self) -> Service:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as fh:
             self.proc = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd, stdout=fh, stderr=subprocess.STDOUT,

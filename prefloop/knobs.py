@@ -13,7 +13,8 @@ the same thing wherever it is given:
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar, Iterable, Mapping, TypeVar
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar, TypeVar
 
 from prefloop.errors import InputError
 

@@ -17,9 +17,10 @@ import csv
 import hashlib
 import io
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from prefloop.errors import InputError, LabelConfigError
 from prefloop.label_config import PairwiseConfig

@@ -18,8 +18,8 @@ to the GPU. The parent reloads only when the project's policy pointer moves to a
 from __future__ import annotations
 
 import logging
-import socket
 import os
+import socket
 
 from rq import Worker
 
@@ -77,10 +77,10 @@ def run_worker(settings: Settings, *, queues: list[str] | None = None, burst: bo
     import torch  # noqa: F401  (imported before forking; CUDA stays untouched in this process)
     import transformers  # noqa: F401
     from label_studio_sdk import LabelStudio  # noqa: F401  (every job talks to Label Studio: ~1 s per horse otherwise)
-
-    import worker.jobs  # noqa: F401  (job modules imported once, before forking)
     from rq import SimpleWorker
     from rq.serializers import JSONSerializer
+
+    import worker.jobs  # noqa: F401  (job modules imported once, before forking)
 
     setup_logging(settings.log_level)
     runtime.init(settings)

@@ -19,16 +19,17 @@ import logging
 import os
 from typing import Any
 
-from prefloop.errors import (InputError, LabelConfigError, LabelStudioError, ModelNotFound, SettingsError,
-                             UnknownProject)
+from prefloop.errors import InputError, LabelConfigError, LabelStudioError, ModelNotFound, SettingsError, UnknownProject
 from prefloop.label_config import PairwiseConfig, parse_pairwise_config
 from prefloop.labelstudio import LabelStudioClient
-from prefloop.prompts import GENERATION_FIELD as META_FIELD, prompt_key
+from prefloop.prompts import GENERATION_FIELD as META_FIELD
+from prefloop.prompts import prompt_key
 from prefloop.queue import JobKind, JobQueue
 from prefloop.settings import Settings
 from prefloop.text import answers_of, render_prompt
 from worker.generation import SamplingConfig, task_seed
 from worker.policy import current_policy, policy_generator
+from worker.predictions import push_after
 from worker.runtime import Progress
 
 logger = logging.getLogger(__name__)
@@ -64,7 +65,11 @@ def _fill(settings: Settings, project_id: int, reason: str, regenerate: bool, cl
     if chunk:
         gen = policy_generator(settings, project_id)
         result.update(policy_version=gen.version, model_loaded_pid=gen.loaded_pid, job_pid=os.getpid())
-        result.update(_fill_chunk(settings, client, config, gen, chunk, regenerate, remaining))
+        written: list[dict[str, Any]] = []
+        result.update(_fill_chunk(settings, client, config, gen, chunk, regenerate, remaining, written))
+        if written:  # the serving reward model's picks for the new answers, replacing any for the old ones
+            result["predictions"] = push_after(settings, project_id, "a generation chunk", client=client, queue=queue,
+                                               tasks=written, replace=True)
     if remaining:
         extra = {"regenerate": True} if requested else {}
         result["follow_up"] = queue.enqueue(JobKind.GENERATE, project_id, reason=f"continue: {remaining} task(s) left",
@@ -73,7 +78,8 @@ def _fill(settings: Settings, project_id: int, reason: str, regenerate: bool, cl
     return result
 
 
-def _fill_chunk(settings, client, config, gen, chunk, regenerate, remaining) -> dict[str, int]:
+def _fill_chunk(settings, client, config, gen, chunk, regenerate, remaining, written) -> dict[str, int]:
+    """Generate and write one chunk; each task given answers is appended to `written` with its new data."""
     sampling = SamplingConfig.from_settings(settings)
     progress = Progress("generating answers", total=len(chunk))
     counts = {"filled": 0, "failed": 0, "skipped": 0}
@@ -97,21 +103,25 @@ def _fill_chunk(settings, client, config, gen, chunk, regenerate, remaining) -> 
         if regenerate and _annotated(client.get_task(task["id"])):
             counts["skipped"] += 1  # annotated while we generated: its answers are someone's judgement now
             continue
-        _write(client, task, config, res.answers, {**gen.metadata(sampling, res), "prompt_key": key})
+        data = _write(client, task, config, res.answers, {**gen.metadata(sampling, res), "prompt_key": key})
         counts["filled" if res.answers else "failed"] += 1
+        if res.answers:
+            written.append({**task, "data": data})
         progress.update(n, remaining=remaining)
     progress.update(len(tasks), force=True, remaining=remaining)
     return counts
 
 
 def _write(client: LabelStudioClient, task: dict[str, Any], config: PairwiseConfig,
-           answers: tuple[str, str] | None, meta: dict[str, Any]) -> None:
-    """PATCH the task's data: everything it held, plus the answers (when there are some) and the record."""
+           answers: tuple[str, str] | None, meta: dict[str, Any]) -> dict[str, Any]:
+    """PATCH the task's data: everything it held, plus the answers (when there are some) and the record;
+    returns the data written."""
     data = dict(task["data"])
     if answers is not None:
         data.update(zip(config.answer_fields, answers))
     data[META_FIELD] = meta
     client.update_task_data(task["id"], data)
+    return data
 
 
 def _wants(task: dict[str, Any], config: PairwiseConfig, version: str, regenerate: bool) -> bool:

@@ -23,8 +23,8 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import redis
 from redis.exceptions import LockError

@@ -62,7 +62,7 @@ class State:
     base_model: str | None = None
 
     @classmethod
-    def load(cls, path: Path) -> "State":
+    def load(cls, path: Path) -> State:
         data = json.loads(path.read_text()) if path.exists() else {}
         state = cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
         state.password = state.password or secrets.token_urlsafe(12)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from prefloop.artifacts import ArtifactStore
 from cli.main import main
+from prefloop.artifacts import ArtifactStore
 from prefloop.queue import JobQueue
 from tests.support.reward_helpers import publish_copy, trained_reward_model
 from tests.support.reward_synthetic import synthetic_pairs

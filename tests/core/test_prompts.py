@@ -65,7 +65,7 @@ def test_bad_records_are_named_by_file_and_line(tmp_path, name, content, expecte
 
 def test_invalid_utf8_names_the_line_and_byte(tmp_path):
     """A file that is not UTF-8 is refused as a whole, pointing at the first bad byte."""
-    path = write(tmp_path, "latin1.jsonl", '"fine"\n"also fine"\n'.encode() + '"caf\xe9"\n'.encode("latin-1"))
+    path = write(tmp_path, "latin1.jsonl", b'"fine"\n"also fine"\n' + '"caf\xe9"\n'.encode("latin-1"))
     with pytest.raises(InputError, match=r"latin1.jsonl line 3: invalid UTF-8 \(byte 0xe9 at column 5\)"):
         read_prompts(path)
 

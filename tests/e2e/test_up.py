@@ -18,8 +18,8 @@ import requests
 
 from cli.localstack import port_free
 from tests.e2e.conftest import wait_filled
-from tests.support.stack import Stack
 from tests.support.services import PREFLOOP, REPO, descendants, free_port, prefloop_env, wait_until
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
 SAMPLES = sum(1 for line in (REPO / "examples" / "prompts.jsonl").read_text().splitlines() if line.strip())

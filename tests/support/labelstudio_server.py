@@ -39,7 +39,7 @@ class LabelStudioServer:
     def token(self) -> str:
         return TOKEN
 
-    def start(self, timeout: float = 180) -> "LabelStudioServer":
+    def start(self, timeout: float = 180) -> LabelStudioServer:
         if not LS_BIN.exists():
             raise RuntimeError(f"{LS_BIN} is missing: run `bash scripts/setup.sh --test` to install Label Studio")
         self.data_dir.mkdir(parents=True, exist_ok=True)

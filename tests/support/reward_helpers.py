@@ -17,7 +17,7 @@ TINY_TRAINING = dict(learning_rate=2e-3, num_train_epochs=1, per_device_train_ba
                      eval_points=2, seed=0)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def tiny_1024(root: str) -> Path:
     """The tiny GPT-2 with room for the seed recipe's 550-token padding (n_positions=1024)."""
     from cli.tinymodel import build_tiny_gpt2
@@ -25,7 +25,7 @@ def tiny_1024(root: str) -> Path:
     return build_tiny_gpt2(Path(root) / "tiny-gpt2-1024", n_positions=1024)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def trained_reward_model(root: str) -> tuple[Path, dict]:
     """(directory, metrics) of a tiny reward model trained once per session on the synthetic preference."""
     from worker.reward import train_reward

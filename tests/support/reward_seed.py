@@ -11,9 +11,10 @@ pushes chosen rewards towards 0 and rejected towards 1: the preference is learnt
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from prefloop.preferences import PreferencePair
 from prefloop.text import reward_text

@@ -51,7 +51,7 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> "RedisServer":
+    def start(self) -> RedisServer:
         from cli.localstack import redis_argv
 
         if self.data_dir is not None:
@@ -84,7 +84,7 @@ class Process:
         self.args, self.env, self.log = args, env, log
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "Process":
+    def start(self) -> Process:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         self._fh = open(self.log, "ab")
         self.proc = subprocess.Popen(PREFLOOP + self.args, env=self.env, cwd=REPO, stdout=self._fh,

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import requests
 
@@ -66,7 +67,7 @@ class Stack:
         return prefloop_env(**settings)
 
     # --- processes -----------------------------------------------------------------------------
-    def start(self) -> "Stack":
+    def start(self) -> Stack:
         self.base.mkdir(parents=True, exist_ok=True)
         self.redis = RedisServer(data_dir=self.base / "redis").start()
         self.server = start_server(self.env(), self.port, self.base / "serve.log")
@@ -82,9 +83,8 @@ class Stack:
         return self.worker
 
     def worker_names(self) -> list[str]:
-        from rq import Worker
-
         import redis
+        from rq import Worker
 
         return [w.name for w in Worker.all(connection=redis.Redis.from_url(self.redis.url))]
 

@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
+from prefloop.errors import InputError
 from worker.ppo import core
 from worker.ppo.config import PPOConfig
-from prefloop.errors import InputError
 
 
 def close(actual, expected, tol=1e-6):

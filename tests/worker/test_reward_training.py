@@ -15,9 +15,9 @@ from prefloop.label_config import load_label_config
 from prefloop.queue import JobKind, JobQueue
 from prefloop.scoring import RewardScorer
 from tests.support.reward_helpers import TINY_TRAINING, annotated_project, publish_copy, tiny_1024, trained_reward_model
+from tests.support.reward_synthetic import synthetic_pairs
 from tests.support.services import Process, prefloop_env, wait_until
 from worker.reward import split_by_prompt
-from tests.support.reward_synthetic import synthetic_pairs
 
 WEBHOOK = json.loads((Path(__file__).parents[1] / "fixtures" / "webhooks.json").read_text())["ANNOTATION_CREATED"]
 
@@ -31,8 +31,8 @@ def test_reward_model_learns_while_the_seed_recipe_learns_backwards(trained, tmp
     """On a learnable preference, held-out accuracy reaches 0.9; the seed's recipe on the same data is at or below chance."""
     from prefloop.scoring import rewards_from_ids, tokenize
     from prefloop.text import reward_text
-    from worker.reward.report import pairwise_accuracy
     from tests.support.reward_seed import SeedRecipeConfig, train_seed_recipe
+    from worker.reward.report import pairwise_accuracy
 
     _, metrics = trained
     assert metrics["eval/accuracy"] >= 0.9, metrics

@@ -11,8 +11,8 @@ from rq import Worker
 from rq.job import JobStatus
 
 from prefloop.queue import JobQueue
-from tests.support.services import Process, prefloop_env, wait_until
 from tests.support.prometheus import scrape, value
+from tests.support.services import Process, prefloop_env, wait_until
 
 
 def test_sigterm_finishes_the_running_job_then_exits(settings, client, tmp_path):

@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from prefloop.errors import InputError
-from prefloop.knobs import Knobs, knob as _knob
+from prefloop.knobs import Knobs
+from prefloop.knobs import knob as _knob
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ at the right end); response masks come from positions (`core.response_mask`), ne
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 
