@@ -3,10 +3,17 @@
 1. Waits (with --wait) until Label Studio answers with the configured token.
 2. Finds the projects to serve: the ids in PROJECTS, or else the project titled PROJECT_TITLE,
    which it creates with label_config/pairwise.xml when there is none.
-3. Connects this backend (BACKEND_URL, as Label Studio reaches it) to each project with
+3. Sets what annotators need: an empty annotation cannot be submitted (a click on the answer the
+   reward model pre-selected unselects it; without this, Submit would save `result: []`, which
+   Label Studio counts as done and prefloop drops), and a first Data Manager tab without the wide
+   `prefloop` JSON column (`annotator_settings`).
+4. Connects this backend (BACKEND_URL, as Label Studio reaches it) to each project with
    `POST /api/ml`, unless a backend with that URL is already connected. Label Studio then checks
    /health and /setup and creates the project webhook.
-4. Prints where to log in.
+5. Adds the Data Manager tab "Least certain first" (ordered by prediction score, lowest first) and
+   sets the project's task sampling to "Uncertainty sampling", so "Label All Tasks" also serves the
+   pairs the reward model is least sure about first (`least_certain_view`).
+6. Prints where to log in.
 
 A second run finds the project and the connection and changes nothing.
 """
@@ -80,7 +87,11 @@ def first_start(settings: Settings, *, label_config: str = "pairwise", wait: flo
     me = _wait_for_label_studio(client, wait)
     if wait > 0:
         _wait_for_backend(settings.backend_url, wait)
-    projects = [_connect(client, settings, project, created) for project, created in _projects(client, settings, label_config)]
+    found = _projects(client, settings, label_config)
+    for project, _created in found:
+        annotator_settings(client, project)
+        least_certain_view(client, project["id"])
+    projects = [_connect(client, settings, project, created) for project, created in found]
     login_url = (settings.label_studio_public_url or settings.label_studio_url).rstrip("/")
     return InitResult(login_url, me.get("email"), projects)
 
@@ -101,6 +112,62 @@ def _projects(client, settings: Settings, label_config: str) -> list[tuple[dict[
     for project in found:
         parse_pairwise_config(project.get("label_config") or "")  # a project without <Pairwise> cannot be served
     return [(project, False) for project in found]
+
+
+# Label Studio 1.23.2's own defaults for a first tab (the columns /api/dm/columns marks not visible),
+# plus task.data["prefloop"], the wide JSON column of prefloop's bookkeeping (which model wrote the
+# answers), which annotators do not need.
+PREFLOOP_COLUMN = "tasks:data.prefloop"
+_LS_HIDDEN = ("inner_id", "annotations_results", "annotations_ids", "predictions_score", "predictions_model_versions",
+              "predictions_results", "file_upload", "storage_filename", "created_at", "updated_at", "updated_by",
+              "avg_lead_time", "draft_exists")
+_LS_HIDDEN_LABELING = ("id", "completed_at", "cancelled_annotations", "total_predictions", "annotators")
+ANNOTATOR_HIDDEN_COLUMNS = {
+    "explore": [PREFLOOP_COLUMN, *(f"tasks:{c}" for c in _LS_HIDDEN)],
+    "labeling": [PREFLOOP_COLUMN, *(f"tasks:{c}" for c in _LS_HIDDEN_LABELING + _LS_HIDDEN)],
+}
+"""`hiddenColumns` of a Data Manager tab made for annotators; every tab prefloop creates uses it."""
+
+
+def annotator_settings(client, project: dict[str, Any]) -> None:
+    """Refuse empty annotations (Label Studio then disables Submit while no answer is chosen, and
+    says "Empty annotations denied in this project") and give a project without Data Manager tabs
+    a first tab that hides the `prefloop` column. Both only when not so already."""
+    pid = project["id"]
+    if project.get("enable_empty_annotation", True):
+        client.call(f"refusing empty annotations in project {pid}",
+                    lambda: client.sdk.projects.update(id=pid, enable_empty_annotation=False), project_id=pid)
+        logger.info("project %s: empty annotations are refused", pid)
+    views = client.call(f"listing Data Manager tabs of project {pid}", lambda: client.sdk.views.list(project=pid),
+                        project_id=pid)
+    if not views:
+        data = {"title": "Default", "hiddenColumns": ANNOTATOR_HIDDEN_COLUMNS}
+        client.call(f"creating the Data Manager tab of project {pid}",
+                    lambda: client.sdk.views.create(project=pid, data=data), project_id=pid)
+
+
+LEAST_CERTAIN_TAB = "Least certain first"
+UNCERTAINTY_SAMPLING = "Uncertainty sampling"
+_SCORE_COLUMNS = ("tasks:predictions_score", "tasks:predictions_results")
+
+
+def least_certain_view(client, project_id: int) -> dict[str, Any]:
+    """The tab "Least certain first": tasks ordered by prediction score ascending, the score and the
+    pick shown. prefloop writes each task's prediction with score = the reward model's probability
+    for its pick and keeps the project's model_version on the serving version, which is what Label
+    Studio averages into that column (worker/predictions.py). Also sets the project's sampling to
+    "Uncertainty sampling": Label Studio's labeling stream then serves unlabeled tasks that have a
+    current prediction lowest score first, from any tab. Idempotent; returns the tab."""
+    views = client.list_views(project_id)
+    tab = next((v for v in views if (v.get("data") or {}).get("title") == LEAST_CERTAIN_TAB), None)
+    if tab is None:
+        hidden = {k: [c for c in v if c not in _SCORE_COLUMNS] for k, v in ANNOTATOR_HIDDEN_COLUMNS.items()}
+        tab = client.create_view(project_id, {"title": LEAST_CERTAIN_TAB, "ordering": ["tasks:predictions_score"],
+                                              "hiddenColumns": hidden})
+        logger.info("project %s: added the Data Manager tab %r", project_id, LEAST_CERTAIN_TAB)
+    if client.get_project(project_id).get("sampling") != UNCERTAINTY_SAMPLING:
+        client.update_project(project_id, sampling=UNCERTAINTY_SAMPLING)
+    return tab
 
 
 def _connect(client, settings: Settings, project: dict[str, Any], created: bool) -> ProjectState:
