@@ -38,37 +38,64 @@ def label_studio_bin(venv: Path | None = None) -> Path:
     return (venv or REPO / ".venv-ls") / "bin" / "label-studio"
 
 
-def install_label_studio(venv: Path | None = None) -> Path:
+def install_label_studio(venv: Path | None = None, log: Path | None = None, script: Path = INSTALL_SCRIPT,
+                         say: Callable[[str], None] = print) -> Path:
     """Install Label Studio into its own virtualenv with scripts/install-label-studio.sh (the same
-    script `scripts/setup.sh --test` runs). Returns the `label-studio` executable."""
+    script `scripts/setup.sh --test` runs). Returns the `label-studio` executable.
+
+    pip's own output (progress, and whatever notices the machine's package index adds, hundreds of
+    lines) goes to `log`; the terminal gets one line before, one after, and on failure the lines
+    that say what went wrong."""
     venv = venv or REPO / ".venv-ls"
     exe = label_studio_bin(venv)
     if exe.exists():
         return exe
-    if not INSTALL_SCRIPT.exists():
-        raise ServiceError(f"Label Studio is not installed at {venv} and {INSTALL_SCRIPT} is missing: run "
+    if not script.exists():
+        raise ServiceError(f"Label Studio is not installed at {venv} and {script} is missing: run "
                            f"`python3 -m venv {venv} && {venv}/bin/pip install {LABEL_STUDIO_SPEC}`")
-    r = subprocess.run(["bash", str(INSTALL_SCRIPT), str(venv)], cwd=REPO)
+    log = log or venv.parent / "install-label-studio.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    say(f"installing {LABEL_STUDIO_SPEC} into {venv} (once, about 2 minutes; pip's output goes to {log})")
+    env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INPUT="1")
+    with open(log, "wb") as fh:
+        r = subprocess.run(["bash", str(script), str(venv)], cwd=REPO, stdout=fh, stderr=subprocess.STDOUT, env=env)
     if r.returncode != 0 or not exe.exists():
-        raise ServiceError(f"installing {LABEL_STUDIO_SPEC} into {venv} failed (exit {r.returncode}); see the pip output above")
+        raise ServiceError(f"installing {LABEL_STUDIO_SPEC} into {venv} failed (exit {r.returncode}):\n"
+                           f"{_errors(log)}\nthe whole pip output is in {log}")
+    say(f"installed {LABEL_STUDIO_SPEC} into {venv}")
     return exe
 
 
-def label_studio_env(data_dir: Path, base: dict[str, str] | None = None) -> dict[str, str]:
+def _errors(log: Path, keep: int = 15) -> str:
+    """The lines of an install log that say what failed (pip's ERROR lines and the traceback's end),
+    not its warnings and notices."""
+    lines = log.read_text(errors="replace").splitlines()
+    wanted = [line for line in lines if line.lstrip().startswith(("ERROR", "error:", "×", "╰─>")) or "Error" in line]
+    return "\n".join((wanted or lines)[-keep:])
+
+
+def label_studio_env(data_dir: Path, base: dict[str, str] | None = None, *, username: str = "", password: str = "",
+                     token: str = "") -> dict[str, str]:
+    """Label Studio's environment. The admin login and API token go here, never into its arguments:
+    any local user reads a process's arguments (`ps`, /proc/<pid>/cmdline), while its environment
+    (/proc/<pid>/environ) is readable only by its owner. `label-studio start` reads them as
+    LABEL_STUDIO_USERNAME, LABEL_STUDIO_PASSWORD and LABEL_STUDIO_USER_TOKEN (its server.py), creates
+    that user and token on the first start and keeps them on later starts."""
     env = dict(os.environ if base is None else base)
     env.update(LABEL_STUDIO_BASE_DATA_DIR=str(data_dir), LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN="true",
                ML_BLOCK_LOCAL_IP="false", SSRF_PROTECTION_ENABLED="false", LATEST_VERSION_CHECK="false",
                COLLECT_ANALYTICS="false", SENTRY_DSN="", FRONTEND_SENTRY_DSN="", DJANGO_DB="sqlite")
+    if username:
+        env.update(LABEL_STUDIO_USERNAME=username, LABEL_STUDIO_PASSWORD=password, LABEL_STUDIO_USER_TOKEN=token)
     env.pop("PYTHONPATH", None)  # its own virtualenv: nothing of prefloop's environment
     return env
 
 
-def label_studio_argv(exe: Path, port: int, *, username: str, password: str, token: str) -> list[str]:
-    """`--internal-host` is the bind address (`--host` is only the URL LS puts in links). The user
-    and token are created on the first start; later starts keep them."""
+def label_studio_argv(exe: Path, port: int) -> list[str]:
+    """`--internal-host` is the bind address (`--host` is only the URL LS puts in links). No secret
+    here: the login and token travel in the environment (`label_studio_env`)."""
     url = f"http://127.0.0.1:{port}"
-    return [str(exe), "start", "--no-browser", "--internal-host", "127.0.0.1", "--port", str(port), "--host", url,
-            "--username", username, "--password", password, "--user-token", token]
+    return [str(exe), "start", "--no-browser", "--internal-host", "127.0.0.1", "--port", str(port), "--host", url]
 
 
 # --- Redis ---------------------------------------------------------------------------------------
@@ -178,3 +205,65 @@ def http_ok(url: str, timeout: float = 2.0) -> bool:
         return requests.get(url, timeout=timeout).ok
     except requests.RequestException:
         return False
+
+
+# --- where the commands find a local stack ------------------------------------------------------
+STACK_KEYS = ("LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY", "REDIS_URL", "MODEL_DIR", "BACKEND_URL", "BASE_MODEL",
+              "WEBHOOK_SECRET")
+"""What `prefloop up` writes to `<state dir>/env` and every other command reads from there."""
+STATE_DIR_VAR = "PREFLOOP_STATE_DIR"
+applied_from: Path | None = None
+"""The env file `apply_stack_env` read in this process, if any (`prefloop doctor` says so)."""
+
+
+def stack_env_file(state_dir: Path) -> Path:
+    return state_dir / "env"
+
+
+def write_stack_env(state_dir: Path, values: dict[str, str]) -> Path:
+    """`KEY='value'` lines (shell syntax, so `set -a; . .prefloop/env` works too), readable only by
+    the owner: the file holds the Label Studio token."""
+    import shlex
+
+    path = stack_env_file(state_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("# written by `prefloop up`: the settings of the stack it runs; other prefloop commands\n"
+                   "# started in this directory read them (or: eval \"$(prefloop env)\")\n"
+                   + "".join(f"{key}={shlex.quote(str(values[key]))}\n" for key in STACK_KEYS if values.get(key)))
+    tmp.chmod(0o600)
+    os.replace(tmp, path)
+    return path
+
+
+def read_stack_env(path: Path) -> dict[str, str]:
+    import shlex
+
+    out = {}
+    for line in path.read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key in STACK_KEYS:
+            out[key] = "".join(shlex.split(value)) if value else ""
+    return out
+
+
+def find_stack_env(environ: dict[str, str] | os._Environ, cwd: Path | None = None) -> Path | None:
+    """The env file of the stack `prefloop up` runs: $PREFLOOP_STATE_DIR/env, else ./.prefloop/env."""
+    state_dir = environ.get(STATE_DIR_VAR)
+    path = stack_env_file(Path(state_dir) if state_dir else (cwd or Path.cwd()) / ".prefloop")
+    return path if path.is_file() else None
+
+
+def apply_stack_env(environ: dict[str, str] | os._Environ, cwd: Path | None = None) -> Path | None:
+    """Fill `environ` from the local stack's env file, only when none of its settings is set already
+    (whoever sets one configures by hand, and a mix of two deployments would be worse than either).
+    Returns the file used, or None."""
+    if any(key in environ for key in STACK_KEYS):
+        return None
+    global applied_from
+    path = find_stack_env(environ, cwd)
+    if path is None:
+        return None
+    environ.update(read_stack_env(path))
+    applied_from = path
+    return path

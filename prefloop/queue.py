@@ -12,11 +12,21 @@ Redis keys (all under QUEUE_PREFIX):
   {prefix}:last:{kind}:{project}      unix time the last run of that kind started
   {prefix}:running:{kind}:{project}   lock held while a run executes
   {prefix}:projects                   set of project ids connected through /setup
+  {prefix}:changes:{project}          count of annotation events (created, updated, deleted) received
+  {prefix}:trained:{project}          that count when the newest reward model was read back clean
+
+A START_TRAINING (the Train button, or anyone who can reach /webhook) finds out in the same single
+Redis round trip whether an annotation event arrived since the reward-model run that left nothing
+unchanged; if none did it queues nothing. When it does queue, the job still counts the changes in
+Label Studio and skips when there are none, so a forged event never buys a training run.
+
+Failures a retry cannot fix (PERMANENT_ERRORS) fail the job at once, for every kind.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -30,7 +40,17 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
-from prefloop.errors import QueueUnavailable, UnknownProject
+from prefloop.errors import (
+    BadRequest,
+    InputError,
+    LabelConfigError,
+    LabelStudioError,
+    ModelNotFound,
+    QueueUnavailable,
+    SettingsError,
+    UnknownProject,
+)
+from prefloop.redact import redact_url
 from prefloop.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -45,6 +65,8 @@ class JobKind(str, Enum):
     GENERATE = "generate"
     TRAIN_REWARD = "train_reward"
     PPO = "ppo"
+    POLICY = "policy"   # any policy trainer (POLICY_TRAINER or the job's `trainer`): ppo, dpo, grpo, rloo
+    PREDICT = "predict"  # score tasks with the serving reward model and write the predictions into Label Studio
     PING = "ping"
 
 
@@ -64,25 +86,42 @@ JOBS: dict[JobKind, JobSpec] = {
     JobKind.GENERATE: JobSpec("worker.jobs.generate_answers", GPU_QUEUE, 3600, DAY, DAY, 7 * DAY, (10, 30, 90)),
     JobKind.TRAIN_REWARD: JobSpec("worker.jobs.train_reward_model", GPU_QUEUE, 4 * 3600, DAY, 7 * DAY, 7 * DAY, (10, 30, 90)),
     JobKind.PPO: JobSpec("worker.jobs.run_ppo", GPU_QUEUE, 8 * 3600, DAY, 7 * DAY, 7 * DAY, (30, 120)),
+    JobKind.POLICY: JobSpec("worker.jobs.train_policy", GPU_QUEUE, 8 * 3600, DAY, 7 * DAY, 7 * DAY, (30, 120)),
+    JobKind.PREDICT: JobSpec("worker.jobs.push_predictions", GPU_QUEUE, 3600, DAY, DAY, 7 * DAY, (10, 30, 90)),
     JobKind.PING: JobSpec("worker.jobs.ping", DEFAULT_QUEUE, 30, 600, 600, DAY),
 }
+
+PERMANENT_ERRORS: tuple[type[Exception], ...] = (
+    LabelConfigError, UnknownProject, LabelStudioError, InputError, BadRequest, ModelNotFound, SettingsError)
+"""Failures a retry cannot fix: a label config without a Pairwise tag, a project Label Studio does not
+have (404), a refused key (401/403), bad knobs or input. Jobs fail once with the message
+(worker/jobs.py); Label Studio down (LabelStudioUnavailable) and Redis down stay retried."""
+JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+"""What a job id can look like (prefloop's `<kind>-<project>-<hex>`, RQ's uuids); anything else is a 404."""
 
 _WAITING = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
 RUN_LOCK_TTL = 60
 """Seconds a project's run lock outlives the last refresh by the job holding it."""
 
 
-# KEYS: projects set, pending key. ARGV: project id, RQ job key prefix, waiting statuses...
-# Returns {served (0/1), id of the waiting job or false}.
+# KEYS: projects set, pending key, annotation-change counter, counter at the last clean reward run.
+# ARGV: project id, RQ job key prefix, bump ("1": count one annotation change), served override
+# ("1" served, "2" not served, "0" ask the set), waiting statuses...
+# Returns {served (0/1), id of the waiting job or "", unchanged (1: no annotation event since the last clean run)}.
 _PROBE_LUA = """
 local served = redis.call('SISMEMBER', KEYS[1], ARGV[1])
+if ARGV[4] == '1' then served = 1 elseif ARGV[4] == '2' then served = 0 end
+if served == 1 and ARGV[3] == '1' then redis.call('INCR', KEYS[3]) end
+local trained = redis.call('GET', KEYS[4])
+local unchanged = 0
+if trained and trained == (redis.call('GET', KEYS[3]) or '0') then unchanged = 1 end
 local job_id = redis.call('GET', KEYS[2])
-if not job_id then return {served, false} end
+if not job_id then return {served, '', unchanged} end
 local status = redis.call('HGET', ARGV[2] .. job_id, 'status')
-for i = 3, #ARGV do
-  if status == ARGV[i] then return {served, job_id} end
+for i = 5, #ARGV do
+  if status == ARGV[i] then return {served, job_id, unchanged} end
 end
-return {served, false}
+return {served, '', unchanged}
 """
 
 
@@ -91,9 +130,11 @@ class Enqueued:
     job_id: str
     coalesced: bool          # True: an equivalent job was already waiting; nothing new was queued
     delay: float = 0.0       # seconds until the job may start (rate limit)
+    unchanged: bool = False  # nothing was queued: no annotation changed since the current reward model
 
     def as_dict(self) -> dict[str, Any]:
-        return {"job_id": self.job_id, "coalesced": self.coalesced, "delay_s": round(self.delay, 3)}
+        out = {"job_id": self.job_id or None, "coalesced": self.coalesced, "delay_s": round(self.delay, 3)}
+        return {**out, "unchanged": True} if self.unchanged else out
 
 
 class JobQueue:
@@ -103,6 +144,7 @@ class JobQueue:
         self.settings = settings
         self.prefix = settings.queue_prefix
         self._connection = connection
+        self.shown_url = redact_url(settings.redis_url)  # REDIS_URL without its password, for messages
 
     # --- plumbing -----------------------------------------------------------------------------
     @property
@@ -133,30 +175,61 @@ class JobQueue:
         try:
             self.connection.sadd(self.key("projects"), project_id)
         except redis.RedisError as exc:
-            raise QueueUnavailable(f"Redis at {self.settings.redis_url} is unreachable: {exc}") from None
+            raise QueueUnavailable(f"Redis at {self.shown_url} is unreachable: {exc}") from None
 
-    def trigger(self, kind: JobKind, project_id: int, *, reason: str, **kwargs: Any) -> Enqueued:
+    def unavailable(self, exc: Exception, what: str = "") -> QueueUnavailable:
+        """The error for a Redis that cannot be reached, without REDIS_URL's password."""
+        return QueueUnavailable(f"Redis at {self.shown_url} is unreachable{what}: {type(exc).__name__}")
+
+    def trigger(self, kind: JobKind, project_id: int, *, reason: str, bump: bool = False, **kwargs: Any) -> Enqueued:
         """What a webhook does: refuse a project prefloop does not serve (PROJECTS when set, otherwise
-        any project that connected through /setup), else `enqueue`.
+        any project that connected through /setup), else `enqueue`. `bump`: the event is an
+        annotation change (counted for START_TRAINING). `on_change=True` (START_TRAINING) queues
+        nothing when no annotation changed since the last clean reward-model run.
 
         A burst of events mostly finds a run already waiting; one Lua call answers both questions
         (is the project served? is a run waiting?) in a single round trip, so the common case costs
         one Redis call per webhook."""
         try:
-            served, waiting = self._probe(
-                keys=[self.key("projects"), self.key("pending", kind.value, project_id)],
-                args=[project_id, Job.redis_job_namespace_prefix, *(s.value for s in _WAITING)],
+            override = ("1" if project_id in self.settings.projects else "2") if self.settings.projects else "0"
+            served, waiting, unchanged = self._probe(
+                keys=[self.key("projects"), self.key("pending", kind.value, project_id), self.key("changes", project_id),
+                      self.key("trained", project_id)],
+                args=[project_id, Job.redis_job_namespace_prefix, int(bump), override, *(s.value for s in _WAITING)],
             )
         except redis.RedisError as exc:
-            raise QueueUnavailable(f"Redis at {self.settings.redis_url} is unreachable, nothing was queued: {exc}") from None
-        if self.settings.projects:
-            served = project_id in self.settings.projects
+            raise self.unavailable(exc, ", nothing was queued") from None
         if not served:
             raise UnknownProject(f"prefloop does not serve project {project_id}: connect it in Label Studio "
                                  "(Settings > Model) or list it in PROJECTS")
         if waiting:
             return self._coalesce(waiting.decode(), kind, project_id, JOBS[kind], kwargs)
+        if kwargs.get("on_change") and not kwargs.get("force") and unchanged:
+            return Enqueued("", coalesced=False, unchanged=True)
         return self.enqueue(kind, project_id, reason=reason, **kwargs)
+
+    # --- what changed since the last reward model (START_TRAINING) -------------------------------
+    def note_change(self, project_id: int) -> bool:
+        """Count an annotation change that queues no job (TASKS_DELETED) for a served project; returns
+        whether the project is served."""
+        override = ("1" if project_id in self.settings.projects else "2") if self.settings.projects else "0"
+        try:
+            served, _, _ = self._probe(keys=[self.key("projects"), self.key("pending", "none", project_id),
+                                             self.key("changes", project_id), self.key("trained", project_id)],
+                                       args=[project_id, Job.redis_job_namespace_prefix, 1, override])
+        except redis.RedisError as exc:
+            raise self.unavailable(exc) from None
+        return bool(served)
+
+    def change_count(self, project_id: int) -> int:
+        """How many annotation events arrived for the project so far (read by a reward run at its start)."""
+        raw = self.connection.get(self.key("changes", project_id))
+        return int(raw) if raw is not None else 0
+
+    def mark_trained(self, project_id: int, count: int) -> None:
+        """A reward run that started at `count` left nothing unchanged (it published, or found no
+        change): START_TRAINING does nothing until the next annotation event."""
+        self.connection.set(self.key("trained", project_id), count)
 
     @property
     def _probe(self):
@@ -167,7 +240,8 @@ class JobQueue:
     def served_projects(self) -> list[int]:
         if self.settings.projects:
             return list(self.settings.projects)
-        return sorted(int(p) for p in self.connection.smembers(self.key("projects")))
+        members = (p.decode() if isinstance(p, bytes) else str(p) for p in self.connection.smembers(self.key("projects")))
+        return sorted(int(p) for p in members if p.isascii() and p.isdigit() and 0 < len(p) <= 10)
 
     # --- enqueue ----------------------------------------------------------------------------------
     def enqueue(self, kind: JobKind, project_id: int, *, reason: str, rate_limited: bool = True, **kwargs: Any) -> Enqueued:
@@ -197,7 +271,8 @@ class JobQueue:
                     kwargs=job_kwargs, job_id=job_id, job_timeout=spec.timeout, ttl=spec.ttl,
                     result_ttl=spec.result_ttl, failure_ttl=spec.failure_ttl,
                     retry=self._retry(spec),
-                    meta={"kind": kind.value, "project_id": project_id, "reason": reason, "progress": None},
+                    meta={"kind": kind.value, "project_id": project_id, "reason": reason, "progress": None,
+                          "trainer": "ppo" if kind == JobKind.PPO else kwargs.get("trainer")},
                     description=f"{kind.value} for project {project_id} ({reason})",
                 )
                 q = self.queue(spec.queue)
@@ -212,7 +287,7 @@ class JobQueue:
                 logger.info("queued %s (%s) for project %s in %.1fs: %s", job_id, kind.value, project_id, delay, reason)
                 return Enqueued(job_id, coalesced=False, delay=delay)
         except redis.RedisError as exc:
-            raise QueueUnavailable(f"Redis at {self.settings.redis_url} is unreachable, nothing was queued: {exc}") from None
+            raise QueueUnavailable(f"Redis at {self.shown_url} is unreachable, nothing was queued: {exc}") from None
 
     def _retry(self, spec: JobSpec) -> Retry | None:
         """RQ's retry policy: the kind's backoff, or JOB_RETRY_INTERVALS when set; none for kinds without retries."""
@@ -220,8 +295,12 @@ class JobQueue:
         return Retry(max=len(intervals), interval=list(intervals)) if intervals else None
 
     def _coalesce(self, job_id: str, kind: JobKind, project_id: int, spec: JobSpec, kwargs: dict[str, Any]) -> Enqueued:
+        """The waiting job absorbs this request; a forced one (or an on_change one: START_TRAINING)
+        upgrades it through a flag it reads when it starts (never downgrading "force")."""
         if kwargs.get("force"):
-            self.connection.set(self.key("force", kind.value, project_id), 1, ex=spec.ttl)
+            self.connection.set(self.key("force", kind.value, project_id), "force", ex=spec.ttl)
+        elif kwargs.get("on_change"):
+            self.connection.set(self.key("force", kind.value, project_id), "change", ex=spec.ttl, nx=True)
         return Enqueued(job_id, coalesced=True)
 
     def _waiting_job(self, pending_key: str, *, clean_stale: bool = True) -> str | None:
@@ -245,9 +324,10 @@ class JobQueue:
         return max(0.0, float(last) + self.settings.job_min_interval - time.time())
 
     # --- called by the job when it starts --------------------------------------------------------
-    def mark_started(self, kind: JobKind, project_id: int, job_id: str) -> bool:
-        """Clear the pending mark (so new events queue one more run) and return whether a forced run
-        was requested while this job waited."""
+    def mark_started(self, kind: JobKind, project_id: int, job_id: str) -> str | None:
+        """Clear the pending mark (so new events queue one more run) and return what was requested
+        while this job waited: "force" (train regardless), "change" (START_TRAINING: train when
+        anything changed) or None."""
         pipe = self.connection.pipeline()
         pipe.get(self.key("pending", kind.value, project_id))
         pipe.getdel(self.key("force", kind.value, project_id))
@@ -255,7 +335,9 @@ class JobQueue:
         pending, forced, _ = pipe.execute()
         if pending is not None and pending.decode() == job_id:
             self.connection.delete(self.key("pending", kind.value, project_id))
-        return forced is not None
+        if forced is None:
+            return None
+        return "change" if forced == b"change" else "force"
 
     def running_lock(self, kind: JobKind, project_id: int):
         """A lock held for the whole run, so two workers never train one project at once. It expires
@@ -268,6 +350,9 @@ class JobQueue:
 
     # --- inspection ---------------------------------------------------------------------------------
     def fetch(self, job_id: str) -> Job | None:
+        """The job, or None when there is none by that id (also for ids no job can have)."""
+        if not isinstance(job_id, str) or not JOB_ID.fullmatch(job_id):
+            return None
         try:
             return Job.fetch(job_id, connection=self.connection, serializer=JSONSerializer)
         except NoSuchJobError:
@@ -292,6 +377,17 @@ class JobQueue:
         return out[:limit]
 
 
+def _stage(status: JobStatus | None, stage: str | None, result: Any) -> str | None:
+    """A job that ended reads "done", "skipped" or "failed", not the last step it reported
+    ("writing answers", or "done" with a progress of 1/20); `progress` keeps that step's numbers."""
+    if status == JobStatus.FINISHED:
+        outcome = result.get("status") if isinstance(result, dict) else None
+        return outcome if outcome in ("skipped", "failed") else "done"
+    if status == JobStatus.FAILED:
+        return "failed"
+    return stage
+
+
 def describe_job(job: Job) -> dict[str, Any]:
     meta = job.meta or {}
     result = None
@@ -307,11 +403,12 @@ def describe_job(job: Job) -> dict[str, Any]:
     return {
         "id": job.id,
         "kind": meta.get("kind"),
+        "trainer": meta.get("trainer"),  # which policy trainer a ppo/policy job runs (None for other kinds)
         "project_id": meta.get("project_id"),
         "status": str(job.get_status().value) if job.get_status() else None,
         "reason": meta.get("reason"),
         "progress": meta.get("progress"),
-        "stage": meta.get("stage"),
+        "stage": _stage(job.get_status(), meta.get("stage"), result),
         "enqueued_at": job.enqueued_at.isoformat() if job.enqueued_at else None,
         "started_at": job.started_at.isoformat() if job.started_at else None,
         "ended_at": job.ended_at.isoformat() if job.ended_at else None,

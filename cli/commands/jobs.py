@@ -29,17 +29,34 @@ def run(args) -> int:
     if not jobs:
         print("no jobs" + (f" for project {args.project}" if args.project else ""))
         return 0
-    for job in jobs:
-        progress = job.get("progress") or {}
-        amount = f" {progress.get('done')}/{progress.get('total')}" if progress.get("total") else ""
-        outcome = ""
-        if isinstance(job.get("result"), dict):
-            result = job["result"]
-            outcome = f" -> {result.get('status')}" + (f" {result['version']}" if result.get("version") else "")
-            if result.get("status") == "skipped":
-                outcome += f" ({result.get('reason')})"
-        if job.get("error"):
-            outcome = f" -> {job['error']}"
-        print(f"{job['enqueued_at'] or '-':<32} {job['kind'] or '?':<12} {job['status'] or '?':<9} "
-              f"{job['id']}  {job.get('stage') or ''}{amount}{outcome}")
+    rows = [(_when(job["enqueued_at"]), job["kind"] or "?", job["status"] or "?", _stage(job), job["id"], _outcome(job))
+            for job in jobs]
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    for *cells, outcome in rows:
+        print(("  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True)) + "  " + outcome).rstrip())
     return 0
+
+
+def _when(iso: str | None) -> str:
+    """2026-12-01T09:10:11.123456+00:00 -> 2026-12-01 09:10:11 (UTC, as RQ stores it)."""
+    return (iso or "-")[:19].replace("T", " ")
+
+
+def _stage(job: dict) -> str:
+    """What a running job does ("training 3/20"); an ended job's stage alone ("done", "skipped")."""
+    stage = job.get("stage") or ""
+    progress = job.get("progress") or {}
+    if job.get("status") == "started" and progress.get("total"):
+        return f"{stage} {progress.get('done')}/{progress['total']}".strip()
+    return stage
+
+
+def _outcome(job: dict) -> str:
+    if job.get("error"):
+        return str(job["error"])
+    result = job.get("result")
+    if not isinstance(result, dict):
+        return ""
+    if result.get("status") == "skipped":
+        return str(result.get("reason") or "")
+    return str(result.get("version") or result.get("model_version") or result.get("policy_version") or "")

@@ -5,8 +5,11 @@ Starts Redis, Label Studio (installed into `.venv-ls` first if missing), `preflo
 connects the backend (the same code as `prefloop init`); imports sample prompts, which the worker
 fills with answer pairs; prints where to log in, then watches until Ctrl-C, which stops everything
 it started. Everything lives in a state directory (default `.prefloop/`): Redis's append-only
-file, Label Studio's data, the model versions, the logs, and `up.json` with the login, the token
-and the project, so running it again reuses all of it.
+file, Label Studio's data, the model versions, the logs, `up.json` with the login, the token, the
+project and the URLs, so running it again reuses all of it, and `env` with the settings every other
+`prefloop` command started in this directory picks up (cli/main.py; `prefloop env` prints them for
+other shells). No secret is passed as a process argument: Label Studio gets its login and token in
+its environment (cli/localstack.py).
 
 Offline it builds a tiny GPT-2 and says so; where the model hub is reachable it downloads BASE_MODEL
 (`gpt2`) once, as an explicit step, and runs on it.
@@ -20,7 +23,7 @@ import secrets
 import signal
 import socket
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from prefloop.errors import ModelNotFound, UnknownProject
@@ -32,6 +35,11 @@ TINY_DEFAULTS = {"PPO_MIN_ACCURACY": "0", "MAX_NEW_TOKENS": "24"}
 """With the tiny random model no reward model reaches a real accuracy bar: run PPO anyway so the
 versions visibly move."""
 EMAIL = "admin@example.com"
+TINY_NOTE = ("This demo runs on a tiny GPT-2 built offline with random weights (no model hub here): its answers "
+             "are gibberish, full of replacement characters and boxes. That is expected. Pick either answer: the "
+             "loop (reward model, then PPO) works the same, and with a real model (BASE_MODEL) the answers read well.")
+"""Shown to annotators (the project's instructions and description), on the status page (written
+next to the model as `prefloop-note.txt`) and in `prefloop up`'s output."""
 
 
 def register(sub) -> None:
@@ -60,6 +68,8 @@ class State:
     token: str = ""
     project_id: int | None = None
     base_model: str | None = None
+    urls: dict[str, str] = field(default_factory=dict)  # label_studio, backend, status, redis, model_dir
+    webhook_secret: str = ""  # WEBHOOK_SECRET of the backend, also set on the project's webhook
 
     @classmethod
     def load(cls, path: Path) -> State:
@@ -67,6 +77,7 @@ class State:
         state = cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
         state.password = state.password or secrets.token_urlsafe(12)
         state.token = state.token or secrets.token_hex(20)
+        state.webhook_secret = state.webhook_secret or secrets.token_urlsafe(24)
         return state
 
     def save(self, path: Path) -> None:
@@ -152,6 +163,7 @@ def ensure_tiny(tiny_dir: Path) -> Path:
         from cli.tinymodel import build_tiny_gpt2
 
         build_tiny_gpt2(tiny_dir)
+    (tiny_dir / "prefloop-note.txt").write_text(TINY_NOTE + "\n")  # the status page shows it
     return tiny_dir
 
 
@@ -182,6 +194,7 @@ class LocalLoop:
         env = dict(os.environ)
         for key, value in {**DEMO_DEFAULTS, **(TINY_DEFAULTS if self.tiny else {})}.items():
             env.setdefault(key, value)
+        env.setdefault("WEBHOOK_SECRET", self.state.webhook_secret)  # /webhook refuses events without it
         env.update(REDIS_URL=f"redis://127.0.0.1:{self.args.redis_port}/0", LABEL_STUDIO_URL=self.ls_url,
                    LABEL_STUDIO_API_KEY=self.token, MODEL_DIR=str(self.dir / "models"), BASE_MODEL=self.state.base_model,
                    PORT=str(self.args.port), HOST="127.0.0.1", BACKEND_URL=self.backend_url, HF_HUB_OFFLINE="1")
@@ -192,18 +205,18 @@ class LocalLoop:
         return self.state.base_model == str(self.dir / "tiny-gpt2")
 
     def start(self) -> None:
-        from prefloop import localstack as ls
+        from cli import localstack as ls
 
         env, logs = self.env(), self.dir / "logs"
         (self.dir / "redis").mkdir(parents=True, exist_ok=True)
         redis = self._start(ls.Service("Redis", ls.redis_argv(self.args.redis_port, self.dir / "redis"), env, logs / "redis.log"))
         redis.wait_ready(lambda: _redis_ok(env["REDIS_URL"]), 20)
         if not self.args.label_studio_url:
-            exe = ls.install_label_studio()
+            exe = ls.install_label_studio(log=logs / "install-label-studio.log", say=say)
             say(f"starting Label Studio on {self.ls_url} (the first start takes about a minute)")
-            argv = ls.label_studio_argv(exe, self.args.ls_port, username=self.state.email, password=self.state.password,
-                                        token=self.state.token)
-            label_studio = self._start(ls.Service("Label Studio", argv, ls.label_studio_env(self.dir / "label-studio"),
+            ls_env = ls.label_studio_env(self.dir / "label-studio", username=self.state.email,
+                                         password=self.state.password, token=self.state.token)
+            label_studio = self._start(ls.Service("Label Studio", ls.label_studio_argv(exe, self.args.ls_port), ls_env,
                                                   logs / "label-studio.log"))
         backend = self._start(ls.Service("backend", ls.prefloop_argv("serve"), env, logs / "backend.log"))
         self._start(ls.Service("worker", ls.prefloop_argv("worker"), env, logs / "worker.log"))
@@ -212,7 +225,11 @@ class LocalLoop:
             label_studio.wait_ready(lambda: ls.http_ok(f"{self.ls_url}/health"), 300)
         self.project_id = self.connect_project()
         self.state.project_id = self.project_id
+        self.state.urls = {"label_studio": self.ls_url, "backend": self.backend_url, "redis": env["REDIS_URL"],
+                           "status": f"{self.backend_url}/status?project={self.project_id}",
+                           "annotate": f"{self.ls_url}/projects/{self.project_id}/data", "model_dir": env["MODEL_DIR"]}
         self.state.save(self.dir / "up.json")
+        ls.write_stack_env(self.dir, env)
         self.print_summary()
 
     def _start(self, service):
@@ -235,6 +252,10 @@ class LocalLoop:
         project = result.projects[0]
         say(f"project {project.title!r} (id {project.id}) {'created' if project.created else 'found'}; backend "
             f"{'connected' if project.connected else 'already connected'}")
+        if self.tiny:
+            client.call("describing the tiny model to annotators", lambda: client.sdk.projects.update(
+                id=project.id, expert_instruction=f"<p><b>Tiny offline model.</b> {TINY_NOTE}</p>",
+                show_instruction=True, description=f"Tiny offline model: {TINY_NOTE}"), project_id=project.id)
         if not client.get_project(project.id).get("task_number"):
             self.import_samples(client, project.id)
         return project.id
@@ -264,6 +285,18 @@ class LocalLoop:
             f"  status page    {self.backend_url}/status?project={self.project_id}",
             f"  logs           {self.dir / 'logs'}",
             f"  model          {self.state.base_model}{'  (tiny offline model)' if self.tiny else ''}",
+        ]
+        if self.tiny:
+            lines.append("                 random weights, no model hub: the answers are gibberish, as expected "
+                         "(annotators read why in the project's instructions)")
+        here = Path.cwd().resolve() / ".prefloop" == self.dir
+        first = "" if here else f'; elsewhere first run: eval "$(prefloop env --state-dir {self.dir})"'
+        lines += [
+            "",
+            f"  The command line finds this stack (settings in {self.dir / 'env'}{first}):",
+            "    prefloop doctor                     what runs, what reaches what, what to fix",
+            f"    prefloop jobs --project {self.project_id}           generation, reward and PPO jobs",
+            f"    prefloop versions --project {self.project_id}       reward-model and policy versions",
             "",
             "  Pick the better answer of each pair and submit; every few choices the reward model retrains,",
             "  then PPO updates the policy. Ctrl-C stops everything; `prefloop up` again continues.",

@@ -1,17 +1,20 @@
 """`prefloop versions --project ID`: reward-model and policy versions with their metrics;
-`--set-current VERSION` makes a published version serve again (an atomic pointer switch)."""
+`--set-current VERSION` makes a published version serve again (an atomic pointer switch); `--pin
+VERSION` keeps a version whatever KEEP_VERSIONS says (`--unpin` lets retention delete it again)."""
 
 from __future__ import annotations
 
 import json
 
-SHOWN = ("eval/accuracy", "eval/length_baseline_accuracy", "eval/margin_mean", "annotator_agreement", "pairs_used")
+SHOWN = ("eval/accuracy", "eval/length_baseline_accuracy", "eval/margin_mean", "annotator_agreement", "pairs_used", "final_kl", "samples_score_gain")
 
 
 def register(sub) -> None:
     p = sub.add_parser("versions", help="list reward-model and policy versions with metrics; switch the current one")
     p.add_argument("--project", type=int, required=True, help="Label Studio project id")
     p.add_argument("--set-current", metavar="VERSION", help="serve this published version (rm-... or pi-...) again")
+    p.add_argument("--pin", metavar="VERSION", help="never delete this version (retention keeps KEEP_VERSIONS per kind)")
+    p.add_argument("--unpin", metavar="VERSION", help="let retention delete this version again")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)
 
@@ -20,13 +23,16 @@ def run(args) -> int:
     from prefloop.artifacts import ArtifactStore, serving_version
     from prefloop.settings import Settings
 
-    store = ArtifactStore(Settings.from_env().model_dir)
+    settings = Settings.from_env()
+    store = ArtifactStore(settings.model_dir, keep_versions=settings.keep_versions)
     if args.set_current:
-        kind = {"rm": "reward", "pi": "policy"}.get(args.set_current.split("-", 1)[0])
-        if kind is None:
-            raise SystemExit(f"prefloop versions: {args.set_current!r} is not a version name (rm-... or pi-...)")
-        current = store.set_current(args.project, kind, args.set_current)
+        current = store.set_current(args.project, _kind(args.set_current), args.set_current)
         print(f"project {args.project} now serves {serving_version(current)}")
+        return 0
+    if args.pin or args.unpin:
+        version = args.pin or args.unpin
+        pins = store.pin(args.project, _kind(version), version, pinned=bool(args.pin))
+        print(f"project {args.project}: {version} {'pinned' if args.pin else 'unpinned'}; pinned: {', '.join(pins) or 'none'}")
         return 0
     versions = store.all_versions(args.project)
     if args.json:
@@ -38,8 +44,36 @@ def run(args) -> int:
         return 0
     for entry in versions:
         metrics = entry.get("metrics") or {}
-        shown = "  ".join(f"{key.split('/')[-1]}={metrics[key]}" for key in SHOWN if metrics.get(key) is not None)
-        if not shown and metrics:
-            shown = "  ".join(f"{k}={v}" for k, v in list(metrics.items())[:5] if not isinstance(v, (dict, list)))
-        print(f"{'*' if entry['current'] else ' '} {entry['kind']:<6} {entry['version']}  {shown}")
+        shown = _shown(metrics)
+        pin = " (pinned)" if entry.get("pinned") else ""
+        trainer = f" [{metrics.get('trainer') or 'ppo'}]" if entry["kind"] == "policy" else ""  # which trainer made it
+        print(f"{'*' if entry['current'] else ' '} {entry['kind']:<6} {entry['version']}{trainer}{pin}  {shown}")
     return 0
+
+
+def _kind(version: str) -> str:
+    from prefloop.artifacts import VERSION_PREFIX, valid_version_name
+    from prefloop.errors import ModelNotFound
+
+    kind = {prefix: kind for kind, prefix in VERSION_PREFIX.items()}.get(version.split("-", 1)[0])
+    if kind is None or not valid_version_name(version, kind):
+        raise ModelNotFound(f"{version[:40]!r}{'...' if len(version) > 40 else ''} is not a version name "
+                            "(rm-<timestamp> or pi-<timestamp>; `prefloop versions --project ID` lists them)")
+    return kind
+
+
+def _shown(metrics: dict) -> str:
+    """The SHOWN metrics (else the first five plain ones), rounded, without empty ones."""
+    keys = [key for key in SHOWN if metrics.get(key) is not None]
+    if not keys:
+        keys = [k for k, v in metrics.items() if v is not None and isinstance(v, (int, float))][:5]
+    shown = [f"{key.split('/')[-1]}={_number(metrics[key])}" for key in keys]
+    if metrics.get("stopped_early"):
+        shown.append("stopped early")
+    return "  ".join(shown)
+
+
+def _number(value) -> str:
+    if isinstance(value, bool) or not isinstance(value, float):
+        return str(value)
+    return f"{value:.3f}".rstrip("0").rstrip(".") if abs(value) < 1000 else f"{value:.0f}"

@@ -46,9 +46,9 @@ class LabelStudioServer:
         from cli.localstack import label_studio_argv, label_studio_env
 
         self._log = open(self.data_dir / "label-studio.log", "ab")
-        argv = label_studio_argv(LS_BIN, self.port, username=self.email, password=self.password, token=TOKEN)
-        self.proc = subprocess.Popen(argv, env=label_studio_env(self.data_dir), stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        env = label_studio_env(self.data_dir, username=self.email, password=self.password, token=TOKEN)
+        self.proc = subprocess.Popen(label_studio_argv(LS_BIN, self.port), env=env, stdout=self._log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
         wait_until(lambda: self.proc.poll() is None and requests.get(f"{self.url}/health", timeout=2).ok, timeout,
                    "Label Studio", interval=1.0)
         wait_until(lambda: self.api("GET", "/api/current-user/whoami").get("email") == ADMIN_EMAIL, 60, "Label Studio API")
