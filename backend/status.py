@@ -1,6 +1,9 @@
 """/status: a page for people, not machines. Server-rendered HTML that shows, per project, the
-serving reward-model and policy versions with their metrics and plots, the version history, queued
-and running jobs with progress, and the last errors. It refreshes itself every 10 s so a person
+serving reward-model and policy versions with their metrics and plots, the version history (eval
+accuracy with its 95% interval against the pairs used, policy reward and KL per version, as a table
+and a plot: backend/history.py), per-annotator agreement, queued and running jobs with progress,
+finished jobs' outcomes in words, and the last errors. A reward version whose accuracy interval
+overlaps the previous version's is said to be within noise of it, never "better". It refreshes itself every 10 s so a person
 labelling in Label Studio can watch the versions change.
 
 Plots are served from the version directories through `/status/plot/...`, which accepts only a
@@ -18,8 +21,10 @@ from typing import Any
 import redis
 from flask import Blueprint, Flask, abort, render_template_string, request, send_file
 
+from backend import history as hist
 from backend.context import Context, context
 from prefloop.artifacts import KINDS
+from prefloop.redact import redact_url
 from prefloop.errors import BadRequest, ModelNotFound
 from prefloop.labelstudio import parse_project_id
 
@@ -58,6 +63,15 @@ def status_page():
     return render_template_string(TEMPLATE, **page)
 
 
+@bp.get("/status/history/<int:project_id>.svg")
+def history_plot(project_id: int):
+    """Eval accuracy (95% CI) against pairs used, and policy reward and KL, per version (SVG)."""
+    store = context().store
+    svg = hist.history_svg(hist.reward_rows(store.versions(project_id, "reward")),
+                           hist.policy_rows(store.versions(project_id, "policy")))
+    return svg, 200, {"Content-Type": "image/svg+xml", "Cache-Control": "no-cache"}
+
+
 @bp.get("/status/plot/<int:project_id>/<kind>/<version>/<name>")
 def plot(project_id: int, kind: str, version: str, name: str):
     """A PNG from a published version directory; anything else is a 404."""
@@ -78,7 +92,7 @@ def _jobs(ctx: Context, project_id: int | None) -> tuple[list[dict[str, Any]], s
     try:
         return ctx.queue.jobs(project_id, limit=200), None
     except redis.RedisError as exc:
-        return [], f"Redis at {ctx.settings.redis_url} is unreachable ({exc}): no job can be queued or shown"
+        return [], f"Redis at {ctx.queue.shown_url} is unreachable ({type(exc).__name__}): no job can be queued or shown"
 
 
 def _known_projects(ctx: Context, jobs: list[dict[str, Any]]) -> list[int]:
@@ -110,27 +124,44 @@ def _workers(ctx: Context) -> list[dict[str, Any]]:
 def _shown_settings(ctx: Context) -> dict[str, Any]:
     s = ctx.settings
     return {"BASE_MODEL": s.base_model, "DEVICE": s.device, "MIN_NEW_ANNOTATIONS": s.min_new_annotations,
-            "PPO_MIN_ACCURACY": s.ppo_min_accuracy, "JOB_MIN_INTERVAL": s.job_min_interval,
-            "LABEL_STUDIO_URL": s.label_studio_url}
+            "PPO_MIN_ACCURACY": s.ppo_min_accuracy, "POLICY_TRAINER": s.policy_trainer, "JOB_MIN_INTERVAL": s.job_min_interval,
+            "LABEL_STUDIO_URL": redact_url(s.label_studio_url), "KEEP_VERSIONS": s.keep_versions}
 
 
 def _project_view(ctx: Context, project_id: int, history: int) -> dict[str, Any]:
     current = ctx.store.current(project_id)
-    view: dict[str, Any] = {"id": project_id, "model_version": ctx.store.model_version(project_id), "kinds": []}
+    view: dict[str, Any] = {"id": project_id, "model_version": ctx.store.model_version(project_id), "kinds": [],
+                            "has_history": False, "annotators": []}
     for kind in KINDS:
         versions = ctx.store.versions(project_id, kind)
         serving = next((v for v in versions if v["current"]), None)
+        rows = hist.reward_rows(versions) if kind == "reward" else hist.policy_rows(versions)
+        serving_row = next((r for r in rows if r["current"]), None)
+        view["has_history"] = view["has_history"] or bool(versions)
+        if kind == "reward" and serving:
+            view["annotators"] = annotator_rows((serving["metrics"] or {}).get("annotators"))
         view["kinds"].append({
             "kind": kind,
             "title": "Reward model" if kind == "reward" else "Policy",
             "current": current.get(kind),
+            "verdict": hist.verdict(serving_row) if kind == "reward" and serving_row else None,
             "metrics": flat_metrics(serving["metrics"]) if serving else [],
             "plots": _plots(serving["path"]) if serving else [],
-            "history": [{"version": v["version"], "current": v["current"], "summary": _summary(v["metrics"])}
-                        for v in reversed(versions[-history:])],
+            "history": [dict(r, summary=_summary(v["metrics"]), verdict=hist.verdict(r) if kind == "reward" else None)
+                        for v, r in list(zip(versions, rows))[::-1][:history]],
             "count": len(versions),
+            "keep": ctx.settings.keep_versions,
+            "pinned": [v["version"] for v in versions if v.get("pinned")],
         })
     return view
+
+
+def annotator_rows(stats: Any) -> list[dict[str, Any]]:
+    """The reward version's per-annotator table (metrics.json "annotators"), most votes first."""
+    if not isinstance(stats, dict):
+        return []
+    rows = [dict(v, annotator=k) for k, v in stats.items() if isinstance(v, dict)]
+    return sorted(rows, key=lambda r: -(r.get("votes") or 0))
 
 
 def _plots(path: str) -> list[str]:
@@ -182,14 +213,36 @@ def _bad_request(exc: BadRequest):
     return render_template_string("<p>{{ message }}</p>", message=str(exc)), 400
 
 
+@bp.app_template_filter("outcome")
+def _outcome_filter(job: dict[str, Any]) -> str:
+    return hist.outcome(job)
+
+
+@bp.app_template_filter("share")
+def _share_filter(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def _ci(value: Any) -> str:
+    if not isinstance(value, dict) or value.get("rate") is None:
+        return "n/a"
+    return f"{value['rate']:.2f} [{value['low']:.2f}-{value['high']:.2f}] of {value['n']}"
+
+
+@bp.app_template_filter("ci")
+def _ci_filter(value: Any) -> str:
+    return _ci(value)
+
+
 TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="{{ refresh_s }}">
 <title>prefloop status</title>
 <style>
- body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; max-width: 1200px; }
+ body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; max-width: 1320px; }
  table { border-collapse: collapse; margin: .5em 0 1em; } td, th { border: 1px solid #ccc; padding: .25em .6em; text-align: left; font-size: 90%; }
  th { background: #f3f3f3; } .current { font-weight: bold; } .error { color: #a00; } .muted { color: #777; }
- .kind { display: inline-block; vertical-align: top; margin-right: 2em; min-width: 30em; } img { max-width: 480px; border: 1px solid #ddd; }
+ .kind { margin: 0 0 1.5em; } img { max-width: 100%; height: auto; border: 1px solid #ddd; }
+ .verdict { font-size: 95%; } .noise { color: #8a5a00; }
  code { background: #f6f6f6; padding: 0 .2em; }
 </style></head><body>
 <h1>prefloop status</h1>
@@ -204,29 +257,40 @@ TEMPLATE = """<!doctype html>
 <section class="project" id="project-{{ p.id }}">
 <h2>Project {{ p.id }} <small class="muted">serving <code class="model-version">{{ p.model_version }}</code></small>
 {% if not selected %}<small><a href="?project={{ p.id }}">details</a></small>{% endif %}</h2>
+{% if p.has_history %}<h3>Is it getting better?</h3>
+<p><img class="history-plot" alt="eval accuracy with 95% interval against pairs used; policy reward and KL per version"
+ src="{{ url_for('status.history_plot', project_id=p.id) }}"></p>{% endif %}
 {% for k in p.kinds %}<div class="kind" id="{{ k.kind }}-{{ p.id }}">
 <h3>{{ k.title }}: {% if k.current %}<code class="version">{{ k.current }}</code>{% else %}<span class="muted">{{ 'none yet' if k.kind == 'reward' else 'base model' }}</span>{% endif %}
- <small class="muted">({{ k.count }} version{{ '' if k.count == 1 else 's' }})</small></h3>
+ <small class="muted">({{ k.count }} version{{ '' if k.count == 1 else 's' }}; {% if k.keep %}the newest {{ k.keep }} are kept (KEEP_VERSIONS), older ones deleted, never the current{% if k.pinned %} or the pinned {{ k.pinned|join(', ') }}{% else %} or a pinned one{% endif %}{% else %}all kept (KEEP_VERSIONS=0){% endif %})</small></h3>
+{% if k.verdict %}<p class="verdict{{ ' noise' if 'overlaps' in k.verdict else '' }}">Eval accuracy {{ k.verdict }}</p>{% endif %}
 {% if k.metrics %}<table class="metrics"><tr><th>metric</th><th>value</th></tr>
 {% for name, value in k.metrics %}<tr><td>{{ name }}</td><td>{{ value }}</td></tr>{% endfor %}</table>{% endif %}
-{% for plot in k.plots %}<p><img alt="{{ plot }}" src="{{ url_for('status.plot', project_id=p.id, kind=k.kind, version=k.current, name=plot) }}"></p>{% endfor %}
-{% if k.history %}<table class="history"><tr><th>version</th><th>metrics</th></tr>
-{% for v in k.history %}<tr class="{{ 'current' if v.current else '' }}"><td>{{ v.version }}</td><td>{{ v.summary }}</td></tr>{% endfor %}</table>{% endif %}
+{% for plot in k.plots %}{% set src = url_for('status.plot', project_id=p.id, kind=k.kind, version=k.current, name=plot) %}<p><a href="{{ src }}"><img alt="{{ plot }}" src="{{ src }}"></a></p>{% endfor %}
+{% if k.history and k.kind == 'reward' %}<table class="history"><tr><th>version</th><th>pairs used</th><th>eval accuracy [95% CI], eval pairs, against the previous version</th></tr>
+{% for v in k.history %}<tr class="{{ 'current' if v.current else '' }}"><td>{{ v.version }}</td><td>{{ v.pairs_used if v.pairs_used is not none else '' }}</td><td class="{{ 'noise' if v.vs_previous == 'overlap' else '' }}">{{ v.verdict }}</td></tr>{% endfor %}</table>
+{% elif k.history %}<table class="history"><tr><th>version</th><th>trainer</th><th>final reward</th><th>KL to reference</th><th>metrics</th></tr>
+{% for v in k.history %}<tr class="{{ 'current' if v.current else '' }}"><td>{{ v.version }}</td><td>{{ v.trainer or '' }}</td><td>{{ v.reward|share }}</td><td>{{ v.kl|share }}</td><td>{{ v.summary }}</td></tr>{% endfor %}</table>{% endif %}
 </div>{% endfor %}
+{% if p.annotators %}<h3>Annotators</h3><table class="annotators" id="annotators-{{ p.id }}"><tr><th>annotator</th><th>votes</th>
+<th>agrees with the other annotators' majority [95% CI] of comparisons</th><th>agrees with reward model {{ p.kinds[0].current }} [95% CI] of votes</th></tr>
+{% for a in p.annotators %}<tr><td>{{ a.annotator }}</td><td>{{ a.votes }}</td><td>{{ a.majority|ci }}</td><td>{{ a.model|ci }}</td></tr>{% endfor %}</table>
+<p class="muted">Majority: of the comparisons an annotator shares with others (leave-one-out, ties among the others left out).
+Reward model: over all their votes, including pairs it was trained on.</p>{% endif %}
 </section>
 {% endfor %}
 
 <h2>Jobs</h2>
 {% if active %}<table id="active-jobs"><tr><th>job</th><th>kind</th><th>project</th><th>status</th><th>progress</th><th>reason</th><th>queued</th><th>last attempt</th></tr>
-{% for j in active %}<tr><td>{{ j.id }}</td><td>{{ j.kind }}</td><td>{{ j.project_id }}</td><td>{{ j.status }}</td><td>{{ j|progress }}</td><td>{{ j.reason }}</td><td>{{ j.enqueued_at }}</td>
+{% for j in active %}<tr><td>{{ j.id }}</td><td>{{ j.kind }}{% if j.trainer %} ({{ j.trainer }}){% endif %}</td><td>{{ j.project_id }}</td><td>{{ j.status }}</td><td>{{ j|progress }}</td><td>{{ j.reason }}</td><td>{{ j.enqueued_at }}</td>
 <td class="error">{% if j.error %}{{ j.error }} (retries left: {{ j.retries_left }}){% endif %}</td></tr>{% endfor %}</table>
 {% else %}<p class="muted" id="active-jobs">Nothing queued or running.</p>{% endif %}
 {% if recent %}<h3>Recently finished</h3><table id="recent-jobs"><tr><th>job</th><th>kind</th><th>project</th><th>status</th><th>ended</th><th>result</th></tr>
-{% for j in recent %}<tr><td>{{ j.id }}</td><td>{{ j.kind }}</td><td>{{ j.project_id }}</td><td>{{ j.status }}</td><td>{{ j.ended_at }}</td><td>{{ j.result | tojson | truncate(160) }}</td></tr>{% endfor %}</table>{% endif %}
+{% for j in recent %}<tr><td>{{ j.id }}</td><td>{{ j.kind }}{% if j.trainer %} ({{ j.trainer }}){% endif %}</td><td>{{ j.project_id }}</td><td>{{ j.status }}</td><td>{{ j.ended_at }}</td><td>{{ j|outcome }}</td></tr>{% endfor %}</table>{% endif %}
 
 <h2>Last errors</h2>
 {% if errors %}<table id="errors"><tr><th>job</th><th>kind</th><th>project</th><th>ended</th><th>error</th></tr>
-{% for j in errors %}<tr><td>{{ j.id }}</td><td>{{ j.kind }}</td><td>{{ j.project_id }}</td><td>{{ j.ended_at }}</td><td class="error">{{ j.error }}</td></tr>{% endfor %}</table>
+{% for j in errors %}<tr><td>{{ j.id }}</td><td>{{ j.kind }}{% if j.trainer %} ({{ j.trainer }}){% endif %}</td><td>{{ j.project_id }}</td><td>{{ j.ended_at }}</td><td class="error">{{ j.error }}</td></tr>{% endfor %}</table>
 {% else %}<p class="muted" id="errors">No failed jobs.</p>{% endif %}
 
 <h2>Settings</h2><table>{% for k, v in settings.items() %}<tr><td>{{ k }}</td><td><code>{{ v }}</code></td></tr>{% endfor %}</table>

@@ -75,6 +75,7 @@ class Settings:
     # --- reward model -----------------------------------------------------------------------
     min_new_annotations: int = _setting(10, "New annotations since the last reward model before annotation events retrain (the Train button always does).")
     predict_batch_size: int = _setting(16, "Pairs scored per forward pass when the worker scores tasks for predictions.")
+    predict_time_budget: float = _setting(80.0, "Seconds one /predict may spend scoring; tasks not reached come back without a result and Label Studio asks again later (its limit is 100 s).")
     max_text_chars: int = _setting(20000, "Characters per prompt or answer that /predict and /reward score; a longer text is refused (/reward: 413) or left unscored (/predict), naming this setting.")
     reward_learning_rate: str = _setting("auto", "Reward-model learning rate, or auto: chosen from the backbone's size (1e-5 for GPT-2 small, larger for smaller models, ~1.5e-3 for the tiny offline model).")
     reward_epochs: float = _setting(30.0, "Most passes over the preference pairs per reward-model run; training stops earlier once the validation loss stops improving and keeps the best weights.")
@@ -110,8 +111,8 @@ class Settings:
             raise SettingsError(f"REWARD_TRACKING must be none, tensorboard or wandb, got {self.reward_tracking!r}")
         if self.reward_lr is not None and self.reward_lr <= 0:
             raise SettingsError(f"REWARD_LEARNING_RATE must be auto or a number > 0, got {self.reward_learning_rate!r}")
-        if self.reward_epochs <= 0 or self.reward_batch_size < 1:
-            raise SettingsError("REWARD_EPOCHS must be > 0 and REWARD_BATCH_SIZE >= 1")
+        if self.reward_epochs <= 0 or self.reward_batch_size < 1 or self.predict_time_budget <= 0:
+            raise SettingsError("REWARD_EPOCHS and PREDICT_TIME_BUDGET must be > 0 and REWARD_BATCH_SIZE >= 1")
         if self.policy_trainer not in POLICY_TRAINERS:
             raise SettingsError(f"POLICY_TRAINER must be one of {', '.join(POLICY_TRAINERS)}, got {self.policy_trainer!r}")
         if self.dpo_min_new_annotations < 0:

@@ -133,8 +133,9 @@ def test_training_job_runs_in_a_real_worker_and_publishes_a_version(ls_settings,
     assert data["conversion"]["dropped"]["skipped"] == 1
     assert result["metrics"]["pairs_used"] == 40 and job.meta["stage"] == "done"
     assert json.loads((version_dir / "predictions.json").read_text())["count"] == 40, "every task's pick is stored"
-    ppo = queue.fetch(result["ppo"]["job_id"])
-    assert ppo.kwargs["reward_version"] == result["version"] and ppo.meta["kind"] == "ppo"
+    policy = queue.fetch(result["policy"]["job_id"])  # POLICY_TRAINER (default ppo) queued behind the reward model
+    assert policy.kwargs["reward_version"] == result["version"] and policy.meta["kind"] == "policy"
+    assert policy.kwargs["trainer"] == policy.meta["trainer"] == settings.policy_trainer == "ppo"
 
     again = run_job(settings, project_id, reason="no news", forced=False)
     assert again["status"] == "skipped" and "MIN_NEW_ANNOTATIONS" in again["reason"]

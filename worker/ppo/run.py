@@ -8,8 +8,10 @@ a run that fails or is killed leaves nothing that could be served.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -48,13 +50,16 @@ def train_policy(prompts: Sequence[str], *, policy_source: str | Path, out_dir: 
     before = responses()
     before_scores = list(score(shown, before))
     logger.info("PPO: %d prompts, %d steps of %d episodes", len(prompts), config.steps, config.rollout_batch_size)
+    started = time.perf_counter()
     run = trainer.train(prompts, on_step=on_step)
+    runtime_s = time.perf_counter() - started
     after = responses()
     after_scores = list(score(shown, after))
     out_dir = Path(out_dir)
     trainer.save(out_dir, base_model=base_model)
     metrics = summary(run.history, run.final, run.stopped_early, before_scores, after_scores,
-                      kl_stop=config.kl_stop, prompts=len(prompts))
+                      kl_stop=config.kl_stop, prompts=len(prompts), runtime_s=runtime_s,
+                      processes=trainer.accelerator.num_processes)
     if trainer.accelerator.is_main_process:
         resolved = {**config.to_dict(), "policy_source": str(policy_source),
                     "reward_source": str(reward_source) if reward_source else None, **(extra_config or {})}

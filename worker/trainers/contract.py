@@ -1,0 +1,151 @@
+"""The job contract every policy trainer keeps (PPO, DPO, GRPO, RLOO).
+
+- Bad input never fails a job (RQ would retry it into a crash loop): the job returns
+  `skipped(...)`, {"status": "skipped", "trainer": ..., "reason": ...}, which `/jobs`, the status
+  page and `prefloop jobs` show.
+- The run starts from the project's current policy (or BASE_MODEL), trains into
+  `ArtifactStore.staging()` and `publish()`es the directory only when the run finished: a failed or
+  killed run publishes nothing and the previous policy keeps serving.
+- The result names the trainer, the version, where it started, and the summary metrics; with
+  REGENERATE_AFTER_PPO (any trainer) a regeneration of unannotated tasks is queued behind it.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from prefloop.artifacts import BASE_POLICY, ArtifactStore, read_json
+from prefloop.errors import InputError, QueueUnavailable
+from prefloop.models import read_base_model_name
+from prefloop.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def skipped(trainer: str, project_id: int, reason: str, **extra: Any) -> dict[str, Any]:
+    logger.warning("%s for project %s skipped: %s", trainer.upper(), project_id, reason)
+    return {"status": "skipped", "trainer": trainer, "reason": reason, **extra}
+
+
+def reward_accuracy(metrics: Any) -> float | None:
+    """The held-out pairwise accuracy a reward version's metrics.json records (worker.reward.report)."""
+    value = metrics.get("eval/accuracy") if isinstance(metrics, dict) else None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def same_model(a: str | None, b: str | None) -> bool:
+    """Two base-model names refer to one model: equal names, or the same local directory."""
+    if not a or not b:
+        return False
+    if a == b:
+        return True
+    pa, pb = Path(a), Path(b)
+    return pa.exists() and pb.exists() and pa.resolve() == pb.resolve()
+
+
+def starting_policy(settings: Settings, store: ArtifactStore, project_id: int) -> dict[str, Any]:
+    """{policy_source, policy_version (None: the base), base_model} of the policy a run starts from."""
+    version = store.current(project_id).get("policy")
+    source = str(store.kind_dir(project_id, "policy") / version) if version else settings.base_model
+    base = (read_base_model_name(source) if version else None) or settings.base_model
+    return {"policy_source": source, "policy_version": version, "base_model": base}
+
+
+def check_reward(settings: Settings, store: ArtifactStore, project_id: int, force: bool,
+                 trainer: str = "ppo") -> tuple[dict | None, str | None]:
+    """For the trainers that optimise the reward model (PPO, GRPO, RLOO):
+    ({reward_dir, reward_version, reward_accuracy, policy_source, policy_version, base_model}, None)
+    or (None, the reason to skip)."""
+    name = trainer.upper()
+    current = store.current(project_id)
+    if not current.get("reward"):
+        return None, (f"no reward model yet: {name} optimises the reward model's score; annotate pairs and train "
+                      "one first (Train in Label Studio, or wait for MIN_NEW_ANNOTATIONS annotations)")
+    reward_dir = store.kind_dir(project_id, "reward") / current["reward"]
+    accuracy = reward_accuracy(read_json(reward_dir / "metrics.json"))
+    if not force and (accuracy is None or accuracy < settings.ppo_min_accuracy):
+        shown = "unknown" if accuracy is None else f"{accuracy:.3f}"
+        return None, (f"reward model {current['reward']} has eval accuracy {shown}, below PPO_MIN_ACCURACY="
+                      f"{settings.ppo_min_accuracy}: collect more annotations, or lower PPO_MIN_ACCURACY, or queue "
+                      f"with `prefloop train-policy --trainer {trainer} --force`")
+    start = starting_policy(settings, store, project_id)
+    reward_base = read_base_model_name(reward_dir)
+    # A reward model on its own backbone (REWARD_BASE_MODEL) scores any policy's text through its own
+    # tokenizer; one trained from the policy's base must match that base.
+    expected = settings.reward_base_model or start["base_model"]
+    if not same_model(reward_base, expected):
+        wanted = "REWARD_BASE_MODEL" if settings.reward_base_model else "BASE_MODEL"
+        return None, (f"reward model {current['reward']} was trained from base model {reward_base!r}, but the "
+                      f"{'reward backbone' if settings.reward_base_model else 'policy'} is {expected!r}: retrain the "
+                      f"reward model with {wanted}={expected}")
+    return {"reward_dir": reward_dir, "reward_version": current["reward"], "reward_accuracy": accuracy, **start}, None
+
+
+def read_prompts(settings: Settings, project_id: int, *, conversations: bool = False) -> tuple[list[Any], int]:
+    """The distinct prompts of the project's tasks (rendered text, or with `conversations` the
+    prefloop.family Conversations each trainer renders for its own model), and how many tasks
+    were unusable."""
+    from prefloop.label_config import parse_pairwise_config
+    from prefloop.labelstudio import LabelStudioClient
+    from prefloop.text import render_prompt, task_conversation
+
+    client = LabelStudioClient(settings)
+    config = parse_pairwise_config(client.get_label_config(project_id))
+    prompts: dict[Any, None] = {}
+    bad = 0
+    for task in client.iter_tasks(project_id, fields="all"):
+        data = task.get("data") or {}
+        try:
+            prompt = task_conversation(data, config) if conversations else \
+                render_prompt(data, config, settings.chat_template)
+        except InputError:
+            bad += 1
+            continue
+        prompts[prompt] = None
+    return list(prompts), bad
+
+
+def no_prompts(trainer: str, project_id: int, bad: int) -> dict[str, Any]:
+    return skipped(trainer, project_id, f"no prompts: project {project_id} has no task with a usable prompt "
+                                        f"({bad} unusable); import tasks first")
+
+
+def knobs(config_cls: Any, trainer: str, project_id: int, overrides: Mapping[str, Any]) -> tuple[Any, dict | None]:
+    """(config, None), or (None, a skip result naming the bad knob)."""
+    try:
+        return config_cls.from_overrides(dict(overrides)), None
+    except InputError as exc:
+        return None, skipped(trainer, project_id, str(exc))
+
+
+def train_and_publish(settings: Settings, store: ArtifactStore, project_id: int, trainer: str,
+                      train: Callable[[Path], dict[str, Any]], **result: Any) -> dict[str, Any]:
+    """Run `train(staging_dir) -> metrics`, publish the directory as a new policy version, and
+    return the job result (plus the regeneration REGENERATE_AFTER_PPO asks for)."""
+    with store.staging(project_id, "policy") as staged:
+        metrics = train(staged)
+        version = store.publish(project_id, "policy", staged)
+    out = {"status": "published", "trainer": trainer, "version": version, "model_version": store.model_version(project_id),
+           **result, "metrics": {k: v for k, v in metrics.items() if k != "history"}}
+    out["started_from"] = out.pop("policy_version", None) or BASE_POLICY
+    from worker.predictions import push_after  # the serving model_version changed: re-label the picks
+
+    out["predictions"] = push_after(settings, project_id, f"policy {version}")
+    if settings.regenerate_after_ppo:
+        out["regenerate"] = queue_regeneration(settings, project_id, version)
+    logger.info("%s for project %s published %s (KL %.3f)", trainer.upper(), project_id, version,
+                metrics.get("final_kl") or 0.0)
+    return out
+
+
+def queue_regeneration(settings: Settings, project_id: int, version: str) -> dict[str, Any]:
+    from prefloop.queue import JobKind, JobQueue
+
+    try:
+        return JobQueue(settings).enqueue(JobKind.GENERATE, project_id, reason=f"policy {version} published",
+                                          regenerate=True).as_dict()
+    except QueueUnavailable as exc:
+        logger.warning("could not queue regeneration after %s: %s", version, exc)
+        return {"error": str(exc)}
