@@ -1,79 +1,91 @@
-"""/predict: one entry per task, in order.
+"""/predict: one entry per task, in order, answered from what the worker stored; never a model
+call in the web tier.
 
-Until a reward model is published, entries carry no `result`, so Label Studio stores nothing and asks
-again later. Afterwards each task with both answers gets the reward model's pick as a Pairwise
-result with `score` = the probability of that pick, so annotators can sort by score and label the
-least certain pairs first. Tasks whose answers are still missing get no result, and generation for
-the project is queued (coalesced) so they get answers.
+The worker scores tasks and writes the predictions into Label Studio itself (worker/predictions.py)
+after each reward model, policy and generation chunk, and keeps the picks in Redis
+(prefloop/prediction_store.py). Label Studio only calls /predict for tasks that hold no prediction
+of the serving `model_version` (a task opened before its push arrived, "Retrieve Predictions",
+the labeling stream), and gets:
+- a task the worker already scored: its pick as a Pairwise result, `score` = the probability of
+  that pick (lowest = least certain), `model_version` = what /setup answers;
+- a task with both answers that nobody scored yet: an empty list (Label Studio stores nothing and
+  logs nothing, and asks again later), and one coalesced, rate-limited PREDICT job for the project
+  (refused for a project prefloop does not serve), which scores it on the worker and writes it;
+- a task still without answers: an empty list, and the project's generation is queued;
+- a task with a prompt or answer over MAX_TEXT_CHARS: an empty list (logged), never hashed or scored;
+- before the first reward model: an empty list for every task.
 
-Picks the training job stored with the version (predictions.json) are looked up; other tasks are
-scored live in batches until PREDICT_TIME_BUDGET runs out, and the rest come back without a result
-(Label Studio asks again later instead of hitting its 100 s limit).
+An entry without `result` would make Label Studio 1.23.2 log an ERROR for every opened task
+(`ml/models.py`: "ML backend returns an incorrect prediction"); an empty list per task is its way
+to say "no prediction", and the count of entries still matches the tasks.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
+
+import redis
 
 from backend.context import Context
 from prefloop.artifacts import serving_version
-from prefloop.errors import InputError, ModelNotFound, QueueUnavailable
+from prefloop.errors import ModelNotFound, QueueUnavailable, UnknownProject
 from prefloop.label_config import PairwiseConfig
+from prefloop.prediction_store import PickStore, pairwise_result, task_comparison, too_long
 from prefloop.queue import JobKind
-from prefloop.text import answers_of, render_prompt
 
 logger = logging.getLogger(__name__)
 
 
-def predict_tasks(ctx: Context, project_id: int, tasks: list[dict[str, Any]], config: PairwiseConfig) -> list[dict[str, Any]]:
-    """One entry per task, in order. The pointer is read once, so the model that scores and the
-    `model_version` every entry carries (the same one /setup answers) cannot disagree mid-request."""
-    deadline = time.monotonic() + ctx.settings.predict_time_budget  # model loading counts too
+def predict_tasks(ctx: Context, project_id: int, tasks: list[dict[str, Any]], config: PairwiseConfig) -> list[Any]:
+    """One entry per task, in order. The pointer is read once, so every entry carries the
+    `model_version` /setup answers at this moment."""
     current = ctx.store.current(project_id)
     model_version = serving_version(current)
-    results: list[dict[str, Any]] = [{"model_version": model_version} for _ in tasks]
-    ready: list[tuple[int, str, str, str]] = []  # (index, prompt, left, right)
-    missing = 0
+    results: list[Any] = [[] for _ in tasks]
+    comparisons: list[tuple[int, str]] = []  # (index, comparison key)
+    missing = too_long_count = 0
     for i, task in enumerate(tasks):
-        answers = answers_of(task["data"], config)
-        if answers is None:
+        if too_long(task["data"], config, ctx.settings.max_text_chars):
+            too_long_count += 1
+            continue
+        comparison = task_comparison(task["data"], config, ctx.settings.chat_template)
+        if comparison is None:
             missing += 1
-            continue
-        try:
-            prompt = render_prompt(task["data"], config, ctx.settings.chat_template)
-        except InputError as exc:
-            logger.warning("task %s cannot be scored: %s", task.get("id"), exc)
-            continue
-        ready.append((i, prompt, *answers))
+        else:
+            comparisons.append((i, comparison[0]))
+    if too_long_count:
+        logger.warning("predict for project %s: %d task(s) with a text over MAX_TEXT_CHARS=%d get no prediction",
+                       project_id, too_long_count, ctx.settings.max_text_chars)
     if missing:
-        _queue_generation(ctx, project_id, missing)
-    if current.get("reward") is None or not ready:
+        _queue(ctx, JobKind.GENERATE, project_id, f"predict: {missing} task(s) without answers")
+    reward = current.get("reward")
+    if reward is None or not comparisons:
         return results
-    scorer = reward_scorer(ctx, project_id, current["reward"])
-    picks = scorer.prefer([r[1] for r in ready], [r[2] for r in ready], [r[3] for r in ready], deadline=deadline)
-    for (i, *_), pick in zip(ready, picks):
-        if pick is None:  # out of time: no result, so Label Studio stores nothing and asks again later
+    try:
+        picks = PickStore(ctx.queue.connection, ctx.settings.queue_prefix).get_many(
+            project_id, reward, [key for _, key in comparisons])
+    except redis.RedisError as exc:  # Redis down: no prediction now; Label Studio asks again later
+        logger.warning("predict for project %s: stored picks unreadable: %s", project_id, exc)
+        return results
+    unscored = 0
+    for (i, _), pick in zip(comparisons, picks, strict=True):
+        if pick is None:
+            unscored += 1
             continue
-        selected, prob = pick
-        results[i]["score"] = round(prob, 4)
-        results[i]["result"] = [{
-            "from_name": config.from_name, "to_name": config.from_name, "type": "pairwise",
-            "value": {"selected": selected},
-        }]
-    unscored = sum(p is None for p in picks)
+        results[i] = {"model_version": model_version, "score": round(pick[1], 4),
+                      "result": pairwise_result(config, pick[0])}
     if unscored:
-        logger.warning("predict for project %s: %d of %d pairs not scored within PREDICT_TIME_BUDGET=%ss",
-                       project_id, unscored, len(picks), ctx.settings.predict_time_budget)
+        _queue(ctx, JobKind.PREDICT, project_id, f"predict: {unscored} task(s) not scored yet")
     return results
 
 
 def reward_scorer(ctx: Context, project_id: int, version: str | None = None):
-    """A reward model of a project (the serving one when `version` is None), loaded once per process.
-    Two slots per project: the serving version, swapped when the pointer moves (the cache reloads
-    when the path changes), and one other version asked for by name (/reward), so a request for an
-    old version never evicts the serving model."""
+    """A reward model of a project (the serving one when `version` is None), loaded once per process,
+    for /reward (other tools asking for rewards; /predict never loads a model). Two slots per
+    project: the serving version, swapped when the pointer moves (the cache reloads when the path
+    changes), and one other version asked for by name, so a request for an old version never
+    evicts the serving model."""
     from prefloop.scoring import RewardScorer
 
     serving = ctx.store.current(project_id).get("reward")
@@ -87,10 +99,11 @@ def reward_scorer(ctx: Context, project_id: int, version: str | None = None):
         p, device=ctx.settings.device, batch_size=ctx.settings.predict_batch_size))
 
 
-def _queue_generation(ctx: Context, project_id: int, missing: int) -> None:
+def _queue(ctx: Context, kind: JobKind, project_id: int, reason: str) -> None:
+    """What a webhook would do (served projects only, coalesced, JOB_MIN_INTERVAL apart); a queue
+    that is down or a project nobody connected only costs a log line: predictions still answer."""
     try:
-        enqueued = ctx.queue.enqueue(JobKind.GENERATE, project_id, reason=f"predict: {missing} task(s) without answers",
-                                     rate_limited=False)
-        logger.info("generation for project %s: %s", project_id, enqueued.as_dict())
-    except QueueUnavailable as exc:  # predictions still answer; the next /predict tries again
-        logger.warning("could not queue generation for project %s: %s", project_id, exc)
+        enqueued = ctx.queue.trigger(kind, project_id, reason=reason)
+        logger.info("%s for project %s: %s", kind.value, project_id, enqueued.as_dict())
+    except (QueueUnavailable, UnknownProject) as exc:
+        logger.warning("could not queue %s for project %s: %s", kind.value, project_id, exc)

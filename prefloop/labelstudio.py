@@ -12,19 +12,34 @@ one call; a Label Studio that stays down raises `LabelStudioUnavailable`, and RQ
 from __future__ import annotations
 
 import logging
+import re
 import time
-from typing import Any, Callable, Iterator, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from prefloop.errors import LabelStudioError, LabelStudioUnavailable, UnknownProject
+from prefloop.redact import redact, redact_url
 from prefloop.settings import Settings
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+WEBHOOK_SECRET_HEADER = "X-Prefloop-Webhook-Secret"
+"""The custom header prefloop puts on Label Studio's webhook (its `headers` field, set through
+/api/webhooks/<id>) carrying WEBHOOK_SECRET: Label Studio sends event webhooks without basic auth."""
+
+MAX_PROJECT_ID_DIGITS = 10
+"""Label Studio's project ids are database integers (at most 2,147,483,647): ten ASCII digits bound
+them, so an id can always name a directory and a Redis key."""
+_PROJECT_ID = re.compile(rf"[0-9]{{1,{MAX_PROJECT_ID_DIGITS}}}")
+
+
 def parse_project_id(raw: Any) -> int:
     """Label Studio sends the project as "<id>.<created timestamp>" in /setup and /predict, as an
-    int or an object with "id" in webhooks. Returns the integer id."""
+    int or an object with "id" in webhooks. Returns the integer id: ASCII digits only (no "²", no
+    sign, no spaces), at most MAX_PROJECT_ID_DIGITS of them, positive. Checked before anything is
+    stored or a path is built from it."""
     from prefloop.errors import BadRequest
 
     if isinstance(raw, dict):
@@ -33,10 +48,14 @@ def parse_project_id(raw: Any) -> int:
         raise BadRequest(f"project must be an id, got {raw!r}")
     if isinstance(raw, int):
         value = raw
-    elif isinstance(raw, str) and raw.split(".", 1)[0].strip().isdigit():
+        if not 0 < value < 10 ** MAX_PROJECT_ID_DIGITS:
+            shown = str(value) if abs(value) < 10 ** 40 else f"an integer of {value.bit_length()} bits"
+            raise BadRequest(f"project id must be a positive integer of at most {MAX_PROJECT_ID_DIGITS} digits, got {shown}")
+    elif isinstance(raw, str) and _PROJECT_ID.fullmatch(raw.split(".", 1)[0]):
         value = int(raw.split(".", 1)[0])
     else:
-        raise BadRequest(f"project must be a Label Studio project id like 12 or \"12.1700000000\", got {raw!r}")
+        raise BadRequest(f"project must be a Label Studio project id like 12 or \"12.1700000000\" (ASCII digits, at most "
+                         f"{MAX_PROJECT_ID_DIGITS}), got {_short(repr(raw), 40)}")
     if value <= 0:
         raise BadRequest(f"project id must be positive, got {value}")
     return value
@@ -56,6 +75,7 @@ class LabelStudioClient:
             raise LabelStudioError("LABEL_STUDIO_API_KEY is empty: set it to a personal access token or a legacy "
                                    "token from Label Studio (Account & Settings)")
         self.url = settings.label_studio_url.rstrip("/")
+        self.shown_url = redact_url(self.url)  # for messages and logs: no password
         self._api_key = settings.label_studio_api_key
         self.retries = retries
         self.backoff = backoff
@@ -84,7 +104,7 @@ class LabelStudioClient:
             except ApiError as exc:
                 status = exc.status_code or 0
                 if status == 404 and project_id is not None:
-                    raise UnknownProject(f"Label Studio at {self.url} has no project {project_id} ({what})") from None
+                    raise UnknownProject(f"Label Studio at {self.shown_url} has no project {project_id} ({what})") from None
                 if status in (401, 403):
                     raise LabelStudioError(f"Label Studio refused {what} with {status}: check LABEL_STUDIO_API_KEY "
                                            "(a personal access token, or a legacy token if those are enabled)") from None
@@ -95,7 +115,7 @@ class LabelStudioClient:
                 error = f"{what}: {type(exc).__name__}: {exc}"
             if attempt < self.retries:
                 time.sleep(self.backoff * 2 ** attempt)
-        raise LabelStudioUnavailable(f"Label Studio at {self.url} is unreachable ({error}) after {self.retries + 1} tries")
+        raise LabelStudioUnavailable(f"Label Studio at {self.shown_url} is unreachable ({redact(error)}) after {self.retries + 1} tries")
 
     # --- projects --------------------------------------------------------------------------------
     def get_project(self, project_id: int) -> dict[str, Any]:
@@ -130,6 +150,17 @@ class LabelStudioClient:
         return _as_dict(self.call(f"connecting the ML backend {url} to project {project_id}", lambda: self.sdk.ml.create(
             project=project_id, url=url, title=title, **auth), project_id=project_id))
 
+    # --- webhooks --------------------------------------------------------------------------------
+    def list_webhooks(self, project_id: int) -> list[dict[str, Any]]:
+        hooks = self.call(f"listing webhooks of project {project_id}",
+                          lambda: self.sdk.webhooks.list(project=str(project_id)), project_id=project_id)
+        return [_as_dict(h) for h in hooks or []]
+
+    def set_webhook_headers(self, webhook_id: int, headers: dict[str, str]) -> dict[str, Any]:
+        """Replace the custom headers Label Studio sends with every call of a webhook."""
+        return _as_dict(self.call(f"setting the headers of webhook {webhook_id}",
+                                  lambda: self.sdk.webhooks.update(id=webhook_id, headers=headers)))
+
     # --- tasks -----------------------------------------------------------------------------------
     def iter_tasks(self, project_id: int, *, page_size: int = 500, fields: str = "all") -> Iterator[dict[str, Any]]:
         """Every task of the project, with annotations when fields="all", page by page."""
@@ -160,13 +191,65 @@ class LabelStudioClient:
             project_id=project_id,
         ))
 
-    def create_prediction(self, task_id: int, result: list[dict[str, Any]], score: float, model_version: str) -> dict[str, Any]:
-        return _as_dict(self.call(
-            f"creating a prediction for task {task_id}",
-            lambda: self.sdk.predictions.create(task=task_id, result=result, score=score, model_version=model_version),
-        ))
+    # --- predictions (worker/predictions.py writes them; see prefloop/prediction_store.py) -------
+    def import_predictions(self, project_id: int, predictions: list[dict[str, Any]]) -> int:
+        """Create predictions ({"task", "result", "score", "model_version"}) in one request; returns
+        how many Label Studio created (it drops regions its validator rejects, so callers compare)."""
+        body = self._raw("POST", f"api/projects/{int(project_id)}/import/predictions", f"importing {len(predictions)} "
+                         f"predictions into project {project_id}", project_id=project_id, json=predictions)
+        return int((body or {}).get("created") or 0)
+
+    def task_predictions(self, task_id: int) -> list[dict[str, Any]]:
+        return [_as_dict(p) for p in self.call(f"listing predictions of task {task_id}",
+                                                lambda: self.sdk.predictions.list(task=task_id)) or []]
+
+    def delete_prediction(self, prediction_id: int) -> None:
+        self._raw("DELETE", f"api/predictions/{int(prediction_id)}", f"deleting prediction {prediction_id}")
+
+    def model_versions(self, project_id: int) -> dict[str, int]:
+        """{model_version: number of predictions} of the project's stored predictions."""
+        body = self._raw("GET", f"api/projects/{int(project_id)}/model-versions/",
+                         f"listing model versions of project {project_id}", project_id=project_id)
+        return {str(k): int(v) for k, v in (body or {}).items()} if isinstance(body, dict) else {}
+
+    def delete_model_version(self, project_id: int, model_version: str) -> int:
+        """Delete every prediction of one model_version in the project; returns how many."""
+        body = self._raw("DELETE", f"api/projects/{int(project_id)}/model-versions/",
+                         f"deleting predictions of {model_version} in project {project_id}", project_id=project_id,
+                         json={"model_version": model_version})
+        return int((body or {}).get("deleted_predictions") or 0) if isinstance(body, dict) else 0
+
+    def update_project(self, project_id: int, **fields: Any) -> dict[str, Any]:
+        """PATCH /api/projects/<id> with `fields` (e.g. model_version, sampling)."""
+        body = self._raw("PATCH", f"api/projects/{int(project_id)}", f"updating project {project_id} "
+                         f"({', '.join(sorted(fields))})", project_id=project_id, json=fields)
+        return dict(body or {})
+
+    # --- Data Manager tabs -----------------------------------------------------------------------
+    def list_views(self, project_id: int) -> list[dict[str, Any]]:
+        body = self._raw("GET", "api/dm/views/", f"listing Data Manager tabs of project {project_id}",
+                         project_id=project_id, params={"project": int(project_id)})
+        return [dict(v) for v in body or []]
+
+    def create_view(self, project_id: int, data: dict[str, Any]) -> dict[str, Any]:
+        body = self._raw("POST", "api/dm/views/", f"creating a Data Manager tab in project {project_id}",
+                         project_id=project_id, json={"project": int(project_id), "data": data})
+        return dict(body or {})
+
+    def _raw(self, method: str, path: str, what: str, *, project_id: int | None = None, **kwargs: Any) -> Any:
+        """A request the SDK has no (working) method for, through the SDK's own HTTP client and auth,
+        with `call`'s retries and errors."""
+        from label_studio_sdk.core.api_error import ApiError
+
+        def send() -> Any:
+            response = self.sdk._client_wrapper.httpx_client.request(path, method=method, **kwargs)
+            if response.status_code >= 400:
+                raise ApiError(status_code=response.status_code, headers=dict(response.headers), body=response.text)
+            return response.json() if response.content else None
+
+        return self.call(what, send, project_id=project_id)
 
 
 def _short(body: Any, limit: int = 300) -> str:
-    text = str(body)
+    text = redact(str(body))
     return text if len(text) <= limit else text[:limit] + "..."

@@ -25,7 +25,7 @@ POLICY_TRAINERS = ("ppo", "dpo", "grpo", "rloo")
 """Policy trainers: PPO, GRPO and RLOO optimise the reward model's score; DPO trains on the pairs."""
 
 
-def _setting(default: Any, help: str, *, env: str | None = None, choices: tuple = (), secret: bool = False):
+def _setting(default: Any, help: str, *, env: str | None = None, choices: tuple[str, ...] = (), secret: bool = False) -> Any:
     return field(default=default, metadata={"help": help, "env": env, "choices": choices, "secret": secret})
 
 
@@ -194,7 +194,7 @@ def documented_settings() -> list[tuple[str, Any, str]]:
     return rows
 
 
-def _parse(f: dataclasses.Field, name: str, raw: str) -> Any:
+def _parse(f: dataclasses.Field[Any], name: str, raw: str) -> Any:
     kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
     raw = raw.strip()
     try:

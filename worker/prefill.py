@@ -26,7 +26,7 @@ from prefloop.prompts import GENERATION_FIELD as META_FIELD
 from prefloop.prompts import prompt_key
 from prefloop.queue import JobKind, JobQueue
 from prefloop.settings import Settings
-from prefloop.text import answers_of, render_prompt
+from prefloop.text import answers_of, task_conversation
 from worker.generation import SamplingConfig, task_seed
 from worker.policy import current_policy, policy_generator
 from worker.predictions import push_after
@@ -87,7 +87,7 @@ def _fill_chunk(settings, client, config, gen, chunk, regenerate, remaining, wri
     for task in chunk:
         key = prompt_key(task["data"], config)
         try:
-            prompts.append(render_prompt(task["data"], config, settings.chat_template))
+            prompts.append(task_conversation(task["data"], config))
         except InputError as exc:
             logger.warning("task %s has no usable prompt: %s", task["id"], exc)
             _write(client, task, config, None, {"error": str(exc), "policy_version": gen.version, "prompt_key": key})
@@ -97,7 +97,8 @@ def _fill_chunk(settings, client, config, gen, chunk, regenerate, remaining, wri
         names.append(f"of task {task['id']}")
         tasks.append((task, key))
     results = gen.generate(prompts, seeds, sampling, names,
-                           on_batch=lambda done: progress.update(done, remaining=remaining))
+                           on_batch=lambda done: progress.update(done, remaining=remaining),
+                           template=settings.chat_template)
     progress.update(0, stage="writing answers to Label Studio", force=True)
     for n, ((task, key), res) in enumerate(zip(tasks, results), 1):
         if regenerate and _annotated(client.get_task(task["id"])):

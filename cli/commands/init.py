@@ -10,6 +10,8 @@
 4. Connects this backend (BACKEND_URL, as Label Studio reaches it) to each project with
    `POST /api/ml`, unless a backend with that URL is already connected. Label Studio then checks
    /health and /setup and creates the project webhook.
+3b. With WEBHOOK_SECRET set, puts it on that webhook (`BACKEND_URL/webhook`) as the custom header
+   X-Prefloop-Webhook-Secret, which /webhook then requires; a run with another secret updates it.
 5. Adds the Data Manager tab "Least certain first" (ordered by prediction score, lowest first) and
    sets the project's task sampling to "Uncertainty sampling", so "Label All Tasks" also serves the
    pairs the reward model is least sure about first (`least_certain_view`).
@@ -38,6 +40,7 @@ class ProjectState:
     title: str
     created: bool        # the project was created by this run
     connected: bool      # the backend was connected by this run (False: it already was)
+    webhook_secret: str = "off"  # "set" (by this run), "already set", "off" (no WEBHOOK_SECRET), "no webhook"
 
 
 @dataclass(frozen=True)
@@ -48,13 +51,16 @@ class InitResult:
 
     @property
     def changed(self) -> bool:
-        return any(p.created or p.connected for p in self.projects)
+        return any(p.created or p.connected or p.webhook_secret == "set" for p in self.projects)
 
     def lines(self, backend_url: str) -> list[str]:
         out = [f"Label Studio: {self.login_url}  (log in as {self.login_email or 'the admin account'})"]
         for p in self.projects:
             out.append(f"project {p.title!r} (id {p.id}): {'created' if p.created else 'found'}; backend {backend_url} "
                        f"{'connected' if p.connected else 'already connected'}")
+            if p.webhook_secret == "no webhook":
+                out.append(f"  WARNING: Label Studio has no webhook {backend_url}/webhook for this project, so "
+                           "WEBHOOK_SECRET could not be set on it (README, Security)")
             out.append(f"  annotate at {self.login_url}/projects/{p.id}/data")
         if not self.changed:
             out.append("nothing to do: everything was already set up")
@@ -177,7 +183,31 @@ def _connect(client, settings: Settings, project: dict[str, Any], created: bool)
         auth = (settings.basic_auth_user, settings.basic_auth_pass) if settings.auth_enabled else None
         client.create_ml_backend(project["id"], url, BACKEND_TITLE, basic_auth=auth)
         logger.info("connected backend %s to project %s", url, project["id"])
-    return ProjectState(project["id"], project.get("title") or "", created, not connected)
+    secret = secure_webhook(client, project["id"], url, settings.webhook_secret)
+    return ProjectState(project["id"], project.get("title") or "", created, not connected, secret)
+
+
+def secure_webhook(client, project_id: int, backend_url: str, secret: str) -> str:
+    """Put WEBHOOK_SECRET on the webhook Label Studio created for the backend (its URL is the
+    backend's plus /webhook), keeping any other header. Returns what happened (ProjectState)."""
+    from prefloop.labelstudio import WEBHOOK_SECRET_HEADER
+
+    if not secret:
+        return "off"
+    target = backend_url.rstrip("/") + "/webhook"
+    hooks = [h for h in client.list_webhooks(project_id) if (h.get("url") or "").rstrip("/") == target]
+    if not hooks:
+        logger.warning("project %s has no webhook %s: WEBHOOK_SECRET not set on it", project_id, target)
+        return "no webhook"
+    changed = False
+    for hook in hooks:
+        headers = dict(hook.get("headers") or {})
+        if headers.get(WEBHOOK_SECRET_HEADER) != secret:
+            client.set_webhook_headers(hook["id"], {**headers, WEBHOOK_SECRET_HEADER: secret})
+            changed = True
+    if changed:
+        logger.info("project %s: webhook %s now sends %s", project_id, target, WEBHOOK_SECRET_HEADER)
+    return "set" if changed else "already set"
 
 
 def _wait_for_label_studio(client, wait: float) -> dict[str, Any]:

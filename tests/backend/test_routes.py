@@ -41,15 +41,16 @@ def test_setup_rejects_config_without_pairwise(client):
     assert r.status_code == 422 and "Pairwise" in r.json["message"]
 
 
-def test_predict_returns_one_entry_per_task_without_result_before_a_reward_model(client, redis_conn):
-    """Before any reward model, every task gets an entry with model_version and no result, in order."""
+def test_predict_returns_one_empty_entry_per_task_before_a_reward_model(client, redis_conn):
+    """Before any reward model, every task gets an empty list (no prediction, and nothing Label Studio
+    logs as an error), in order."""
     setup_project(client)
     tasks = [{"id": i, "data": {"prompt": f"p{i}", "answer1": "a", "answer2": "b"}} for i in range(5)]
     r = client.post("/predict", json={"tasks": tasks, "project": "7.1", "label_config": CONFIG, "params": {}})
     assert r.status_code == 200
     results = r.json["results"]
     assert len(results) == 5
-    assert all(entry == {"model_version": "rm-none+pi-base"} for entry in results)
+    assert results == [[]] * 5
 
 
 def test_predict_for_tasks_without_answers_queues_generation(client, redis_conn):
@@ -58,7 +59,7 @@ def test_predict_for_tasks_without_answers_queues_generation(client, redis_conn)
     tasks = [{"id": i, "data": {"prompt": f"p{i}", "answer1": "", "answer2": ""}} for i in range(3)]
     for _ in range(3):
         r = client.post("/predict", json={"tasks": tasks, "project": "7.1", "label_config": CONFIG})
-        assert r.status_code == 200 and all("result" not in e for e in r.json["results"])
+        assert r.status_code == 200 and r.json["results"] == [[], [], []]
     assert redis_conn.llen("rq:queue:prefloop-gpu") == 1
 
 

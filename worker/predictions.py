@@ -1,0 +1,176 @@
+"""Predictions pushed, not pulled: the worker scores tasks with the serving reward model and writes
+the picks into Label Studio, so the Data Manager shows the current model's pick and confidence
+without anyone pressing "Retrieve Predictions", and /predict never scores in the web tier.
+
+When it runs:
+- after a reward model is published (worker/reward/job.py): every task with both answers;
+- after a policy is published (worker/trainers/contract.py): the serving `model_version`
+  ("rm-...+pi-...") changed, so every task is re-labelled; the picks are reused (same reward model);
+- after each generation chunk (worker/prefill.py): the tasks that chunk filled, replacing any
+  prediction prefloop wrote for their previous answers;
+- as a PREDICT job, queued by /predict when Label Studio asks about a task nobody scored yet.
+
+Each prediction is {"task", "result": a Pairwise region, "score": probability of the pick,
+"model_version": exactly what /setup answers}. Afterwards the project's `model_version` is set to
+that version (Label Studio 1.23.2 counts only those predictions in the "Prediction score" column,
+ordering by it and "Uncertainty sampling"), and prefloop's predictions of older versions are
+deleted. Predictions of other models (imported by users) are never touched.
+
+A push that fails (Label Studio down) never fails the job that published a model: it is logged,
+reported in the job's result and retried as a PREDICT job.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from prefloop.artifacts import ArtifactStore, serving_version
+from prefloop.errors import LabelStudioError, LabelStudioUnavailable, QueueUnavailable, UnknownProject
+from prefloop.label_config import parse_pairwise_config
+from prefloop.labelstudio import LabelStudioClient
+from prefloop.prediction_store import Pick, PickStore, is_serving_version, pairwise_result, task_comparison, too_long
+from prefloop.queue import JobKind, JobQueue
+from prefloop.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+IMPORT_BATCH = 500
+"""Predictions per bulk import request (Label Studio processes imports in batches of 500 itself)."""
+SCORE_CHUNK = 256
+"""Pairs scored between two progress reports."""
+
+
+def push_predictions(settings: Settings, project_id: int, *, client: LabelStudioClient | None = None,
+                     queue: JobQueue | None = None, tasks: Iterable[dict[str, Any]] | None = None,
+                     replace: bool = False, reason: str = "",
+                     progress: Callable[[int, int, str], None] | None = None) -> dict[str, Any]:
+    """Score and write predictions for `tasks` (default: every task of the project, read with their
+    predictions). A task that already holds a prediction of the serving version is left alone,
+    unless `replace` (its answers were just rewritten): then prefloop's predictions of that task
+    are deleted and a new one written."""
+    started = time.monotonic()
+    store = ArtifactStore(settings.model_dir)
+    current = store.current(project_id)
+    reward = current.get("reward")
+    if not reward:
+        return {"status": "skipped", "reason": "no reward model yet: nothing to predict with"}
+    model_version = serving_version(current)
+    client = client or LabelStudioClient(settings)
+    queue = queue or JobQueue(settings)
+    picks = PickStore(queue.connection, settings.queue_prefix)
+    config = parse_pairwise_config(client.get_label_config(project_id))
+    todo: list[tuple[dict[str, Any], str, str, str, str]] = []  # (task, key, prompt, left, right)
+    counts = {"tasks": 0, "without_answers": 0, "too_long": 0, "already_current": 0}
+    for task in (client.iter_tasks(project_id, fields="all") if tasks is None else tasks):
+        counts["tasks"] += 1
+        if too_long(task.get("data") or {}, config, settings.max_text_chars):
+            counts["too_long"] += 1
+            continue
+        comparison = task_comparison(task.get("data") or {}, config, settings.chat_template)
+        if comparison is None:
+            counts["without_answers"] += 1
+            continue
+        if not replace and any(p.get("model_version") == model_version for p in _predictions(task)):
+            counts["already_current"] += 1
+            continue
+        todo.append((task, *comparison))
+    found = picks.get_many(project_id, reward, [t[1] for t in todo])
+    missing = [i for i, pick in enumerate(found) if pick is None]
+    if missing:
+        source = store.version_dir(project_id, "reward", reward)
+        scored = _score(settings, source, [(todo[i][2], todo[i][3], todo[i][4]) for i in missing], progress)
+        picks.put_many(project_id, reward, {todo[i][1]: pick for i, pick in zip(missing, scored, strict=True)})
+        for i, pick in zip(missing, scored, strict=True):
+            found[i] = pick
+    deleted_for_replace = _delete_task_predictions(client, [t[0] for t in todo]) if replace else 0
+    rows = []
+    for (task, *_), pick in zip(todo, found, strict=True):
+        assert pick is not None
+        rows.append({"task": task["id"], "result": pairwise_result(config, pick[0]), "score": round(pick[1], 4),
+                     "model_version": model_version})
+    if progress:
+        progress(0, len(rows), "writing predictions to Label Studio")
+    written = 0
+    for start in range(0, len(rows), IMPORT_BATCH):
+        batch = rows[start:start + IMPORT_BATCH]
+        created = client.import_predictions(project_id, batch)
+        written += created
+        if created != len(batch):
+            logger.warning("Label Studio created %d of %d predictions for project %s", created, len(batch), project_id)
+        if progress:
+            progress(start + len(batch), len(rows), "writing predictions to Label Studio")
+    versions = client.model_versions(project_id)
+    follow = _follow_version(client, project_id, model_version, versions)
+    old = [v for v in versions if v != model_version and is_serving_version(v)]
+    deleted_old = sum(client.delete_model_version(project_id, v) for v in old)
+    picks.drop_other_versions(project_id, reward)
+    result = {"status": "done", "reason": reason, "model_version": model_version, **counts,
+              "scored": len(missing), "reused": len(todo) - len(missing), "written": written,
+              "project_model_version": follow, "deleted_old_predictions": deleted_old,
+              "deleted_replaced_predictions": deleted_for_replace,
+              "seconds": round(time.monotonic() - started, 2)}
+    logger.info("predictions for project %s: %s", project_id, {k: v for k, v in result.items() if k != "reason"})
+    return result
+
+
+def push_after(settings: Settings, project_id: int, what: str, **kwargs: Any) -> dict[str, Any]:
+    """`push_predictions` after `what` (a publish, a generation chunk), never raising: on failure it
+    logs, queues a PREDICT job to try again and returns {"error": ...} for the job's result."""
+    try:
+        return push_predictions(settings, project_id, reason=what, **kwargs)
+    except (LabelStudioError, LabelStudioUnavailable, UnknownProject, QueueUnavailable, OSError) as exc:
+        logger.warning("predictions for project %s after %s not written: %s", project_id, what, exc)
+        out: dict[str, Any] = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+        try:
+            again = JobQueue(settings).enqueue(JobKind.PREDICT, project_id, reason=f"retry after {what}")
+            out["retry"] = again.as_dict()
+        except QueueUnavailable as down:
+            out["retry"] = {"error": str(down)}
+        return out
+
+
+def _predictions(task: dict[str, Any]) -> list[dict[str, Any]]:
+    return [p for p in task.get("predictions") or [] if isinstance(p, dict)]
+
+
+def _score(settings: Settings, source: Any, items: list[tuple[str, str, str]],
+           progress: Callable[[int, int, str], None] | None) -> list[Pick]:
+    from prefloop.scoring import RewardScorer
+
+    scorer = RewardScorer(source, device=settings.device, batch_size=settings.predict_batch_size)
+    out: list[Pick] = []
+    for start in range(0, len(items), SCORE_CHUNK):
+        part = items[start:start + SCORE_CHUNK]
+        out += scorer.prefer([p for p, _, _ in part], [a for _, a, _ in part], [b for _, _, b in part])
+        if progress:
+            progress(len(out), len(items), "scoring tasks")
+    return out
+
+
+def _delete_task_predictions(client: LabelStudioClient, tasks: list[dict[str, Any]]) -> int:
+    """Delete prefloop's predictions of these tasks (their answers changed). Tasks read without their
+    predictions (fields="task_only", as generation reads them) are asked for them only when Label
+    Studio counted some."""
+    deleted = 0
+    for task in tasks:
+        found = _predictions(task) if "predictions" in task else (
+            client.task_predictions(task["id"]) if task.get("total_predictions") else [])
+        for prediction in found:
+            if is_serving_version(str(prediction.get("model_version") or "")):
+                client.delete_prediction(prediction["id"])
+                deleted += 1
+    return deleted
+
+
+def _follow_version(client: LabelStudioClient, project_id: int, model_version: str,
+                    versions: dict[str, int]) -> str | None:
+    """Point the project's `model_version` at the serving version (only possible once predictions of
+    it exist); returns the project's value afterwards."""
+    project = client.get_project(project_id)
+    if project.get("model_version") == model_version or model_version not in versions:
+        return project.get("model_version")
+    client.update_project(project_id, model_version=model_version)
+    return model_version
