@@ -60,7 +60,7 @@ class ConversionSummary:
     tasks: int = 0
     annotations: int = 0
     pairs: int = 0
-    dropped: Counter = field(default_factory=Counter)  # reason -> how many annotations or tasks
+    dropped: Counter[str] = field(default_factory=Counter)  # reason -> how many annotations or tasks
     comparisons_multi: int = 0          # comparisons with votes from two or more annotators
     agreeing_vote_pairs: int = 0
     vote_pairs: int = 0
@@ -159,7 +159,7 @@ def tasks_to_pairs(tasks: Iterable[Mapping[str, Any]], config: PairwiseConfig,
                    chat_template: str = "") -> tuple[list[PreferencePair], ConversionSummary]:
     """Convert tasks with their current annotations into majority-vote preference pairs."""
     summary = ConversionSummary()
-    comparisons: dict[tuple[str, str, str], _Comparison] = {}
+    comparisons: dict[tuple[str, ...], _Comparison] = {}  # (prompt, *sorted answers)
     for task in tasks:
         summary.tasks += 1
         annotations = list(task.get("annotations") or [])
@@ -201,6 +201,7 @@ def _add_votes(comparison: _Comparison, annotations: list[Mapping[str, Any]], an
     for ann in annotations:
         pick, reason = selection_of(ann, config)
         if pick is None:
+            assert reason is not None  # selection_of gives a reason whenever it gives no pick
             summary.dropped[reason] += 1
             continue
         vote = _Vote(ann.get("id"), _annotator(ann), answers[SELECTIONS.index(pick)].strip(),

@@ -50,6 +50,7 @@ class PromptRecord:
             return {config.chat_field: [{"role": r, "content": c} for r, c in self.messages]}
         if config.prompt_field:
             return {config.prompt_field: self.prompt}
+        assert config.chat_field is not None  # a PairwiseConfig has a prompt field, a chat field or both
         return {config.chat_field: [{"role": "user", "content": self.prompt}]}
 
 
