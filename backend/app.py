@@ -14,6 +14,7 @@ from backend.context import MAX_BODY, Context
 from prefloop.artifacts import ArtifactStore
 from prefloop.errors import PrefloopError
 from prefloop.queue import JobQueue
+from prefloop.redact import redact
 from prefloop.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -39,9 +40,10 @@ def create_app(settings: Settings | None = None, *, queue: JobQueue | None = Non
 def _init_errors(app: Flask) -> None:
     @app.errorhandler(PrefloopError)
     def prefloop_error(exc: PrefloopError):
+        message = redact(str(exc))  # a password inside a URL never reaches a response
         if exc.http_status >= 500:
-            logger.warning("%s: %s", type(exc).__name__, exc)
-        return jsonify(error=type(exc).__name__, message=str(exc)), exc.http_status
+            logger.warning("%s: %s", type(exc).__name__, message)
+        return jsonify(error=type(exc).__name__, message=message), exc.http_status
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

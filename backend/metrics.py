@@ -18,7 +18,8 @@ import json
 import logging
 import time
 from collections import defaultdict
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import redis
 from flask import Blueprint, Flask, Response, g, request
@@ -50,7 +51,7 @@ def _start_timer():
 def _observe_predict(response):
     started = g.pop("prefloop_predict_started", None)
     if started is not None:
-        body = request.get_json(silent=True)
+        body = g.get("prefloop_body")  # parsed once, by backend.requests.json_body; never parsed again here
         tasks = len(body["tasks"]) if isinstance(body, dict) and isinstance(body.get("tasks"), list) else 0
         observe_predict(context(), time.perf_counter() - started, response.status_code, tasks)
     return response
@@ -90,7 +91,7 @@ def metrics():
     return Response(out.text(), content_type=CONTENT_TYPE)
 
 
-def _queue_metrics(ctx: Context, out: "Exposition") -> None:
+def _queue_metrics(ctx: Context, out: Exposition) -> None:
     from rq import Worker
 
     conn = ctx.queue.connection
@@ -129,7 +130,7 @@ def _queue_metrics(ctx: Context, out: "Exposition") -> None:
             [({"worker": w.name}, w.total_working_time) for w in workers])
 
 
-def _predict_metrics(ctx: Context, out: "Exposition") -> None:
+def _predict_metrics(ctx: Context, out: Exposition) -> None:
     raw = {k.decode(): v.decode() for k, v in ctx.queue.connection.hgetall(ctx.queue.key("metrics", "predict")).items()}
     count = int(raw.get("count", 0))
     buckets = [({"le": _num(b)}, int(raw.get(f"le:{b}", 0))) for b in PREDICT_BUCKETS] + [({"le": "+Inf"}, count)]
@@ -140,7 +141,7 @@ def _predict_metrics(ctx: Context, out: "Exposition") -> None:
     out.add("prefloop_predict_tasks_total", "counter", "Tasks sent to /predict.", [({}, int(raw.get("tasks", 0)))])
 
 
-def _version_metrics(ctx: Context, out: "Exposition") -> None:
+def _version_metrics(ctx: Context, out: Exposition) -> None:
     info, published = [], []
     for project in ctx.store.projects():
         current = ctx.store.current(project)

@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from flask import request
+from flask import g, request
 
 from prefloop.errors import BadRequest, UnknownProject
 from prefloop.labelstudio import parse_project_id
 
 
 def json_body() -> dict[str, Any]:
+    """The request's JSON object, parsed once per request (kept on `flask.g.prefloop_body`, where the
+    metrics hook reads it: a second parse of a hostile body is a second chance to fail)."""
+    if "prefloop_body" in g:
+        return g.prefloop_body
     if not request.data:
         raise BadRequest("request body is empty: send a JSON object")
     try:
-        body = request.get_json(force=True, silent=False)
-    except Exception:  # werkzeug raises its own BadRequest with an HTML description
-        raise BadRequest("request body is not valid JSON") from None
+        body = json.loads(request.data)
+    except (ValueError, RecursionError):  # bad JSON, bad UTF-8, too deeply nested, over-long integers
+        raise BadRequest("request body is not valid JSON (or nests too deeply)") from None
     if not isinstance(body, dict):
         raise BadRequest(f"request body must be a JSON object, got {type(body).__name__}")
+    g.prefloop_body = body
     return body
 
 

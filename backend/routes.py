@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 import time
 
+import redis
 from flask import Blueprint, Flask, jsonify, request
 
+from backend.auth import untrusted_webhook, webhook_trusted
 from backend.context import context
 from backend.predict import predict_tasks
 from backend.requests import allowed_project, json_body, require
@@ -33,16 +35,18 @@ def health():
 
 @bp.post("/setup")
 def setup():
-    """Label Studio connects a project: check its label config, remember the project, and answer
-    the serving model_version (3 s limit: no model is loaded here)."""
+    """Label Studio connects a project: check its label config (Label Studio always sends it as
+    `schema`; a project without a Pairwise tag cannot be served), remember the project, and answer
+    the serving model_version (3 s limit: no model is loaded here). Everything is validated before
+    the project is stored."""
     ctx = context()
     body = json_body()
     project_id = parse_project_id(require(body, "project", (str, int)))
     schema = body.get("schema")
-    if schema is not None:
-        if not isinstance(schema, str):
-            raise BadRequest("body['schema'] must be the label config XML as a string")
-        parse_pairwise_config(schema)
+    if not isinstance(schema, str) or not schema.strip():
+        raise BadRequest("body['schema'] must be the project's label config XML (Label Studio sends it): prefloop "
+                         "serves only projects whose label config has a <Pairwise> tag")
+    parse_pairwise_config(schema)
     allowed_project(project_id)
     try:
         ctx.queue.register_project(project_id)
@@ -73,14 +77,25 @@ def predict():
 
 @bp.post("/webhook")
 def webhook():
-    return jsonify(handle_event(context(), json_body()))
+    """Label Studio's events; with WEBHOOK_SECRET set, only with its header (backend/auth.py), except the
+    Train button's START_TRAINING, which Label Studio sends without it and which never forces a run."""
+    ctx = context()
+    trusted = webhook_trusted(ctx.settings) if ctx.settings.webhook_secret else True  # a wrong secret: 403 here
+    body = json_body()
+    if not trusted and body.get("action") != "START_TRAINING":
+        raise untrusted_webhook(body.get("action"))
+    return jsonify(handle_event(ctx, body))
 
 
 @bp.post("/train")
 def train():
-    """Legacy training trigger (behind a Label Studio feature flag): same as the Train button."""
+    """Legacy training trigger (behind a Label Studio feature flag): the Train button. With basic auth
+    on, the caller has authenticated (backend/auth.py) and the run is forced; without it, /train is
+    as open as /webhook and trains only when an annotation changed."""
+    ctx = context()
     body = json_body()
-    return jsonify(handle_event(context(), {"action": "START_TRAINING", "project": body.get("project")}))
+    return jsonify(handle_event(ctx, {"action": "START_TRAINING", "project": body.get("project")},
+                                force=ctx.settings.auth_enabled))
 
 
 @bp.get("/versions")
@@ -101,15 +116,25 @@ def versions():
 def jobs():
     ctx = context()
     project_id = parse_project_id(request.args["project"]) if "project" in request.args else None
-    return jsonify(jobs=ctx.queue.jobs(project_id))
+    try:
+        return jsonify(jobs=ctx.queue.jobs(project_id))
+    except redis.RedisError as exc:
+        raise ctx.queue.unavailable(exc, ": no job can be listed") from None
 
 
-@bp.get("/jobs/<job_id>")
+@bp.get("/jobs/<path:job_id>")
 def job(job_id: str):
+    """One job; an id no job can have (`abc.def`, `%00`, a path) is a 404 like an expired one."""
     from prefloop.queue import describe_job
 
-    found = context().queue.fetch(job_id)
-    if found is None:
-        return jsonify(error="NotFound", message=f"no job {job_id!r} (finished jobs expire after their TTL)"), 404
-    return jsonify(describe_job(found))
+    ctx = context()
+    try:
+        found = ctx.queue.fetch(job_id)
+        described = describe_job(found) if found is not None else None
+    except redis.RedisError as exc:
+        raise ctx.queue.unavailable(exc, ": the job cannot be read") from None
+    if described is None:
+        shown = job_id if len(job_id) <= 80 else job_id[:80] + "..."
+        return jsonify(error="NotFound", message=f"no job {shown!r} (finished jobs expire after their TTL)"), 404
+    return jsonify(described)
 

@@ -55,6 +55,7 @@ def status_page():
         "queue_error": queue_error,
         "workers": _workers(ctx) if queue_error is None else None,
         "settings": _shown_settings(ctx),
+        "model_note": _model_note(ctx.settings.base_model),
         "projects": [_project_view(ctx, p, history=HISTORY if project_id is not None else 3) for p in projects],
         "active": [j for j in jobs if j["status"] in ("queued", "scheduled", "deferred", "started")][:JOBS_SHOWN],
         "recent": [j for j in jobs if j["status"] in ("finished", "canceled", "stopped")][:JOBS_SHOWN],
@@ -119,6 +120,16 @@ def _workers(ctx: Context) -> list[dict[str, Any]]:
             current = w.get_current_job_id()
             out.append({"name": w.name, "state": str(getattr(w.get_state(), "value", w.get_state())), "job": current})
     return out
+
+
+def _model_note(base_model: str) -> str | None:
+    """What the builder of a local model left for people (`prefloop up`'s tiny offline model says
+    why its answers are gibberish) in `prefloop-note.txt` next to it."""
+    note = Path(base_model) / "prefloop-note.txt"
+    try:
+        return note.read_text(encoding="utf-8").strip()[:500] or None
+    except OSError:
+        return None
 
 
 def _shown_settings(ctx: Context) -> dict[str, Any]:
@@ -246,6 +257,7 @@ TEMPLATE = """<!doctype html>
  code { background: #f6f6f6; padding: 0 .2em; }
 </style></head><body>
 <h1>prefloop status</h1>
+{% if model_note %}<p class="noise" id="model-note"><b>Model:</b> {{ model_note }}</p>{% endif %}
 <p class="muted">Refreshes every {{ refresh_s }} s.
 {% if selected %}<a href="?">All projects</a>{% endif %}</p>
 {% if queue_error %}<p class="error" id="queue-error">{{ queue_error }}</p>

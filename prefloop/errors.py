@@ -24,6 +24,18 @@ class Unauthorized(PrefloopError):
     http_status = 401
 
 
+class Forbidden(PrefloopError):
+    """Credentials were sent but are wrong (e.g. a webhook with the wrong WEBHOOK_SECRET)."""
+
+    http_status = 403
+
+
+class TooLarge(PrefloopError):
+    """A request exceeds a cap (MAX_TEXT_CHARS, items per request, the time budget); the message names it."""
+
+    http_status = 413
+
+
 class UnknownProject(PrefloopError):
     """The project is not one prefloop serves (not in PROJECTS, never connected through /setup)
     or does not exist in Label Studio."""

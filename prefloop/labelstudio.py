@@ -15,7 +15,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from prefloop.errors import LabelStudioError, LabelStudioUnavailable, UnknownProject
 from prefloop.redact import redact, redact_url
@@ -65,7 +65,7 @@ def _as_dict(obj: Any) -> dict[str, Any]:
     if isinstance(obj, dict):
         return obj
     if hasattr(obj, "model_dump"):
-        return obj.model_dump(mode="json")
+        return cast(dict[str, Any], obj.model_dump(mode="json"))
     return dict(obj)
 
 
@@ -80,10 +80,10 @@ class LabelStudioClient:
         self.retries = retries
         self.backoff = backoff
         self.timeout = timeout
-        self._sdk = None
+        self._sdk: Any = None
 
     @property
-    def sdk(self):
+    def sdk(self) -> Any:  # the generated SDK types its requests as its own models; prefloop passes dicts
         if self._sdk is None:
             from label_studio_sdk import LabelStudio
 
@@ -166,7 +166,7 @@ class LabelStudioClient:
         """Every task of the project, with annotations when fields="all", page by page."""
         page = 1
         while True:
-            def fetch(page=page):
+            def fetch(page: int = page) -> Any:
                 return self.sdk.tasks.list(project=project_id, page=page, page_size=page_size, fields=fields)
 
             pager = self.call(f"listing tasks of project {project_id}", fetch, project_id=project_id)

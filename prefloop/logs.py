@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import sys
 
+from prefloop.redact import RedactingFilter
+
 FORMAT = "%(asctime)s %(levelname)s %(name)s [%(job_id)s] %(message)s"
 
 
@@ -36,4 +38,5 @@ def setup_logging(level: str = "INFO") -> None:
     handler._prefloop = True  # type: ignore[attr-defined]
     handler.setFormatter(logging.Formatter(FORMAT))
     handler.addFilter(JobIdFilter())
+    handler.addFilter(RedactingFilter())  # passwords in URLs (REDIS_URL, LABEL_STUDIO_URL) never reach a log
     root.addHandler(handler)

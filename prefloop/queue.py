@@ -35,6 +35,8 @@ from enum import Enum
 from typing import Any
 
 import redis
+from redis.commands.core import Script
+from redis.lock import Lock
 from rq import Queue, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
@@ -232,7 +234,7 @@ class JobQueue:
         self.connection.set(self.key("trained", project_id), count)
 
     @property
-    def _probe(self):
+    def _probe(self) -> Script:
         if getattr(self, "_probe_script", None) is None:
             self._probe_script = self.connection.register_script(_PROBE_LUA)
         return self._probe_script
@@ -307,9 +309,11 @@ class JobQueue:
         raw = self.connection.get(pending_key)
         if raw is None:
             return None
-        job_id = raw.decode()
+        job_id = raw.decode() if isinstance(raw, bytes) else raw
         status = self.connection.hget(f"{Job.redis_job_namespace_prefix}{job_id}", "status")
-        if status is not None and status.decode() in {s.value for s in _WAITING}:
+        if isinstance(status, bytes):
+            status = status.decode()
+        if status is not None and status in {s.value for s in _WAITING}:
             return job_id
         if clean_stale:
             self.connection.delete(pending_key)  # stale mark: the job ran, failed or expired
@@ -339,14 +343,15 @@ class JobQueue:
             return None
         return "change" if forced == b"change" else "force"
 
-    def running_lock(self, kind: JobKind, project_id: int):
+    def running_lock(self, kind: JobKind, project_id: int) -> Lock:
         """A lock held for the whole run, so two workers never train one project at once. It expires
         RUN_LOCK_TTL seconds after its holder's last refresh (worker/recovery.py refreshes it while a
         job runs), so a killed run frees the project within a minute, not after the job timeout."""
         spec = JOBS[kind]
         # thread_local=False: a refresher thread extends the lock the job's thread took.
-        return self.connection.lock(self.key("running", kind.value, project_id), timeout=RUN_LOCK_TTL,
-                                    blocking_timeout=spec.timeout, thread_local=False)
+        lock: Lock = self.connection.lock(self.key("running", kind.value, project_id), timeout=RUN_LOCK_TTL,
+                                          blocking_timeout=spec.timeout, thread_local=False)
+        return lock
 
     # --- inspection ---------------------------------------------------------------------------------
     def fetch(self, job_id: str) -> Job | None:

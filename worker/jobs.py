@@ -112,5 +112,5 @@ def train_policy(project_id: int, reason: str = "", trainer: str | None = None, 
     job = job_function(name)
     extra = {"trainer": name} if name in ("grpo", "rloo") else {}
     logger.info("%s for project %s: %s", name.upper(), project_id, reason)
-    return _run(JobKind.POLICY, project_id, lambda forced: job(settings, project_id, forced=forced, reason=reason,
+    return _run(JobKind.POLICY, project_id, lambda forced: job(settings, project_id, forced=bool(forced), reason=reason,
                                                                 **extra, **kw))

@@ -1,5 +1,6 @@
-"""`prefloop train-reward --project ID`: queue a forced reward-model run (like Label Studio's Train
-button), optionally waiting for it and showing its progress."""
+"""`prefloop train-reward --project ID`: queue a reward-model run now, like Label Studio's Train
+button (it trains when at least one annotation changed since the newest version); `--force` trains
+whatever changed. Optionally waits for it and shows its progress."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import time
 def register(sub) -> None:
     p = sub.add_parser("train-reward", help="queue a reward-model training run now (like the Train button)")
     p.add_argument("--project", type=int, help="Label Studio project id (required unless --knobs)")
+    p.add_argument("--force", action="store_true",
+                   help="train even when no annotation changed since the newest reward model")
     p.add_argument("--wait", action="store_true", help="wait for the run and show its progress")
     p.add_argument("--timeout", type=float, default=4 * 3600, help="seconds to wait with --wait")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -34,9 +37,11 @@ def run(args) -> int:
     overrides = RewardTrainConfig.overrides_from_set(args.set)
     queue = JobQueue(settings)
     extra = {"config": overrides} if overrides else {}
-    enqueued = queue.enqueue(JobKind.TRAIN_REWARD, args.project, reason="prefloop train-reward", force=True,
-                             rate_limited=False, **extra)
-    note = " (joined the run already waiting; it will train regardless of MIN_NEW_ANNOTATIONS)" if enqueued.coalesced else ""
+    mode = {"force": True} if args.force else {"on_change": True}
+    enqueued = queue.enqueue(JobKind.TRAIN_REWARD, args.project, reason="prefloop train-reward", rate_limited=False,
+                             **mode, **extra)
+    what = "whatever changed" if args.force else "if any annotation changed"
+    note = f" (joined the run already waiting; it will train {what})" if enqueued.coalesced else ""
     print(f"queued reward-model training for project {args.project}: job {enqueued.job_id}{note}")
     if not args.wait:
         return 0

@@ -196,7 +196,7 @@ def test_odd_project_ids_are_a_400_on_every_route_and_never_stored(client, redis
 
 def test_a_huge_integer_project_id_is_a_400(client):
     for literal in ("1" * 5000, "1" * 300, "-1"):
-        body = ('{"project": %s, "schema": %s}' % (literal, json.dumps(CONFIG))).encode()
+        body = ('{"project": ' + literal + ', "schema": ' + json.dumps(CONFIG) + "}").encode()
         r = client.post("/setup", data=body, content_type="application/json")
         assert r.status_code == 400, (literal[:10], r.status_code)
 

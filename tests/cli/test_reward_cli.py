@@ -18,9 +18,9 @@ def use(monkeypatch, settings):
 
 
 def test_train_reward_queues_a_forced_run_that_jobs_lists(settings, monkeypatch, capsys):
-    """`prefloop train-reward` queues one forced job (with knob overrides); `prefloop jobs` shows it."""
+    """`prefloop train-reward --force` queues one forced job (with knob overrides); `prefloop jobs` shows it."""
     use(monkeypatch, settings)
-    assert main(["train-reward", "--project", "4", "--set", "num_train_epochs=2"]) == 0
+    assert main(["train-reward", "--project", "4", "--force", "--set", "num_train_epochs=2"]) == 0
     out = capsys.readouterr().out
     job_id = out.split("job ")[1].split()[0]
     job = JobQueue(settings).fetch(job_id)
@@ -30,6 +30,14 @@ def test_train_reward_queues_a_forced_run_that_jobs_lists(settings, monkeypatch,
     listed = capsys.readouterr().out
     assert job_id in listed and "train_reward" in listed and "queued" in listed
     assert main(["train-reward", "--project", "4", "--set", "no_such_knob=1"]) != 0
+
+
+def test_train_reward_without_force_trains_only_on_a_change(settings, monkeypatch, capsys):
+    """Without --force, `prefloop train-reward` is the Train button: the job trains if any annotation changed."""
+    use(monkeypatch, settings)
+    assert main(["train-reward", "--project", "5"]) == 0
+    job_id = capsys.readouterr().out.split("job ")[1].split()[0]
+    assert JobQueue(settings).fetch(job_id).kwargs == {"project_id": 5, "reason": "prefloop train-reward", "on_change": True}
 
 
 def test_versions_lists_metrics_and_switches_back(settings, monkeypatch, capsys, tmp_path_factory):

@@ -11,6 +11,7 @@ import random
 from typing import Any
 
 from prefloop.artifacts import ArtifactStore
+from prefloop.family import LoraSettings
 from prefloop.settings import Settings
 from worker.ppo.config import PPOConfig
 from worker.trainers import contract
@@ -25,7 +26,7 @@ def ppo_job(settings: Settings, project_id: int, *, forced: bool = False, config
     inputs, reason = contract.check_reward(settings, store, project_id, force or forced, "ppo")
     if inputs is None:
         return contract.skipped("ppo", project_id, reason)
-    prompts, bad = contract.read_prompts(settings, project_id)
+    prompts, bad = contract.read_prompts(settings, project_id, conversations=True)
     if not prompts:
         return contract.no_prompts("ppo", project_id, bad)
     ppo_config, skip = contract.knobs(PPOConfig, "ppo", project_id, {"max_new_tokens": settings.max_new_tokens,
@@ -45,7 +46,8 @@ def ppo_job(settings: Settings, project_id: int, *, forced: bool = False, config
             prompts, policy_source=inputs["policy_source"], reward_source=inputs["reward_dir"], out_dir=staged,
             config=ppo_config, device=settings.device, base_model=inputs["base_model"], sample_prompts=shown,
             on_step=on_step, extra_config={"project_id": project_id, "reward_version": inputs["reward_version"],
-                                           "policy_version": inputs["policy_version"], "base_model": inputs["base_model"]})
+                                           "policy_version": inputs["policy_version"], "base_model": inputs["base_model"]},
+            lora=LoraSettings.from_settings(settings), template=settings.chat_template)
         progress.update(ppo_config.steps, stage="publishing", force=True)
         return metrics
 
