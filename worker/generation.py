@@ -3,8 +3,13 @@ import-prompts`.
 
 What a GPU wants: prompts are sorted by length and batched (GENERATION_BATCH_SIZE prompts per
 `generate` call), each prompt occupies two adjacent rows of the same call (both samples of a pair
-come from one forward pass), left padding with pad = eos (GPT-2 has no pad token), the KV cache
-on, bf16 on a GPU.
+come from one forward pass), left padding with the family's pad id, the KV cache on, bf16 on a GPU.
+
+Model families: a prompt is a `prefloop.family.Conversation`, rendered by the policy's own
+tokenizer (its chat template with the generation prompt when it has one; CHAT_TEMPLATE overrides;
+GPT-2 gets the built-in format) through `family.generation_ids`. Generation stops at any of the
+model's EOS ids (`family.eos_ids`: end of turn and end of text on instruct models), and answers
+are decoded with `family.decode_answer`, so they never hold template or special tokens.
 
 Reproducibility: sampling is Gumbel-max with counter-based noise. Row r draws its noise from
 hash(row key, step, token id), and the row key comes from the task's seed, the sample index
@@ -29,6 +34,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from prefloop.errors import SettingsError
+from prefloop.family import Conversation, decode_answer, eos_ids, generation_ids, pad_id
 from prefloop.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -130,6 +136,8 @@ class Generator:
     def __init__(self, model, tokenizer, *, source: str, version: str):
         self.model = model
         self.tokenizer = tokenizer
+        self.eos_ids = eos_ids(tokenizer, model)
+        self.pad_id = pad_id(tokenizer)
         self.source = source
         self.version = version
         self.loaded_pid = os.getpid()  # the process that read the weights (the worker parent when preloaded)
@@ -141,9 +149,12 @@ class Generator:
 
         from prefloop.models import default_dtype, load_causal_lm, load_tokenizer
 
+        from prefloop.family import PADDING_SIDE
+
         dev = torch.device(device)
-        model = load_causal_lm(source, device=dev, dtype=default_dtype(dev))
-        return cls(model, load_tokenizer(source, padding_side="left"), source=str(source), version=version)
+        tokenizer = load_tokenizer(source, padding_side=PADDING_SIDE["generate"])
+        model = load_causal_lm(source, device=dev, dtype=default_dtype(dev), pad_token_id=pad_id(tokenizer))
+        return cls(model, tokenizer, source=str(source), version=version)
 
     @property
     def device(self):
@@ -173,16 +184,17 @@ class Generator:
         return meta
 
     # --- generation ------------------------------------------------------------------------------
-    def generate(self, prompts: Sequence[str], seeds: Sequence[int], config: SamplingConfig,
-                 names: Sequence[str] | None = None, on_batch=None) -> list[Generation]:
-        """One Generation per prompt, in order. `names` label prompts in warnings (task ids);
-        `on_batch(done)` is called after each batch of prompts (progress)."""
+    def generate(self, prompts: Sequence[Conversation | str], seeds: Sequence[int], config: SamplingConfig,
+                 names: Sequence[str] | None = None, on_batch=None, *, template: str = "") -> list[Generation]:
+        """One Generation per prompt (a Conversation, or a plain prompt string), in order. `names`
+        label prompts in warnings (task ids); `on_batch(done)` is called after each batch of prompts
+        (progress); `template` is CHAT_TEMPLATE."""
         import torch
 
         if len(prompts) != len(seeds):
             raise ValueError("generate() needs one seed per prompt")
         names = names or [f"#{i}" for i in range(len(prompts))]
-        ids, truncated = self._encode(prompts, config, names)
+        ids, truncated = self._encode(prompts, config, names, template)
         answers: list[list[str | None]] = [[None, None] for _ in prompts]
         tries = [0] * len(prompts)
         todo = [(i, s) for i in range(len(prompts)) for s in (0, 1)]  # rows: (prompt index, sample)
@@ -206,14 +218,15 @@ class Generator:
             out.append(Generation((a, b) if ok else None, int(seeds[i]), tries[i], truncated[i], error))
         return out
 
-    def _encode(self, prompts: Sequence[str], config: SamplingConfig, names: Sequence[str]):
+    def _encode(self, prompts: Sequence[Conversation | str], config: SamplingConfig, names: Sequence[str],
+                template: str = ""):
         budget = self.context - config.max_new_tokens
         if budget < 1:
             raise SettingsError(f"MAX_NEW_TOKENS={config.max_new_tokens} leaves no room for a prompt in the "
                                 f"model's {self.context}-token context: lower it")
         ids, truncated = [], []
-        for name, text in zip(names, prompts):
-            tokens = self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"] or [self.tokenizer.eos_token_id]
+        for name, prompt in zip(names, prompts):
+            tokens = generation_ids(self.tokenizer, prompt, template)
             cut = len(tokens) > budget
             if cut:
                 logger.warning("prompt %s has %d tokens; keeping the last %d (context %d minus MAX_NEW_TOKENS %d)",
@@ -241,7 +254,7 @@ class Generator:
         import torch
         from transformers import GenerationConfig, LogitsProcessorList
 
-        pad = self.tokenizer.pad_token_id
+        pad = self.pad_id
         width = max(len(r) for r in rows)
         input_ids = torch.full((len(rows), width), pad, dtype=torch.long)            # (B, T) left-padded
         attention = torch.zeros((len(rows), width), dtype=torch.long)
@@ -250,11 +263,11 @@ class Generator:
             attention[b, width - len(r):] = 1
         device = self.device
         gen_config = GenerationConfig(max_new_tokens=config.max_new_tokens, do_sample=False, num_beams=1,
-                                      use_cache=True, pad_token_id=pad, eos_token_id=self.tokenizer.eos_token_id)
+                                      use_cache=True, pad_token_id=pad, eos_token_id=list(self.eos_ids))
         sampler = _sampler(torch.tensor(keys, dtype=torch.int64, device=device), width, config)
         output = self.model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
                                      generation_config=gen_config, logits_processor=LogitsProcessorList([sampler]))
-        return [t.strip() for t in self.tokenizer.batch_decode(output[:, width:], skip_special_tokens=True)]
+        return [decode_answer(self.tokenizer, row.tolist(), self.eos_ids) for row in output[:, width:]]
 
 
 def _bad_rows(i: int, pair: list[str | None]) -> list[tuple[int, int]]:

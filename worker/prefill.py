@@ -29,7 +29,7 @@ from prefloop.settings import Settings
 from prefloop.text import answers_of, task_conversation
 from worker.generation import SamplingConfig, task_seed
 from worker.policy import current_policy, policy_generator
-from worker.predictions import push_after
+from worker.predictions import push_after, queue_unpredicted
 from worker.runtime import Progress
 
 logger = logging.getLogger(__name__)
@@ -56,8 +56,8 @@ def _fill(settings: Settings, project_id: int, reason: str, regenerate: bool, cl
     # was coalesced into a waiting run, or split into chunks, still happens.
     requested, regenerate = regenerate, regenerate or settings.regenerate_after_ppo
     _, version = current_policy(settings, project_id)
-    pending = [t for t in client.iter_tasks(project_id, fields="task_only")
-               if _wants(t, config, version, regenerate)]
+    listed = list(client.iter_tasks(project_id, fields="task_only"))
+    pending = [t for t in listed if _wants(t, config, version, regenerate)]
     chunk = pending[:settings.generation_chunk_size]
     remaining = len(pending) - len(chunk)
     result: dict[str, Any] = {"status": "done", "reason": reason, "policy_version": version, "regenerate": regenerate,
@@ -74,6 +74,7 @@ def _fill(settings: Settings, project_id: int, reason: str, regenerate: bool, cl
         extra = {"regenerate": True} if requested else {}
         result["follow_up"] = queue.enqueue(JobKind.GENERATE, project_id, reason=f"continue: {remaining} task(s) left",
                                             rate_limited=False, **extra).job_id
+    result["predict_job"] = queue_unpredicted(settings, queue, project_id, listed, config, {t["id"] for t in chunk})
     logger.info("project %s: %s", project_id, {k: v for k, v in result.items() if k != "reason"})
     return result
 

@@ -95,12 +95,12 @@ def _plan(records, client, project_id: int, config) -> tuple[list[tuple[Any, dic
 
 def _generate(gen, sampling, settings, config, chunk) -> tuple[list[dict[str, Any]], list[str]]:
     from prefloop.prompts import GENERATION_FIELD
-    from prefloop.text import render_prompt
+    from prefloop.text import task_conversation
     from worker.generation import task_seed
 
-    prompts = [render_prompt(data, config, settings.chat_template) for _, data, _ in chunk]
+    prompts = [task_conversation(data, config) for _, data, _ in chunk]
     results = gen.generate(prompts, [task_seed(key) for _, _, key in chunk], sampling,
-                           names=[record.where for record, _, _ in chunk])
+                           names=[record.where for record, _, _ in chunk], template=settings.chat_template)
     tasks, failed = [], []
     for (record, data, key), res in zip(chunk, results):
         if res.answers is None:

@@ -174,7 +174,8 @@ def test_killed_run_publishes_nothing_and_the_previous_policy_keeps_serving(ls_s
 
 
 def test_bad_input_skips_with_the_reason(job_settings, label_studio, tiny_model_dir):
-    """No reward model, one below the bar, one from another base model, no prompts: skipped, never failed."""
+    """No reward model, one below the bar, a LoRA one whose base is gone, no prompts: skipped, never failed.
+    A reward model from another backbone than the policy is no reason to skip (it scores decoded text)."""
     from worker.jobs import run_ppo
 
     store = ArtifactStore(job_settings.model_dir)
@@ -186,9 +187,16 @@ def test_bad_input_skips_with_the_reason(job_settings, label_studio, tiny_model_
     result = run_ppo(pid, reason="test")
     assert result["status"] == "skipped" and "below PPO_MIN_ACCURACY=0.6" in result["reason"] and version in result["reason"]
 
-    publish_reward(store, pid, "gpt2", 0.9)
+    lora = publish_reward(store, pid, "gpt2", 0.9)
+    (store.kind_dir(pid, "reward") / lora / "adapter_config.json").write_text(
+        json.dumps({"base_model_name_or_path": str(store.root / "gone")}))
     result = run_ppo(pid, reason="test")
-    assert result["status"] == "skipped" and "trained from base model 'gpt2'" in result["reason"], result
+    assert result["status"] == "skipped" and "LoRA adapter on base model" in result["reason"] \
+        and lora in result["reason"] and "gone" in result["reason"], result
+
+    publish_reward(store, pid, "gpt2", 0.9)  # another backbone: not a reason to skip
+    result = run_ppo(pid, reason="test")
+    assert result["status"] == "skipped" and result["reason"].startswith("no prompts"), result
 
     publish_reward(store, pid, str(tiny_model_dir), 0.9)
     result = run_ppo(pid, reason="test")

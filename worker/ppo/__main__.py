@@ -16,10 +16,11 @@ import logging
 
 
 def main(argv: list[str] | None = None) -> int:
+    from prefloop.family import Conversation, LoraSettings
     from prefloop.knobs import parse_set
     from prefloop.models import read_base_model_name
     from prefloop.prompts import read_prompts
-    from prefloop.text import render_chat
+    from prefloop.settings import Settings
     from worker.ppo.config import PPOConfig
     from worker.ppo.run import train_policy
 
@@ -32,12 +33,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = Settings.from_env()  # LORA_* and CHAT_TEMPLATE, as the job reads them
     overrides = parse_set(args.set)
     config = PPOConfig.from_overrides(overrides)
-    prompts = [r.prompt if r.messages is None else render_chat([{"role": a, "content": b} for a, b in r.messages])
-               for r in read_prompts(args.prompts)]
+    prompts = [Conversation.of(r.prompt if r.messages is None else [{"role": a, "content": b} for a, b in r.messages])
+               for r in read_prompts(args.prompts)]  # rendered by the policy's own tokenizer (prefloop.family)
     metrics = train_policy(prompts, policy_source=args.policy, reward_source=args.reward, out_dir=args.out,
-                           config=config, device=args.device,
+                           config=config, device=args.device, lora=LoraSettings.from_settings(settings),
+                           template=settings.chat_template,
                            base_model=read_base_model_name(args.policy) or args.policy)
     print(json.dumps({k: v for k, v in metrics.items() if k != "history"}, indent=2))
     return 0

@@ -9,6 +9,7 @@ padding is trailing. Everything here is unit-tested against hand-computed values
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -39,12 +40,14 @@ def masked_whiten(values: torch.Tensor, mask: torch.Tensor, shift_mean: bool = T
     return out * mask.to(values.dtype)
 
 
-def response_mask(responses: torch.Tensor, eos_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+def response_mask(responses: torch.Tensor, eos_token_id: int | Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
     """Mask (B, T) of real response tokens built from positions: everything up to and including the
-    first EOS. With GPT-2 pad == eos, `responses != pad_id` would drop the EOS that ends a response
-    (and so never train the model to stop); this keeps it. Returns (mask, ended) where ended (B,)
-    tells which responses emitted an EOS."""
-    is_eos = responses == eos_token_id  # (B, T)
+    first EOS (any of the ids, when the model lists several: end of turn, end of text). With
+    pad == eos, `responses != pad_id` would drop the EOS that ends a response (and so never train
+    the model to stop); this keeps it. Returns (mask, ended) where ended (B,) tells which responses
+    emitted an EOS."""
+    ids = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id)
+    is_eos = torch.isin(responses, torch.tensor(ids, device=responses.device))  # (B, T)
     ended = is_eos.any(dim=1)
     T = responses.shape[1]
     first = torch.where(ended, is_eos.int().argmax(dim=1), torch.full_like(ended, T - 1, dtype=torch.long))

@@ -1,6 +1,9 @@
 """The policy with a value head on its last hidden state (trlx's design): one backbone forward gives
 both the next-token logits and the value of every response position.
 
+A LoRA policy is a peft model around the causal LM: the backbone is reached through it (`backbone`),
+and the reference is that policy with its adapter disabled (`reference_logits`).
+
 Only the response positions go through the LM head: the prompt's logits are never needed, and at
 GPT-2's 50k vocabulary they would cost more than the backbone itself.
 """
@@ -17,16 +20,34 @@ def position_ids_for(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
+def backbone(lm: nn.Module) -> nn.Module:
+    """The transformer under a causal LM's head (GPT2Model, LlamaModel, ...), through a peft wrapper
+    when the policy trains a LoRA adapter (its LoRA layers stay in place)."""
+    inner = lm.get_base_model() if hasattr(lm, "get_base_model") else lm
+    return inner.base_model
+
+
 def response_hidden(lm: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, query_len: int) -> torch.Tensor:
     """Hidden states (B, T, H) at the positions that predict the T response tokens after `query_len`."""
-    out = lm.base_model(input_ids=input_ids, attention_mask=attention_mask,
-                        position_ids=position_ids_for(attention_mask), use_cache=False)
+    out = backbone(lm)(input_ids=input_ids, attention_mask=attention_mask,
+                       position_ids=position_ids_for(attention_mask), use_cache=False)
     return out.last_hidden_state[:, query_len - 1:-1]
 
 
 def response_logits(lm: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, query_len: int) -> torch.Tensor:
     """Next-token logits (B, T, V) for the response positions of a causal LM (the reference policy)."""
     return lm.get_output_embeddings()(response_hidden(lm, input_ids, attention_mask, query_len))
+
+
+def reference_logits(ref: nn.Module | None, policy: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                     query_len: int) -> torch.Tensor:
+    """The frozen reference's response logits: a separate model (full fine-tuning), or with a LoRA
+    policy (`ref` None) the policy's own base with the adapter disabled, so no second copy of the
+    weights exists."""
+    if ref is not None:
+        return response_logits(ref, input_ids, attention_mask, query_len)
+    with policy.disable_adapter():
+        return response_logits(policy, input_ids, attention_mask, query_len)
 
 
 class PolicyValueModel(nn.Module):

@@ -7,6 +7,7 @@ a run that fails or is killed leaves nothing that could be served.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -15,6 +16,7 @@ from typing import Any
 
 import torch
 
+from prefloop.family import Conversation, LoraSettings
 from worker.ppo.config import PPOConfig
 from worker.ppo.report import sample_records, summary, write_report
 from worker.ppo.rollout import ScoreFn, sample_texts
@@ -23,16 +25,21 @@ from worker.ppo.trainer import PPOTrainer
 logger = logging.getLogger(__name__)
 
 
-def train_policy(prompts: Sequence[str], *, policy_source: str | Path, out_dir: str | Path, config: PPOConfig,
-                 reward_source: str | Path | None = None, score: ScoreFn | None = None, device: str = "auto",
-                 base_model: str | None = None, sample_prompts: Sequence[str] | None = None,
+def train_policy(prompts: Sequence[Conversation | str], *, policy_source: str | Path, out_dir: str | Path,
+                 config: PPOConfig, reward_source: str | Path | None = None, score: ScoreFn | None = None,
+                 device: str = "auto", base_model: str | None = None,
+                 sample_prompts: Sequence[Conversation | str] | None = None,
                  on_step: Callable[[int, dict[str, float]], None] | None = None,
-                 extra_config: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Train with PPO on `prompts` against the reward model at `reward_source` (or a `score`
-    function), save into `out_dir`, and return the summary metrics (also in metrics.json)."""
+                 extra_config: dict[str, Any] | None = None, lora: LoraSettings | None = None,
+                 template: str = "") -> dict[str, Any]:
+    """Train with PPO on `prompts` (Conversations or plain prompt strings) against the reward model
+    at `reward_source` (or a `score` function), save into `out_dir`, and return the summary metrics
+    (also in metrics.json). The reward model may have another backbone than the policy: it scores
+    the decoded answers, re-tokenized by its own tokenizer. `lora`: LORA_* settings; `template`:
+    CHAT_TEMPLATE."""
     if not prompts:
         raise ValueError("train_policy needs at least one prompt")
-    trainer = PPOTrainer(config, str(policy_source), device=device)
+    trainer = PPOTrainer(config, str(policy_source), device=device, lora=lora, template=template)
     if score is None:
         from prefloop.scoring import RewardScorer
 
@@ -45,7 +52,8 @@ def train_policy(prompts: Sequence[str], *, policy_source: str | Path, out_dir: 
         torch.manual_seed(config.seed + 12345)  # the same sampling noise before and after
         return sample_texts(trainer.policy, trainer.tokenizer, shown, max_new_tokens=config.max_new_tokens,
                             max_prompt_tokens=config.max_prompt_tokens, batch_size=config.forward_batch_size,
-                            device=trainer.accelerator.device, autocast=trainer.accelerator.autocast)
+                            device=trainer.accelerator.device, eos_ids=trainer.eos_ids, pad_token_id=trainer.pad_id,
+                            autocast=trainer.accelerator.autocast, template=template)
 
     before = responses()
     before_scores = list(score(shown, before))
@@ -62,7 +70,9 @@ def train_policy(prompts: Sequence[str], *, policy_source: str | Path, out_dir: 
                       processes=trainer.accelerator.num_processes)
     if trainer.accelerator.is_main_process:
         resolved = {**config.to_dict(), "policy_source": str(policy_source),
-                    "reward_source": str(reward_source) if reward_source else None, **(extra_config or {})}
+                    "reward_source": str(reward_source) if reward_source else None,
+                    "lora": dataclasses.asdict(lora) if lora and lora.enabled else None, **(extra_config or {})}
         write_report(out_dir, config=resolved, metrics=metrics,
-                     samples=sample_records(shown, before, after, before_scores, after_scores))
+                     samples=sample_records([Conversation.of(p).key for p in shown], before, after, before_scores,
+                                            after_scores))
     return metrics

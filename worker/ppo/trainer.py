@@ -13,6 +13,7 @@ measured by one more rollout, so the KL reported for the published policy is a m
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import random
@@ -22,7 +23,17 @@ from dataclasses import dataclass, field
 
 import torch
 
-from prefloop.models import fused_gelu, load_causal_lm, load_tokenizer, use_bf16
+from prefloop.family import PADDING_SIDE, Conversation, LoraSettings, eos_ids, pad_id
+from prefloop.models import (
+    adapter_base,
+    fused_gelu,
+    is_adapter,
+    load_causal_lm,
+    load_tokenizer,
+    save_model,
+    use_bf16,
+    with_lora,
+)
 from worker.ppo import core
 from worker.ppo.config import PPOConfig
 from worker.ppo.model import PolicyValueModel
@@ -51,20 +62,38 @@ def make_accelerator(device: str = "auto"):
 
 
 class PPOTrainer:
-    def __init__(self, config: PPOConfig, policy_source: str, score: ScoreFn | None = None, *, device: str = "auto"):
+    """PPO on one policy. With LoRA (`lora.enabled`) the policy trains an adapter (a fresh one on
+    `policy_source`, or the adapter of a published LoRA version, continued) and the reference is
+    the same model with the adapter disabled; otherwise every weight trains against a second,
+    frozen copy. `template` is CHAT_TEMPLATE; prompts are Conversations rendered by the policy's
+    tokenizer (prefloop.family)."""
+
+    def __init__(self, config: PPOConfig, policy_source: str, score: ScoreFn | None = None, *, device: str = "auto",
+                 lora: LoraSettings | None = None, template: str = ""):
         from accelerate.utils import set_seed
 
         self.config = config
         self.accelerator = make_accelerator(device)
         set_seed(config.seed + self.accelerator.process_index)
         dev = self.accelerator.device
-        self.tokenizer = load_tokenizer(policy_source, padding_side="left")
+        self.tokenizer = load_tokenizer(policy_source, padding_side=PADDING_SIDE["generate"])
+        self.template = template
+        self.pad_id = pad_id(self.tokenizer)
+        lora = lora or LoraSettings()
         # Policy and reference in fp32 under the same autocast: at step 0 their KL is exactly 0.
-        policy = fused_gelu(load_causal_lm(policy_source, device=dev, dtype=torch.float32))
-        self.ref_model = fused_gelu(load_causal_lm(policy_source, device=dev, dtype=torch.float32)).requires_grad_(False)
+        load = functools.partial(load_causal_lm, device=dev, dtype=torch.float32, pad_token_id=self.pad_id)
+        if lora.enabled and is_adapter(policy_source):  # continue the published adapter, on its own base
+            policy, self.adapter_base = load(policy_source, trainable_adapter=True), adapter_base(policy_source)
+        elif lora.enabled:
+            policy, self.adapter_base = with_lora(load(policy_source), lora, "causal_lm", base_model=policy_source), policy_source
+        else:
+            policy, self.adapter_base = load(policy_source), None
+        policy = fused_gelu(policy)
+        self.ref_model = None if lora.enabled else fused_gelu(load(policy_source)).requires_grad_(False)
+        self.eos_ids = list(eos_ids(self.tokenizer, policy))
         model = PolicyValueModel(policy)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, eps=config.adam_eps,
-                                      weight_decay=config.weight_decay, foreach=True)
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate,
+                                      eps=config.adam_eps, weight_decay=config.weight_decay, foreach=True)
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.model.eval()  # no dropout, ever (N+ details)
         self.score = score
@@ -77,7 +106,7 @@ class PPOTrainer:
         return self.accelerator.unwrap_model(self.model).policy
 
     # --- the loop ----------------------------------------------------------------------------------
-    def train(self, prompts: Sequence[str], on_step: Callable[[int, dict[str, float]], None] | None = None) -> PPORun:
+    def train(self, prompts: Sequence[Conversation | str], on_step: Callable[[int, dict[str, float]], None] | None = None) -> PPORun:
         cfg, run = self.config, PPORun()
         batches = self._prompt_batches(list(prompts))
         snapshot = None
@@ -88,7 +117,7 @@ class PPOTrainer:
             kl = self._mean(rollout.logprobs.sub(rollout.ref_logprobs).mul(rollout.mask).sum(1))
             if cfg.kl_stop is not None and kl > cfg.kl_stop:
                 if snapshot is not None:
-                    self.policy.load_state_dict(snapshot)
+                    self.policy.load_state_dict(snapshot, strict=False)
                 run.stopped_early = (f"KL {kl:.2f} passed kl_stop {cfg.kl_stop} at step {step}; kept the policy "
                                      f"from before step {max(step - 1, 0)}'s update")
                 logger.warning("PPO stopped early: %s", run.stopped_early)
@@ -97,7 +126,8 @@ class PPOTrainer:
             if step == cfg.steps:
                 break
             if cfg.kl_stop is not None:
-                snapshot = {k: v.detach().to("cpu", copy=True) for k, v in self.policy.state_dict().items()}
+                snapshot = {k: v.detach().to("cpu", copy=True) for k, v in self.policy.named_parameters()
+                            if v.requires_grad}  # what an update changes (a LoRA adapter: a few MB)
             metrics = self.update(rollout)
             metrics["time/rollout_s"] = rollout_s
             metrics["time/step_s"] = time.monotonic() - started
@@ -107,12 +137,13 @@ class PPOTrainer:
                 on_step(step, metrics)
         return run
 
-    def rollout(self, prompts: Sequence[str]) -> Rollout:
+    def rollout(self, prompts: Sequence[Conversation | str]) -> Rollout:
         cfg = self.config
         return collect(self.accelerator.unwrap_model(self.model), self.ref_model, self.tokenizer, prompts, self.score,
                        max_new_tokens=cfg.max_new_tokens, max_prompt_tokens=cfg.max_prompt_tokens,
                        forward_batch_size=cfg.forward_batch_size, device=self.accelerator.device,
-                       autocast=self.accelerator.autocast)
+                       eos_ids=self.eos_ids, pad_token_id=self.pad_id, autocast=self.accelerator.autocast,
+                       template=self.template)
 
     def update(self, r: Rollout) -> dict[str, float]:
         """Rewards, advantages and `ppo_epochs` passes of clipped updates on one rollout batch."""
@@ -205,12 +236,10 @@ class PPOTrainer:
             pool = pool[n:]
 
     def save(self, out_dir, *, base_model: str | None = None) -> None:
-        """The policy as a plain causal LM (what generation loads) plus its tokenizer."""
+        """The policy plus its tokenizer, as generation loads it: a plain causal LM, or (LoRA) the adapter
+        naming its base."""
         self.accelerator.wait_for_everyone()
         if not self.accelerator.is_main_process:
             return
-        policy = self.policy
-        if base_model:
-            policy.config.prefloop_base_model = base_model
-        policy.save_pretrained(out_dir)
-        self.tokenizer.save_pretrained(out_dir)
+        base = self.adapter_base or base_model  # an adapter names the weights it loads onto
+        save_model(self.policy, self.tokenizer, out_dir, base_model=base or "")

@@ -13,6 +13,8 @@ metrics.json, data.json and curve.png. It never publishes: callers train into
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import logging
 import math
 import random
@@ -21,9 +23,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from prefloop.artifacts import write_json
 from prefloop.errors import JobSkipped
+from prefloop.family import Conversation, LoraSettings
+from prefloop.models import save_model
 from prefloop.preferences import PreferencePair
-from prefloop.text import reward_text
+from prefloop.scoring import RENDERING_FILE
 from worker.reward.config import RewardTrainConfig, auto_learning_rate
 
 logger = logging.getLogger(__name__)
@@ -37,8 +42,9 @@ def as_pairs(items: Iterable[PreferencePair | Mapping[str, Any]]) -> list[Prefer
         if isinstance(item, PreferencePair):
             out.append(item)
         else:
-            out.append(PreferencePair(item["prompt"], item["chosen"], item["rejected"], item.get("task_id"),
-                                      tuple(item.get("annotation_ids") or ())))
+            conv = Conversation.of(item["messages"] if "messages" in item else item["prompt"])
+            out.append(PreferencePair(item.get("prompt") or conv.key, item["chosen"], item["rejected"],
+                                      item.get("task_id"), tuple(item.get("annotation_ids") or ()), conversation=conv))
     return out
 
 
@@ -56,17 +62,21 @@ def split_by_prompt(pairs: Sequence[PreferencePair], eval_fraction: float, seed:
 
 def train_reward(pairs: Iterable[PreferencePair | Mapping[str, Any]], base_model: str | Path, out_dir: str | Path,
                  config: RewardTrainConfig | Mapping[str, Any] | None = None, *, progress: ProgressFn | None = None,
-                 conversion: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Train a reward model on `pairs` from `base_model` into `out_dir`; returns the metrics
-    (also written to out_dir/metrics.json). `conversion` is `ConversionSummary.as_dict()` plus
-    optional "seen" (annotation id -> updated_at), stored in data.json. Raises JobSkipped when
-    there is too little data."""
+                 conversion: Mapping[str, Any] | None = None, chat_template: str = "",
+                 lora: LoraSettings | None = None) -> dict[str, Any]:
+    """Train a reward model on `pairs` from `base_model` (REWARD_BASE_MODEL: any backbone
+    AutoModelForSequenceClassification loads, causal LM or encoder) into `out_dir`; returns the
+    metrics (also written to out_dir/metrics.json). Pairs are rendered by the backbone's own
+    tokenizer (`prefloop.family.scoring_ids`, with `chat_template` = CHAT_TEMPLATE), exactly as
+    serving renders them; `lora` (LORA_R > 0) trains a LoRA adapter and the head instead of every
+    weight, and the version then holds the adapter and its base's name. `conversion` is
+    `ConversionSummary.as_dict()` plus optional "seen" (annotation id -> updated_at), stored in
+    data.json. Raises JobSkipped when there is too little data."""
     import torch
     from transformers import set_seed
 
-    from prefloop.family import context_length
-    from prefloop.models import fused_gelu, load_reward_model, load_tokenizer, resolve_device, use_bf16
-    from prefloop.scoring import tokenize
+    from prefloop.family import PADDING_SIDE, context_length, pad_id
+    from prefloop.models import fused_gelu, load_reward_model, load_tokenizer, resolve_device, use_bf16, with_lora
     from worker.reward import report as reward_report
 
     config = config if isinstance(config, RewardTrainConfig) else RewardTrainConfig.from_overrides(config)
@@ -78,17 +88,20 @@ def train_reward(pairs: Iterable[PreferencePair | Mapping[str, Any]], base_model
     device = resolve_device(config.device)
     bf16 = use_bf16(device, config.bf16)
     set_seed(config.seed)
-    tokenizer = load_tokenizer(base_model, padding_side="right")
+    tokenizer = load_tokenizer(base_model, padding_side=PADDING_SIDE["score"])
     model = fused_gelu(load_reward_model(base_model, device=torch.device("cpu"), dtype=torch.float32,
-                                         pad_token_id=tokenizer.pad_token_id))
-    model.config.prefloop_base_model = str(base_model)
+                                         pad_token_id=pad_id(tokenizer)))
     max_length = min(config.max_length, context_length(model.config, tokenizer, default=config.max_length))
+    model = with_lora(model, lora or LoraSettings(), "seq_cls", base_model=base_model)
+    if config.gradient_checkpointing and hasattr(model, "enable_input_require_grads"):
+        model.enable_input_require_grads()  # frozen embeddings (LoRA): checkpointed blocks still get gradients
+    encode = functools.partial(_encode, template=chat_template)
 
     train, held_out = split_by_prompt(pairs, config.eval_fraction, config.seed)
     train, validation = _validation_split(train, config)
-    train_ids, train, long_train = _encode(tokenizer, train, max_length, tokenize)
-    eval_ids, held_out, long_eval = _encode(tokenizer, held_out, max_length, tokenize)
-    val_ids, validation, long_val = _encode(tokenizer, validation, max_length, tokenize)
+    train_ids, train, long_train = encode(tokenizer, train, max_length)
+    eval_ids, held_out, long_eval = encode(tokenizer, held_out, max_length)
+    val_ids, validation, long_val = encode(tokenizer, validation, max_length)
     if not train or not held_out:
         raise JobSkipped(f"after dropping {long_train + long_eval + long_val} pair(s) longer than {max_length} tokens, "
                          f"{len(train)} train and {len(held_out)} eval pair(s) are left")
@@ -119,8 +132,10 @@ def train_reward(pairs: Iterable[PreferencePair | Mapping[str, Any]], base_model
                 "learning_rate": learning_rate, "learning_rate_from": "config" if config.learning_rate else
                 f"auto_learning_rate({parameters} parameters)", "parameters": parameters,
                 "processes": trainer.accelerator.num_processes, "torch": torch.__version__}
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    resolved.update(reward_base_model=str(base_model), lora=dataclasses.asdict(lora) if lora and lora.enabled else None,
+                    trainable_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad))
+    save_model(model, tokenizer, out, base_model=base_model)
+    write_json(out / RENDERING_FILE, {"chat_template": chat_template})
     reward_report.write_all(out, config.to_dict(), resolved, metrics, train, held_out, conversion, trainer.state.log_history,
                             validation)
     _tidy_trainer_dir(out / "tracking")
@@ -131,9 +146,13 @@ def train_reward(pairs: Iterable[PreferencePair | Mapping[str, Any]], base_model
     return metrics
 
 
-def _encode(tokenizer, pairs: list[PreferencePair], max_length: int, tokenize) -> tuple[dict, list, int]:
-    chosen = tokenize(tokenizer, [reward_text(p.prompt, p.chosen) for p in pairs])
-    rejected = tokenize(tokenizer, [reward_text(p.prompt, p.rejected) for p in pairs])
+def _encode(tokenizer, pairs: list[PreferencePair], max_length: int, template: str = "") -> tuple[dict, list, int]:
+    """Token ids of both sides of each pair, as serving tokenizes them; pairs longer than
+    `max_length` are dropped (TRL's rule), and counted."""
+    from prefloop.family import scoring_ids
+
+    chosen = [scoring_ids(tokenizer, p.conv, p.chosen, template) for p in pairs]
+    rejected = [scoring_ids(tokenizer, p.conv, p.rejected, template) for p in pairs]
     keep = [i for i in range(len(pairs)) if len(chosen[i]) <= max_length and len(rejected[i]) <= max_length]
     ids = {"chosen_ids": [chosen[i] for i in keep], "rejected_ids": [rejected[i] for i in keep]}
     return ids, [pairs[i] for i in keep], len(pairs) - len(keep)

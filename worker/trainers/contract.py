@@ -45,6 +45,17 @@ def same_model(a: str | None, b: str | None) -> bool:
     return pa.exists() and pb.exists() and pa.resolve() == pb.resolve()
 
 
+def missing_adapter_base(source: str | Path) -> str | None:
+    """The base a published LoRA adapter names when it is a local path that no longer exists, else None."""
+    from prefloop.models import adapter_base, is_adapter
+
+    if not is_adapter(source):
+        return None
+    base = adapter_base(source)
+    looks_local = base.startswith(("/", ".")) or Path(base).is_absolute()
+    return base if looks_local and not Path(base).exists() else None
+
+
 def starting_policy(settings: Settings, store: ArtifactStore, project_id: int) -> dict[str, Any]:
     """{policy_source, policy_version (None: the base), base_model} of the policy a run starts from."""
     version = store.current(project_id).get("policy")
@@ -71,15 +82,13 @@ def check_reward(settings: Settings, store: ArtifactStore, project_id: int, forc
                       f"{settings.ppo_min_accuracy}: collect more annotations, or lower PPO_MIN_ACCURACY, or queue "
                       f"with `prefloop train-policy --trainer {trainer} --force`")
     start = starting_policy(settings, store, project_id)
-    reward_base = read_base_model_name(reward_dir)
-    # A reward model on its own backbone (REWARD_BASE_MODEL) scores any policy's text through its own
-    # tokenizer; one trained from the policy's base must match that base.
-    expected = settings.reward_base_model or start["base_model"]
-    if not same_model(reward_base, expected):
-        wanted = "REWARD_BASE_MODEL" if settings.reward_base_model else "BASE_MODEL"
-        return None, (f"reward model {current['reward']} was trained from base model {reward_base!r}, but the "
-                      f"{'reward backbone' if settings.reward_base_model else 'policy'} is {expected!r}: retrain the "
-                      f"reward model with {wanted}={expected}")
+    # The reward model scores the policy's decoded text through its own tokenizer (prefloop.family), so
+    # its backbone need not be the policy's. What still matters: a LoRA version loads onto its base.
+    for what, source in (("reward model " + current["reward"], reward_dir), ("policy", start["policy_source"])):
+        missing = missing_adapter_base(source)
+        if missing:
+            return None, (f"{what} is a LoRA adapter on base model {missing!r}, which is not there any more: "
+                          "restore that directory (or retrain)")
     return {"reward_dir": reward_dir, "reward_version": current["reward"], "reward_accuracy": accuracy, **start}, None
 
 
