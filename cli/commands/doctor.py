@@ -135,9 +135,12 @@ def _backend(settings) -> Check:
 
 
 def _model_dir(model_dir: Path) -> Check:
+    if model_dir.exists() and not model_dir.is_dir():
+        return Check("MODEL_DIR", FAIL, f"{model_dir} is a file, not a directory: no version can be published",
+                     "set MODEL_DIR to a directory the backend and the worker share")
     if not model_dir.exists():
         parent = next((p for p in model_dir.parents if p.exists()), Path("/"))
-        ok = os.access(parent, os.W_OK)
+        ok = parent.is_dir() and os.access(parent, os.W_OK)
         return Check("MODEL_DIR", OK if ok else FAIL, f"{model_dir} does not exist yet (made at the first version)",
                      "" if ok else f"make {model_dir} writable by the worker, or set MODEL_DIR")
     if not os.access(model_dir, os.W_OK):
