@@ -76,7 +76,9 @@ def run(trl_trainer: Any, name: str, *, config: Any, out_dir: Path, shown: Seque
     metrics = report.summary(name, history=history, final_kl=final_kl, kl_stop=config.kl_stop,
                              stopped_early=guard.stopped_early, before_scores=before_scores, after_scores=after_scores,
                              runtime_s=runtime_s, steps_done=trl_trainer.state.global_step,
-                             processes=accelerator.num_processes, **extra(history))
+                             processes=accelerator.num_processes,
+                             train_loss=next((e["train_loss"] for e in reversed(trl_trainer.state.log_history)
+                                              if "train_loss" in e), None), **extra(history))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         save_policy(policy(), tokenizer, out_dir, base_model)
