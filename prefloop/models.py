@@ -19,14 +19,17 @@ import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from prefloop.errors import ModelNotFound
+
+if TYPE_CHECKING:
+    from prefloop.family import LoraSettings
 
 logger = logging.getLogger(__name__)
 
 
-def resolve_device(device: str = "auto"):
+def resolve_device(device: str = "auto") -> Any:
     import torch
 
     if device == "auto":
@@ -41,7 +44,7 @@ def use_bf16(device: Any, requested: bool | None = None) -> bool:
 
     if requested is not None:
         return bool(requested) and device.type == "cuda"
-    return device.type == "cuda" and torch.cuda.is_bf16_supported()
+    return device.type == "cuda" and bool(torch.cuda.is_bf16_supported())
 
 
 def default_dtype(device: Any) -> Any:
@@ -63,7 +66,7 @@ def _loading(source: str | Path, loader: Callable[[], Any]) -> Any:
         raise ModelNotFound(f"cannot load model {str(source)!r}: {exc}.{hint}") from None
 
 
-def load_tokenizer(source: str | Path, *, padding_side: str = "right"):
+def load_tokenizer(source: str | Path, *, padding_side: str = "right") -> Any:
     """A tokenizer with a pad token (its EOS when it has none: GPT-2, Llama 3) and the padding side
     `family.PADDING_SIDE` names for the use (left to generate, right to score)."""
     from transformers import AutoTokenizer
@@ -75,7 +78,7 @@ def load_tokenizer(source: str | Path, *, padding_side: str = "right"):
     return tok
 
 
-def _set_pad(model, pad_token_id: int | None) -> None:
+def _set_pad(model: Any, pad_token_id: int | None) -> None:
     """config.pad_token_id (and the generation config's) as one int: the tokenizer's pad id when
     given, else the first EOS id (a list on instruct models)."""
     eos = model.config.eos_token_id
@@ -88,8 +91,8 @@ def _set_pad(model, pad_token_id: int | None) -> None:
         gen.pad_token_id = pad
 
 
-def load_causal_lm(source: str | Path, *, device=None, dtype=None, pad_token_id: int | None = None,
-                   trainable_adapter: bool = False):
+def load_causal_lm(source: str | Path, *, device: Any = None, dtype: Any = None, pad_token_id: int | None = None,
+                   trainable_adapter: bool = False) -> Any:
     """A causal LM from a hub name or directory. A LoRA version (adapter_config.json) loads its base
     and the adapter onto it: merged for serving, or as a trainable peft model (`trainable_adapter`)."""
     from transformers import AutoModelForCausalLM
@@ -104,8 +107,8 @@ def load_causal_lm(source: str | Path, *, device=None, dtype=None, pad_token_id:
     return model.to(device).eval()
 
 
-def load_reward_model(source: str | Path, *, device=None, dtype=None, pad_token_id: int | None = None,
-                      trainable_adapter: bool = False):
+def load_reward_model(source: str | Path, *, device: Any = None, dtype: Any = None, pad_token_id: int | None = None,
+                      trainable_adapter: bool = False) -> Any:
     """A one-label sequence-classification model: a fresh head on any backbone
     `AutoModelForSequenceClassification` knows (causal LM or encoder), or a published reward model
     (a LoRA one loads its base, then the adapter and head)."""
@@ -141,14 +144,14 @@ def adapter_base(source: str | Path) -> str:
     return str(base)
 
 
-def _attach_adapter(base, source: str | Path, trainable: bool):
+def _attach_adapter(base: Any, source: str | Path, trainable: bool) -> Any:
     from peft import PeftModel
 
     model = _loading(source, lambda: PeftModel.from_pretrained(base, str(source), is_trainable=trainable))
     return model if trainable else model.merge_and_unload()
 
 
-def with_lora(model, lora, task: str, *, base_model: str | Path):
+def with_lora(model: Any, lora: LoraSettings, task: Literal["causal_lm", "seq_cls"], *, base_model: str | Path) -> Any:
     """`model` with a fresh LoRA adapter (family.lora_config) when `lora.enabled`, else `model`.
     The adapter records `base_model` as its base, so a published version loads onto it."""
     from prefloop.family import lora_config
@@ -164,11 +167,11 @@ def with_lora(model, lora, task: str, *, base_model: str | Path):
     return peft_model
 
 
-def is_peft(model) -> bool:
+def is_peft(model: Any) -> bool:
     return hasattr(model, "peft_config") and hasattr(model, "disable_adapter")
 
 
-def save_model(model, tokenizer, out_dir: str | Path, *, base_model: str | Path) -> None:
+def save_model(model: Any, tokenizer: Any, out_dir: str | Path, *, base_model: str | Path) -> None:
     """Save what generation or scoring loads back through this module: a peft model as its adapter
     (plus head) naming `base_model`, any other model in full with `prefloop_base_model` set."""
     if is_peft(model):
@@ -190,10 +193,11 @@ def read_base_model_name(path: str | Path) -> str | None:
         config = json.loads((Path(path) / "config.json").read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return None
-    return config.get("prefloop_base_model") or config.get("_name_or_path")
+    name = config.get("prefloop_base_model") or config.get("_name_or_path")
+    return None if name is None else str(name)
 
 
-def fused_gelu(model):
+def fused_gelu(model: Any) -> Any:
     """Swap GPT-2's `gelu_new` (tanh GELU written as five elementwise ops) for PyTorch's fused
     `GELU(approximate="tanh")`: the same function in one kernel (outputs agree to ~1e-6), about 15%
     faster inference on CPU. The saved config still says gelu_new; weights are untouched."""

@@ -36,7 +36,7 @@ RENDERING_FILE = "rendering.json"
 """{"chat_template": CHAT_TEMPLATE at training time}, saved in every reward version."""
 
 
-def tokenize(tokenizer, texts: Sequence[str], max_length: int | None = None) -> list[list[int]]:
+def tokenize(tokenizer: Any, texts: Sequence[str], max_length: int | None = None) -> list[list[int]]:
     """Token ids of reward texts, unpadded; truncated (from the tokenizer's truncation side) only
     when `max_length` is given."""
     if not texts:
@@ -45,7 +45,7 @@ def tokenize(tokenizer, texts: Sequence[str], max_length: int | None = None) -> 
     return [list(ids) for ids in enc["input_ids"]]
 
 
-def pad_batch(ids: Sequence[Sequence[int]], pad_token_id: int, device: Any = None):
+def pad_batch(ids: Sequence[Sequence[int]], pad_token_id: int, device: Any = None) -> tuple[Any, Any]:
     """Right-pad token id lists into (input_ids, attention_mask), both (B, T)."""
     import torch
 
@@ -58,7 +58,7 @@ def pad_batch(ids: Sequence[Sequence[int]], pad_token_id: int, device: Any = Non
     return input_ids.to(device), mask.to(device)
 
 
-def rewards_from_ids(model, ids: Sequence[Sequence[int]], *, pad_token_id: int, batch_size: int = 16,
+def rewards_from_ids(model: Any, ids: Sequence[Sequence[int]], *, pad_token_id: int, batch_size: int = 16,
                      device: Any = None) -> list[float]:
     """One reward per sequence, in input order. Longest first, so each batch pads little."""
     import torch
