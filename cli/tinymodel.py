@@ -124,12 +124,15 @@ def build_tiny_bert(out_dir: str | Path, *, n_layer: int = 2, n_embd: int = 64, 
     `AutoModelForSequenceClassification` puts a fresh head on, like a DeBERTa or MiniLM backbone."""
     import torch
     from tokenizers import BertWordPieceTokenizer
+    from tokenizers.processors import BertProcessing
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
     wp = BertWordPieceTokenizer(lowercase=True)
     wp.train_from_iterator(_CORPUS.splitlines(), vocab_size=vocab_size, min_frequency=1, show_progress=False,
                            special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=wp._tokenizer, unk_token="[UNK]", sep_token="[SEP]",
+    backend = wp._tokenizer
+    backend.post_processor = BertProcessing(("[SEP]", backend.token_to_id("[SEP]")), ("[CLS]", backend.token_to_id("[CLS]")))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]", sep_token="[SEP]",
                                         pad_token="[PAD]", cls_token="[CLS]", mask_token="[MASK]",
                                         model_max_length=n_positions)
     config = BertConfig(vocab_size=len(tokenizer), hidden_size=n_embd, num_hidden_layers=n_layer,

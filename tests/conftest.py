@@ -38,6 +38,21 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return build_tiny_gpt2(tmp_path_factory.mktemp("tiny-gpt2"))
 
 
+@pytest.fixture(scope="session")
+def tiny_family_dir(tmp_path_factory):
+    """tiny_family_dir("llama") -> a tiny model of that family (cli.tinymodel.FAMILIES), built once per session."""
+    from cli.tinymodel import build_tiny
+
+    built: dict[str, Path] = {}
+
+    def get(family: str) -> Path:
+        if family not in built:
+            built[family] = build_tiny(family, tmp_path_factory.mktemp(f"tiny-{family}"))
+        return built[family]
+
+    return get
+
+
 @pytest.fixture
 def settings(redis_server, redis_conn, tmp_path, tiny_model_dir) -> Settings:
     return Settings.from_env({}, redis_url=redis_server.url, model_dir=tmp_path / "models", base_model=str(tiny_model_dir),
