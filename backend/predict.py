@@ -30,16 +30,18 @@ import redis
 from backend.context import Context
 from prefloop.artifacts import serving_version
 from prefloop.errors import ModelNotFound, QueueUnavailable, UnknownProject
-from prefloop.label_config import PairwiseConfig
+from prefloop.label_config import LabelConfig, RankingConfig
 from prefloop.prediction_store import PickStore, pairwise_result, task_comparison, too_long
 from prefloop.queue import JobKind
 
 logger = logging.getLogger(__name__)
 
 
-def predict_tasks(ctx: Context, project_id: int, tasks: list[dict[str, Any]], config: PairwiseConfig) -> list[Any]:
+def predict_tasks(ctx: Context, project_id: int, tasks: list[dict[str, Any]], config: LabelConfig) -> list[Any]:
     """One entry per task, in order. The pointer is read once, so every entry carries the
-    `model_version` /setup answers at this moment."""
+    `model_version` /setup answers at this moment. Ranking projects get no predictions."""
+    if isinstance(config, RankingConfig):
+        return [[] for _ in tasks]
     current = ctx.store.current(project_id)
     model_version = serving_version(current)
     results: list[Any] = [[] for _ in tasks]

@@ -14,7 +14,7 @@ from backend.predict import predict_tasks
 from backend.requests import allowed_project, json_body, require
 from backend.webhook import handle_event
 from prefloop.errors import BadRequest, QueueUnavailable
-from prefloop.label_config import parse_pairwise_config
+from prefloop.label_config import parse_label_config
 from prefloop.labelstudio import parse_project_id
 
 logger = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ def setup():
     if not isinstance(schema, str) or not schema.strip():
         raise BadRequest("body['schema'] must be the project's label config XML (Label Studio sends it): prefloop "
                          "serves only projects whose label config has a <Pairwise> tag")
-    parse_pairwise_config(schema)
+    parse_label_config(schema)
     allowed_project(project_id)
     try:
         ctx.queue.register_project(project_id)
@@ -68,7 +68,7 @@ def predict():
     project_id = parse_project_id(require(body, "project", (str, int)))
     allowed_project(project_id)
     label_config = require(body, "label_config", str)
-    config = parse_pairwise_config(label_config)
+    config = parse_label_config(label_config)
     started = time.perf_counter()
     results = predict_tasks(ctx, project_id, tasks, config)
     logger.info("predicted %d tasks for project %s in %.3fs", len(tasks), project_id, time.perf_counter() - started)

@@ -8,6 +8,7 @@ import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 
 from prefloop.errors import LabelConfigError
 
@@ -65,6 +66,78 @@ def parse_pairwise_config(xml: str) -> PairwiseConfig:
         raise LabelConfigError("the label config shows no prompt: add a <Text value=\"$prompt\"/> "
                                "(or a <Paragraphs value=\"$messages\"/> for chats) besides the two answers")
     return PairwiseConfig(name, (to_names[0], to_names[1]), (answer_fields[0], answer_fields[1]), prompt_field, chat_field)
+
+
+@dataclass(frozen=True)
+class RankingConfig:
+    """A ranking of K answers (label_config/ranking.xml): Label Studio's <List> shows them, its
+    <Ranker> lets the annotator drag them into order; prefloop/ranking.py turns each ranking into the
+    K(K-1)/2 pairs it implies."""
+
+    from_name: str              # the Ranker tag's name, e.g. "rank"
+    list_name: str              # the List tag it orders, e.g. "answers"
+    list_field: str             # task.data key of the items ([{"id", "title", "body"}, ...])
+    prompt_field: str | None
+    chat_field: str | None
+
+    @property
+    def data_fields(self) -> tuple[str, ...]:
+        return tuple(f for f in (self.prompt_field, self.chat_field, self.list_field) if f)
+
+
+LabelConfig = PairwiseConfig | RankingConfig
+
+
+def ranking_answers(data: dict[str, Any], config: RankingConfig) -> list[str] | None:
+    """The answers a ranking task shows, in the List's order, or None while there are fewer than two
+    non-empty ones."""
+    items = data.get(config.list_field)
+    if not isinstance(items, list):
+        return None
+    bodies = [item.get("body") for item in items if isinstance(item, dict)]
+    if len(bodies) < 2 or len(bodies) != len(items) or not all(isinstance(b, str) and b.strip() for b in bodies):
+        return None
+    return [str(b) for b in bodies]
+
+
+def ranking_items(answers: list[str]) -> list[dict[str, str]]:
+    """The List items prefloop writes: ids answer1..answerK, shown as "Answer k" with the text."""
+    return [{"id": f"answer{k}", "title": f"Answer {k}", "body": text} for k, text in enumerate(answers, 1)]
+
+
+def parse_label_config(xml: str) -> LabelConfig:
+    """A Pairwise config, or else a List + Ranker ranking config; LabelConfigError names what is missing."""
+    try:
+        return parse_pairwise_config(xml)
+    except LabelConfigError as pairwise_error:
+        if "<Ranker" not in (xml or ""):
+            raise pairwise_error from None
+    return parse_ranking_config(xml)
+
+
+def parse_ranking_config(xml: str) -> RankingConfig:
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError as exc:
+        raise LabelConfigError(f"the label config is not valid XML: {exc}") from None
+    rankers = [el for el in root.iter() if el.tag == "Ranker"]
+    if len(rankers) != 1 or not rankers[0].get("name") or not rankers[0].get("toName"):
+        raise LabelConfigError("a ranking config needs exactly one <Ranker name=... toName=...> "
+                               "(label_config/ranking.xml)")
+    ranker = rankers[0]
+    lists = {el.get("name"): el for el in root.iter() if el.tag == "List" and el.get("name")}
+    target = lists.get((ranker.get("toName") or "").strip())
+    if target is None:
+        raise LabelConfigError(f"<Ranker toName> names {ranker.get('toName')!r}, but no <List> object has that name")
+    prompt_field = chat_field = None
+    for el in root.iter():
+        if el.tag == "Paragraphs" and el.get("name") and chat_field is None:
+            chat_field = _data_key(el)
+        elif el.tag in ("Text", "HyperText") and el.get("name") and prompt_field is None:
+            prompt_field = _data_key(el)
+    if prompt_field is None and chat_field is None:
+        raise LabelConfigError("the ranking config shows no prompt: add a <Text value=\"$prompt\"/> besides the <List>")
+    return RankingConfig(str(ranker.get("name")), str(target.get("name")), _data_key(target), prompt_field, chat_field)
 
 
 def _data_key(el: ET.Element) -> str:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prefloop.errors import InputError
-from prefloop.label_config import PairwiseConfig
+from prefloop.label_config import PairwiseConfig, RankingConfig
 from prefloop.text import RESPONSE_SEPARATOR, Conversation, answers_of, render_prompt, task_conversation
 
 SELECTIONS = ("left", "right")
@@ -101,6 +101,8 @@ DROP_REASONS = {
     "bad_prompt": "task prompt or chat cannot be rendered (task count)",
     "duplicate_task": "task shows a comparison already seen in another task; votes pooled (task count)",
     "not_annotated": "task has no annotation yet (task count)",
+    "no_ranking_result": "annotation has no Ranker result for this project's tag",
+    "incomplete_ranking": "Ranker result does not order every answer of the task exactly once",
 }
 
 
@@ -155,9 +157,14 @@ def _annotator(annotation: Mapping[str, Any]) -> Any:
     return who if who is not None else ("annotation", annotation.get("id"))
 
 
-def tasks_to_pairs(tasks: Iterable[Mapping[str, Any]], config: PairwiseConfig,
+def tasks_to_pairs(tasks: Iterable[Mapping[str, Any]], config: PairwiseConfig | RankingConfig,
                    chat_template: str = "") -> tuple[list[PreferencePair], ConversionSummary]:
-    """Convert tasks with their current annotations into majority-vote preference pairs."""
+    """Convert tasks with their current annotations into majority-vote preference pairs (rankings of
+    a RankingConfig project: each into the pairs it implies, prefloop/ranking.py)."""
+    if isinstance(config, RankingConfig):
+        from prefloop.ranking import rankings_to_pairs
+
+        return rankings_to_pairs(tasks, config, chat_template)
     summary = ConversionSummary()
     comparisons: dict[tuple[str, ...], _Comparison] = {}  # (prompt, *sorted answers)
     for task in tasks:

@@ -65,6 +65,7 @@ class Settings:
 
     # --- generation -------------------------------------------------------------------------
     max_new_tokens: int = _setting(50, "Tokens generated per answer.")
+    answers_per_prompt: int = _setting(2, "Answers generated per task of a ranking project (label_config/ranking.xml, 2 to 9); annotators order them and each ranking becomes K(K-1)/2 pairs. Pairwise projects always get two.")
     temperature: float = _setting(1.0, "Sampling temperature for answer pairs.")
     top_p: float = _setting(1.0, "Nucleus sampling for answer pairs (1.0: off).")
     top_k: int = _setting(50, "Top-k sampling for answer pairs (0: off).")
@@ -97,6 +98,8 @@ class Settings:
         for name in ("workers", "threads", "generation_batch_size", "generation_chunk_size", "max_new_tokens", "predict_batch_size"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{env_name(name)} must be at least 1, got {getattr(self, name)}")
+        if not 2 <= self.answers_per_prompt <= 9:
+            raise SettingsError(f"ANSWERS_PER_PROMPT must be between 2 and 9, got {self.answers_per_prompt}")
         if not 0 < self.port < 65536:
             raise SettingsError(f"PORT must be between 1 and 65535, got {self.port}")
         if self.temperature <= 0:

@@ -14,7 +14,7 @@ from typing import Any
 
 from prefloop.errors import InputError
 from prefloop.family import DEFAULT_CHAT_TEMPLATE, RESPONSE_SEPARATOR, Conversation, render_template, validate_messages
-from prefloop.label_config import PairwiseConfig
+from prefloop.label_config import LabelConfig, PairwiseConfig
 
 __all__ = ["DEFAULT_CHAT_TEMPLATE", "RESPONSE_SEPARATOR", "Conversation", "answers_of", "render_chat",
            "render_prompt", "reward_text", "task_conversation", "validate_messages"]
@@ -25,7 +25,7 @@ def render_chat(messages: list[dict[str, str]], template: str = "") -> str:
     return render_template(messages, template)
 
 
-def task_conversation(data: dict[str, Any], config: PairwiseConfig) -> Conversation:
+def task_conversation(data: dict[str, Any], config: LabelConfig) -> Conversation:
     """The prompt of a task's data: its chat when it has one, else its single prompt."""
     if config.chat_field and data.get(config.chat_field) not in (None, "", []):
         return Conversation.of(validate_messages(data[config.chat_field], f"task field {config.chat_field!r}"))
@@ -37,7 +37,7 @@ def task_conversation(data: dict[str, Any], config: PairwiseConfig) -> Conversat
     raise InputError("the task has neither a prompt nor a chat")
 
 
-def render_prompt(data: dict[str, Any], config: PairwiseConfig, template: str = "") -> str:
+def render_prompt(data: dict[str, Any], config: LabelConfig, template: str = "") -> str:
     """The model-independent prompt text of a task's data (never what a model with a chat
     template is fed: `prefloop.family` renders for each model)."""
     conv = task_conversation(data, config)

@@ -68,9 +68,9 @@ class SamplingConfig:
 
 @dataclass
 class Generation:
-    """One task's answer pair, or the reason it has none."""
+    """One task's answers (a pair, or K for a ranking), or the reason it has none."""
 
-    answers: tuple[str, str] | None
+    answers: tuple[str, ...] | None
     seed: int
     tries: int
     truncated: bool
@@ -185,19 +185,21 @@ class Generator:
 
     # --- generation ------------------------------------------------------------------------------
     def generate(self, prompts: Sequence[Conversation | str], seeds: Sequence[int], config: SamplingConfig,
-                 names: Sequence[str] | None = None, on_batch=None, *, template: str = "") -> list[Generation]:
-        """One Generation per prompt (a Conversation, or a plain prompt string), in order. `names`
-        label prompts in warnings (task ids); `on_batch(done)` is called after each batch of prompts
-        (progress); `template` is CHAT_TEMPLATE."""
+                 names: Sequence[str] | None = None, on_batch=None, *, template: str = "",
+                 k: int = 2) -> list[Generation]:
+        """One Generation per prompt (a Conversation, or a plain prompt string), in order, with `k`
+        distinct answers (2 for a pair; ANSWERS_PER_PROMPT for a ranking). `names` label prompts in
+        warnings (task ids); `on_batch(done)` is called after each batch of prompts (progress);
+        `template` is CHAT_TEMPLATE."""
         import torch
 
         if len(prompts) != len(seeds):
             raise ValueError("generate() needs one seed per prompt")
         names = names or [f"#{i}" for i in range(len(prompts))]
         ids, truncated = self._encode(prompts, config, names, template)
-        answers: list[list[str | None]] = [[None, None] for _ in prompts]
+        answers: list[list[str | None]] = [[None] * k for _ in prompts]
         tries = [0] * len(prompts)
-        todo = [(i, s) for i in range(len(prompts)) for s in (0, 1)]  # rows: (prompt index, sample)
+        todo = [(i, s) for i in range(len(prompts)) for s in range(k)]  # rows: (prompt index, sample)
         for attempt in range(MAX_TRIES):
             if not todo:
                 break
@@ -211,11 +213,12 @@ class Generator:
                 answers[i][s] = text
             todo = [row for i in sorted({i for i, _ in todo}) for row in _bad_rows(i, answers[i])]
         out = []
-        for i, (a, b) in enumerate(answers):
-            ok = bool(a) and bool(b) and a != b
-            error = None if ok else (f"no two distinct non-empty answers after {MAX_TRIES} tries "
-                                     f"(last: {a!r}, {b!r})")
-            out.append(Generation((a, b) if ok else None, int(seeds[i]), tries[i], truncated[i], error))
+        for i, row in enumerate(answers):
+            ok = all(row) and len(set(row)) == k
+            error = None if ok else (f"no {k} distinct non-empty answers after {MAX_TRIES} tries "
+                                     f"(last: {', '.join(map(repr, row))})")
+            out.append(Generation(tuple(str(a) for a in row) if ok else None, int(seeds[i]), tries[i], truncated[i],
+                                  error))
         return out
 
     def _encode(self, prompts: Sequence[Conversation | str], config: SamplingConfig, names: Sequence[str],
@@ -270,10 +273,9 @@ class Generator:
         return [decode_answer(self.tokenizer, row.tolist(), self.eos_ids) for row in output[:, width:]]
 
 
-def _bad_rows(i: int, pair: list[str | None]) -> list[tuple[int, int]]:
-    """Rows of prompt i to re-sample: empty answers, or the second one when both are equal."""
-    a, b = pair
-    bad = [(i, s) for s, text in ((0, a), (1, b)) if not text]
-    if not bad and a == b:
-        bad = [(i, 1)]
+def _bad_rows(i: int, answers: list[str | None]) -> list[tuple[int, int]]:
+    """Rows of prompt i to re-sample: empty answers, or else each answer equal to an earlier one."""
+    bad = [(i, s) for s, text in enumerate(answers) if not text]
+    if not bad:
+        bad = [(i, s) for s, text in enumerate(answers) if text in answers[:s]]
     return bad

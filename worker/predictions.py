@@ -8,7 +8,8 @@ When it runs:
   ("rm-...+pi-...") changed, so every task is re-labelled; the picks are reused (same reward model);
 - after each generation chunk (worker/prefill.py): the tasks that chunk filled, replacing any
   prediction prefloop wrote for their previous answers;
-- as a PREDICT job, queued by /predict when Label Studio asks about a task nobody scored yet.
+- as a PREDICT job, queued by /predict when Label Studio asks about a task nobody scored yet, and
+  by the generation job when tasks were imported with their answers (`queue_unpredicted`).
 
 Each prediction is {"task", "result": a Pairwise region, "score": probability of the pick,
 "model_version": exactly what /setup answers}. Afterwards the project's `model_version` is set to
@@ -29,11 +30,12 @@ from typing import Any
 
 from prefloop.artifacts import ArtifactStore, serving_version
 from prefloop.errors import LabelStudioError, LabelStudioUnavailable, QueueUnavailable, UnknownProject
-from prefloop.label_config import parse_pairwise_config
+from prefloop.label_config import LabelConfig, RankingConfig, parse_label_config
 from prefloop.labelstudio import LabelStudioClient
 from prefloop.prediction_store import Pick, PickStore, is_serving_version, pairwise_result, task_comparison, too_long
 from prefloop.queue import JobKind, JobQueue
 from prefloop.settings import Settings
+from prefloop.text import answers_of
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +63,9 @@ def push_predictions(settings: Settings, project_id: int, *, client: LabelStudio
     client = client or LabelStudioClient(settings)
     queue = queue or JobQueue(settings)
     picks = PickStore(queue.connection, settings.queue_prefix)
-    config = parse_pairwise_config(client.get_label_config(project_id))
+    config = parse_label_config(client.get_label_config(project_id))
+    if isinstance(config, RankingConfig):
+        return {"status": "skipped", "reason": "ranking projects get no predictions (only pairwise ones do)"}
     todo: list[tuple[dict[str, Any], str, str, str, str]] = []  # (task, key, prompt, left, right)
     counts = {"tasks": 0, "without_answers": 0, "too_long": 0, "already_current": 0}
     for task in (client.iter_tasks(project_id, fields="all") if tasks is None else tasks):
@@ -79,6 +83,7 @@ def push_predictions(settings: Settings, project_id: int, *, client: LabelStudio
         todo.append((task, *comparison))
     found = picks.get_many(project_id, reward, [t[1] for t in todo])
     missing = [i for i, pick in enumerate(found) if pick is None]
+    scoring_started = time.monotonic()
     if missing:
         source = store.version_dir(project_id, "reward", reward)
         scored = _score(settings, source, [(todo[i][2], todo[i][3], todo[i][4]) for i in missing], progress)
@@ -91,6 +96,7 @@ def push_predictions(settings: Settings, project_id: int, *, client: LabelStudio
         assert pick is not None
         rows.append({"task": task["id"], "result": pairwise_result(config, pick[0]), "score": round(pick[1], 4),
                      "model_version": model_version})
+    scoring_s = time.monotonic() - scoring_started
     if progress:
         progress(0, len(rows), "writing predictions to Label Studio")
     written = 0
@@ -111,7 +117,8 @@ def push_predictions(settings: Settings, project_id: int, *, client: LabelStudio
               "scored": len(missing), "reused": len(todo) - len(missing), "written": written,
               "project_model_version": follow, "deleted_old_predictions": deleted_old,
               "deleted_replaced_predictions": deleted_for_replace,
-              "seconds": round(time.monotonic() - started, 2)}
+              "seconds": round(time.monotonic() - started, 2), "scoring_s": round(scoring_s, 2),
+              "writing_s": round(time.monotonic() - scoring_started - scoring_s, 2)}
     logger.info("predictions for project %s: %s", project_id, {k: v for k, v in result.items() if k != "reason"})
     return result
 
@@ -130,6 +137,21 @@ def push_after(settings: Settings, project_id: int, what: str, **kwargs: Any) ->
         except QueueUnavailable as down:
             out["retry"] = {"error": str(down)}
         return out
+
+
+def queue_unpredicted(settings: Settings, queue: JobQueue, project_id: int, tasks: Iterable[dict[str, Any]],
+                      config: LabelConfig, skip: set[int]) -> dict[str, Any] | None:
+    """Tasks imported with their answers need no generation, so no chunk pushes their predictions:
+    once a reward model serves, queue one PREDICT job when some task outside `skip` (the chunk being
+    generated) has both answers and no prediction at all. Returns the enqueued job, or None."""
+    if isinstance(config, RankingConfig) or not ArtifactStore(settings.model_dir).current(project_id).get("reward"):
+        return None
+    waiting = sum(1 for t in tasks if t["id"] not in skip and not t.get("total_predictions")
+                  and answers_of(t.get("data") or {}, config) is not None)
+    if not waiting:
+        return None
+    reason = f"{waiting} task(s) with answers and no prediction"
+    return queue.enqueue(JobKind.PREDICT, project_id, reason=reason).as_dict()
 
 
 def _predictions(task: dict[str, Any]) -> list[dict[str, Any]]:

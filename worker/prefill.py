@@ -20,7 +20,7 @@ import os
 from typing import Any
 
 from prefloop.errors import InputError, LabelConfigError, LabelStudioError, ModelNotFound, SettingsError, UnknownProject
-from prefloop.label_config import PairwiseConfig, parse_pairwise_config
+from prefloop.label_config import LabelConfig, RankingConfig, parse_label_config, ranking_answers, ranking_items
 from prefloop.labelstudio import LabelStudioClient
 from prefloop.prompts import GENERATION_FIELD as META_FIELD
 from prefloop.prompts import prompt_key
@@ -51,7 +51,7 @@ def fill_answers(settings: Settings, project_id: int, *, reason: str = "", regen
 
 def _fill(settings: Settings, project_id: int, reason: str, regenerate: bool, client: LabelStudioClient,
           queue: JobQueue) -> dict[str, Any]:
-    config = parse_pairwise_config(client.get_label_config(project_id))
+    config = parse_label_config(client.get_label_config(project_id))
     # With REGENERATE_AFTER_PPO every run refreshes outdated answers, so a regeneration request that
     # was coalesced into a waiting run, or split into chunks, still happens.
     requested, regenerate = regenerate, regenerate or settings.regenerate_after_ppo
@@ -99,7 +99,8 @@ def _fill_chunk(settings, client, config, gen, chunk, regenerate, remaining, wri
         tasks.append((task, key))
     results = gen.generate(prompts, seeds, sampling, names,
                            on_batch=lambda done: progress.update(done, remaining=remaining),
-                           template=settings.chat_template)
+                           template=settings.chat_template,
+                           k=settings.answers_per_prompt if isinstance(config, RankingConfig) else 2)
     progress.update(0, stage="writing answers to Label Studio", force=True)
     for n, ((task, key), res) in enumerate(zip(tasks, results), 1):
         if regenerate and _annotated(client.get_task(task["id"])):
@@ -114,22 +115,32 @@ def _fill_chunk(settings, client, config, gen, chunk, regenerate, remaining, wri
     return counts
 
 
-def _write(client: LabelStudioClient, task: dict[str, Any], config: PairwiseConfig,
+def _write(client: LabelStudioClient, task: dict[str, Any], config: LabelConfig,
            answers: tuple[str, str] | None, meta: dict[str, Any]) -> dict[str, Any]:
     """PATCH the task's data: everything it held, plus the answers (when there are some) and the record;
     returns the data written."""
     data = dict(task["data"])
     if answers is not None:
-        data.update(zip(config.answer_fields, answers))
+        if isinstance(config, RankingConfig):
+            data[config.list_field] = ranking_items(list(answers))
+        else:
+            data.update(zip(config.answer_fields, answers, strict=True))
     data[META_FIELD] = meta
     client.update_task_data(task["id"], data)
     return data
 
 
-def _wants(task: dict[str, Any], config: PairwiseConfig, version: str, regenerate: bool) -> bool:
+def has_answers(data: dict[str, Any], config: LabelConfig) -> bool:
+    """Both answers of a pair, or at least two of a ranking's, are present."""
+    if isinstance(config, RankingConfig):
+        return ranking_answers(data, config) is not None
+    return answers_of(data, config) is not None
+
+
+def _wants(task: dict[str, Any], config: LabelConfig, version: str, regenerate: bool) -> bool:
     data = task.get("data") or {}
     meta = data.get(META_FIELD) if isinstance(data.get(META_FIELD), dict) else {}
-    if answers_of(data, config) is None:
+    if not has_answers(data, config):
         gave_up = meta.get("error") and meta.get("policy_version") == version \
             and meta.get("prompt_key") == prompt_key(data, config)
         return not gave_up

@@ -69,7 +69,7 @@ class InitResult:
 
 def register(sub) -> None:
     p = sub.add_parser("init", help="first start: create the Label Studio project and connect this backend (idempotent)")
-    p.add_argument("--label-config", default="pairwise", choices=["pairwise", "pairwise_chat"],
+    p.add_argument("--label-config", default="pairwise", choices=["pairwise", "pairwise_chat", "ranking"],
                    help="labeling interface of a project created by this command (label_config/<name>.xml)")
     p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
                    help="wait up to SECONDS for Label Studio and the backend to answer (compose uses this)")
@@ -104,7 +104,7 @@ def first_start(settings: Settings, *, label_config: str = "pairwise", wait: flo
 
 def _projects(client, settings: Settings, label_config: str) -> list[tuple[dict[str, Any], bool]]:
     """(project, created) for each project prefloop serves."""
-    from prefloop.label_config import load_label_config, parse_pairwise_config
+    from prefloop.label_config import load_label_config, parse_label_config
 
     if settings.projects:
         found = [client.get_project(pid) for pid in settings.projects]  # UnknownProject names a missing id
@@ -116,7 +116,7 @@ def _projects(client, settings: Settings, label_config: str) -> list[tuple[dict[
         logger.info("created project %s (id %s) with label_config/%s.xml", settings.project_title, project["id"], label_config)
         return [(project, True)]
     for project in found:
-        parse_pairwise_config(project.get("label_config") or "")  # a project without <Pairwise> cannot be served
+        parse_label_config(project.get("label_config") or "")  # without <Pairwise> or <Ranker> it cannot be served
     return [(project, False) for project in found]
 
 

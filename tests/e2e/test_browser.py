@@ -11,7 +11,7 @@ import pytest
 
 from cli.commands.init import first_start
 from prefloop.settings import Settings
-from tests.e2e.conftest import prompt_tasks, wait_filled
+from tests.e2e.conftest import filled, prompt_tasks, wait_filled
 from worker.reward import RewardTrainConfig
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
@@ -26,7 +26,8 @@ PROMPTS = [f"Browser prompt {i}: what makes a good {topic}?" for i, topic in enu
 
 @pytest.fixture(scope="module")
 def trained_project(new_project, stack, label_studio) -> int:
-    """A project with answers, a reward model trained from API annotations, and its predictions."""
+    """A project with answers, a reward model trained from API annotations, and the predictions the
+    worker pushed (nobody presses "Retrieve Predictions")."""
     project = init_project(label_studio, stack.url, "e2e browser")
     label_studio.import_tasks(project, prompt_tasks(PROMPTS))
     tasks = wait_filled(label_studio, stack, project, len(PROMPTS))
@@ -34,8 +35,21 @@ def trained_project(new_project, stack, label_studio) -> int:
         label_studio.annotate(task["id"], "left" if i % 2 else "right")
     stack.wait_version(project, "reward", None, 180)
     stack.wait_version(project, "policy", None, 300)  # PPO runs behind it; let the model_version settle
-    label_studio.retrieve_predictions(project)
+    wait_pushed(label_studio, stack, project)
     return project
+
+
+def wait_pushed(label_studio, stack, project: int) -> list[dict]:
+    """Until every filled task holds a prediction of the serving model_version (what /setup answers)
+    and the project's model_version is that version; returns the tasks."""
+    def pushed():
+        version = stack.model_version(project)
+        tasks = [t for t in label_studio.tasks(project) if filled(t)]
+        ok = label_studio.api("GET", f"/api/projects/{project}")["model_version"] == version and all(
+            any(p["model_version"] == version and p["result"] for p in t["predictions"]) for t in tasks)
+        return tasks if ok else None
+
+    return stack.wait_for(pushed, 120, f"the worker's predictions for every filled task of project {project}")
 
 
 def init_project(label_studio, backend_url: str, title: str, label_config: str = "pairwise") -> int:
@@ -94,6 +108,103 @@ def wait_saved(page, screenshots, name: str) -> None:
         page.get_by_text("Annotation saved successfully", exact=True).first.wait_for(timeout=30_000)
     finally:
         page.screenshot(path=str(screenshots / name))
+
+
+def test_every_task_shows_the_pushed_pick_and_the_least_certain_tab_and_label_all_follow_the_score(
+        trained_project, browser, stack, label_studio, screenshots):
+    """Without Retrieve Predictions, the Data Manager's "Least certain first" tab (made by `prefloop
+    init`'s code) lists every filled task with its prediction score, lowest first, and "Label All
+    Tasks" opens the unlabeled task the reward model is least sure about."""
+    from cli.commands.init import LEAST_CERTAIN_TAB
+
+    project = trained_project
+    tasks = wait_pushed(label_studio, stack, project)
+    assert len(tasks) == len(PROMPTS)
+    [tab] = [v for v in label_studio.api("GET", "/api/dm/views", params={"project": project})
+             if v["data"].get("title") == LEAST_CERTAIN_TAB]
+    by_score = sorted(tasks, key=lambda t: t["predictions_score"])
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    log_in(page, label_studio, screenshots)
+    page.goto(f"{label_studio.url}/projects/{project}/data?tab={tab['id']}")
+    rows = page.locator(".lsf-table__row-wrapper")
+    rows.nth(len(tasks) - 1).wait_for(timeout=60_000)
+    page.screenshot(path=str(screenshots / "08-least-certain-tab.png"))
+    assert page.get_by_text(LEAST_CERTAIN_TAB).count() >= 1
+    shown = [next(p for p in PROMPTS if p in rows.nth(i).inner_text()) for i in range(rows.count())]
+    assert shown == [t["data"]["prompt"] for t in by_score], "the tab lists the least certain first"
+    headers = page.locator(".lsf-table-head").first.inner_text()
+    assert "Prediction score" in headers, headers
+
+    page.get_by_role("button", name="Label All Tasks").click()
+    page.get_by_test_id("bottombar-submit-button").wait_for(timeout=60_000)  # the stream adds a second one
+    answer_boxes(page).nth(1).wait_for(timeout=30_000)
+    page.screenshot(path=str(screenshots / "09-label-all-least-certain.png"))
+    least = next(t for t in by_score if not t["annotations"])
+    labeling = page.locator(".lsf-richtext__line")
+    assert labeling.filter(has_text=least["data"]["prompt"]).count() >= 1, (
+        f"Label All Tasks opened another task than the least certain one ({least['predictions_score']})")
+    page.close()
+
+
+def drag_to_top(page, items, index: int) -> None:
+    """Drag the `index`-th Ranker item above the first with small mouse steps (the Ranker's
+    drag-and-drop follows pointer moves, not a single jump)."""
+    src, dst = items.nth(index).bounding_box(), items.nth(0).bounding_box()
+    x = src["x"] + src["width"] / 2
+    page.mouse.move(x, src["y"] + 10)
+    page.mouse.down()
+    for k in range(1, 21):
+        page.mouse.move(x, src["y"] + 10 + (dst["y"] - src["y"] - 5) * k / 20)
+        page.wait_for_timeout(50)
+    page.mouse.up()
+
+
+def test_a_ranking_annotated_in_the_browser_becomes_the_pairs_it_implies(stack, browser, label_studio, screenshots):
+    """label_config/ranking.xml in Label Studio 1.23.2: the worker writes ANSWERS_PER_PROMPT (3)
+    answers into the List, the annotator drags the last one to the top and submits, and the saved
+    ranking becomes its three pairs, in prefloop's conversion and in the training job it queues."""
+    from prefloop.label_config import parse_label_config
+    from prefloop.preferences import tasks_to_pairs
+
+    project = init_project(label_studio, stack.url, "e2e ranking", label_config="ranking")
+    prompt = "Ranking prompt: what makes a good morning?"
+    label_studio.import_tasks(project, [{"prompt": prompt, "answers": []}])
+    [task] = stack.wait_for(lambda: [t for t in label_studio.tasks(project) if len(t["data"]["answers"]) == 3] or None,
+                            120, "three answers written into the ranking task")
+    items = task["data"]["answers"]
+    assert len({i["body"] for i in items}) == 3 and [i["id"] for i in items] == ["answer1", "answer2", "answer3"]
+
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    log_in(page, label_studio, screenshots)
+    page.goto(f"{label_studio.url}/projects/{project}/data")
+    page.locator(".lsf-table__row-wrapper").filter(has_text=prompt).first.click()
+    submit = page.get_by_role("button", name="Submit")
+    submit.wait_for(timeout=60_000)
+    shown = page.locator(".htx-ranker-item")
+    shown.nth(2).wait_for(timeout=30_000)
+    page.screenshot(path=str(screenshots / "12-ranking-task.png"))
+    drag_to_top(page, shown, 2)
+    page.wait_for_function("(body) => document.querySelector('.htx-ranker-item').innerText.includes(body)",
+                           arg=items[2]["body"][:20], timeout=10_000)
+    page.screenshot(path=str(screenshots / "13-ranking-dragged.png"))
+    t0 = time.time()
+    submit.click()
+    wait_saved(page, screenshots, "14-ranking-submitted.png")
+    page.close()
+
+    saved = label_studio.tasks(project)
+    [region] = saved[0]["annotations"][-1]["result"]
+    assert region["type"] == "ranker" and region["value"]["ranker"]["rank"] == ["answer3", "answer1", "answer2"]
+    config = parse_label_config(label_studio.api("GET", f"/api/projects/{project}")["label_config"])
+    pairs, summary = tasks_to_pairs(saved, config)
+    body = {i["id"]: i["body"] for i in items}
+    assert {(p.chosen, p.rejected) for p in pairs} == {(body["answer3"], body["answer1"]),
+                                                       (body["answer3"], body["answer2"]),
+                                                       (body["answer1"], body["answer2"])}, summary.describe()
+    job = stack.wait_job(project, "train_reward", lambda j: j["status"] == "finished" and (j["enqueued_at"] or "")
+                         >= time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t0 - 1)), 60,
+                         "the training job the ranking queued")
+    assert job["result"]["pairs"] == 3, job["result"]
 
 
 def test_a_confirmed_pre_selection_is_saved_as_that_choice_never_as_nothing(

@@ -24,6 +24,7 @@ FAST = {
     "min_new_annotations": 4,
     "ppo_min_accuracy": 0,
     "max_new_tokens": 8,
+    "answers_per_prompt": 3,  # ranking projects only (pairwise ones always get two)
     "generation_batch_size": 8,
     "device": "cpu",
     "workers": 1,
@@ -115,9 +116,12 @@ class Stack:
     def jobs(self, project_id: int) -> list[dict[str, Any]]:
         return self.get("/jobs", project=project_id)["jobs"]
 
-    def model_version(self, project_id: int) -> str:
-        """What /setup answers Label Studio, exactly as Label Studio asks."""
-        r = self.post("/setup", {"project": f"{project_id}.1700000000", "schema": None})
+    def model_version(self, project_id: int, schema: str | None = None) -> str:
+        """What /setup answers Label Studio, exactly as Label Studio asks (it always sends the label
+        config; default: label_config/pairwise.xml)."""
+        from prefloop.label_config import load_label_config
+
+        r = self.post("/setup", {"project": f"{project_id}.1700000000", "schema": schema or load_label_config("pairwise")})
         r.raise_for_status()
         return r.json()["model_version"]
 

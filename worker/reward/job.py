@@ -18,7 +18,7 @@ from typing import Any
 from prefloop.artifacts import ArtifactStore
 from prefloop.errors import JobSkipped
 from prefloop.family import LoraSettings
-from prefloop.label_config import parse_pairwise_config
+from prefloop.label_config import parse_label_config
 from prefloop.labelstudio import LabelStudioClient
 from prefloop.preferences import count_changes, tasks_to_pairs
 from prefloop.queue import JobKind, JobQueue
@@ -59,7 +59,7 @@ def run(settings: Settings, project_id: int, *, reason: str, forced: bool, queue
     store = ArtifactStore(settings.model_dir, keep_versions=settings.keep_versions)
     store.sweep_staging(project_id)
     client = LabelStudioClient(settings)
-    pairwise = parse_pairwise_config(client.get_label_config(project_id))
+    pairwise = parse_label_config(client.get_label_config(project_id))  # pairwise or ranking
     tasks = list(client.iter_tasks(project_id, fields="all"))
     pairs, summary = tasks_to_pairs(tasks, pairwise, settings.chat_template)
     changes = count_changes(last_seen(store, project_id), summary.seen)
@@ -95,7 +95,8 @@ def run(settings: Settings, project_id: int, *, reason: str, forced: bool, queue
     _mark_trained(queue, project_id, events_seen)
     result = {"status": "published", **base, "version": version, "metrics": metrics,
               "model_version": store.model_version(project_id)}
-    # Before the policy run is queued (it would run first on a one-worker queue): the new model's picks, in Label Studio.
+    # Before the policy run is queued (it would run first on a one-worker queue): the new model's picks,
+    # in Label Studio.
     result["predictions"] = push_after(settings, project_id, f"reward model {version}", client=client, queue=queue,
                                        progress=report)
     result["policy"] = _queue_policy(settings, queue, project_id, version, metrics)

@@ -96,12 +96,12 @@ def read_prompts(settings: Settings, project_id: int, *, conversations: bool = F
     """The distinct prompts of the project's tasks (rendered text, or with `conversations` the
     prefloop.family Conversations each trainer renders for its own model), and how many tasks
     were unusable."""
-    from prefloop.label_config import parse_pairwise_config
+    from prefloop.label_config import parse_label_config
     from prefloop.labelstudio import LabelStudioClient
     from prefloop.text import render_prompt, task_conversation
 
     client = LabelStudioClient(settings)
-    config = parse_pairwise_config(client.get_label_config(project_id))
+    config = parse_label_config(client.get_label_config(project_id))  # pairwise or ranking: prompts alike
     prompts: dict[Any, None] = {}
     bad = 0
     for task in client.iter_tasks(project_id, fields="all"):

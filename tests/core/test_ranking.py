@@ -1,0 +1,75 @@
+"""Rankings of K answers (label_config/ranking.xml) -> the K(K-1)/2 preference pairs they imply."""
+
+from __future__ import annotations
+
+import pytest
+
+from prefloop.errors import LabelConfigError
+from prefloop.label_config import RankingConfig, load_label_config, parse_label_config, ranking_items
+from prefloop.preferences import tasks_to_pairs
+
+CONFIG = parse_label_config(load_label_config("ranking"))
+ANSWERS = ["The first answer.", "The second answer.", "The third answer."]
+
+
+def task(annotations, answers=ANSWERS, task_id=1):
+    return {"id": task_id, "data": {"prompt": "Which is best?", "answers": ranking_items(answers)},
+            "annotations": annotations}
+
+
+def ranked(order, ann_id=10, user=1, when="2026-12-01T09:00:00Z", **extra):
+    """A ranking as Label Studio 1.23.2's Ranker saves it (seen in the browser test)."""
+    return {"id": ann_id, "completed_by": user, "updated_at": when, "result": [
+        {"from_name": "rank", "to_name": "answers", "type": "ranker", "value": {"ranker": {"rank": order}}}], **extra}
+
+
+def test_the_shipped_ranking_config_is_recognised_and_a_config_without_either_tag_is_refused():
+    assert CONFIG == RankingConfig("rank", "answers", "answers", "prompt", None)
+    with pytest.raises(LabelConfigError, match="Pairwise"):
+        parse_label_config('<View><Text name="t" value="$t"/></View>')
+    with pytest.raises(LabelConfigError, match="List"):
+        parse_label_config('<View><Text name="t" value="$t"/><Ranker name="r" toName="nope"/></View>')
+
+
+def test_a_ranking_of_three_becomes_the_three_pairs_it_implies():
+    pairs, summary = tasks_to_pairs([task([ranked(["answer3", "answer1", "answer2"])])], CONFIG)
+    assert {(p.chosen, p.rejected) for p in pairs} == {
+        ("The third answer.", "The first answer."), ("The third answer.", "The second answer."),
+        ("The first answer.", "The second answer.")}
+    assert summary.pairs == 3 and all(p.prompt == "Which is best?" and p.task_id == 1 for p in pairs)
+
+
+def test_k_answers_give_k_choose_2_pairs():
+    answers = [f"Answer number {i}." for i in range(5)]
+    order = [f"answer{k}" for k in (2, 5, 1, 4, 3)]
+    pairs, _ = tasks_to_pairs([task([ranked(order)], answers=answers)], CONFIG)
+    assert len(pairs) == 10
+
+
+def test_annotators_vote_per_pair_and_the_latest_ranking_of_one_annotator_wins():
+    annotations = [ranked(["answer1", "answer2", "answer3"], 10, user=1, when="2026-12-01T09:00:00Z"),
+                   ranked(["answer3", "answer2", "answer1"], 11, user=1, when="2026-12-01T09:05:00Z"),
+                   ranked(["answer3", "answer1", "answer2"], 12, user=2)]
+    pairs, summary = tasks_to_pairs([task(annotations)], CONFIG)
+    decided = {(p.chosen, p.rejected): p.votes for p in pairs}
+    # user 1's latest (3 > 2 > 1) and user 2 (3 > 1 > 2) agree on 3 > 1 and 3 > 2, split on 1 vs 2
+    assert decided == {("The third answer.", "The first answer."): (2, 0),
+                       ("The third answer.", "The second answer."): (2, 0)}
+    assert summary.dropped["tie"] == 1
+
+
+@pytest.mark.parametrize("annotation, reason", [
+    (ranked(["answer1", "answer2"]), "incomplete_ranking"),
+    (ranked(["answer1", "answer2", "answer3"], was_cancelled=True), "skipped"),
+    ({"id": 3, "result": []}, "empty_result"),
+    ({"id": 4, "result": [{"from_name": "other", "type": "ranker", "value": {"ranker": {"x": ["answer1"]}}}]},
+     "no_ranking_result"),
+])
+def test_unusable_rankings_are_dropped_with_their_reason(annotation, reason):
+    pairs, summary = tasks_to_pairs([task([annotation])], CONFIG)
+    assert pairs == [] and summary.dropped[reason] == 1
+
+
+def test_a_task_whose_answers_are_not_written_yet_is_counted_not_converted():
+    pairs, summary = tasks_to_pairs([task([ranked(["answer1"])], answers=["only one"])], CONFIG)
+    assert pairs == [] and summary.dropped["missing_answers"] == 1
