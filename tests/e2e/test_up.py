@@ -5,9 +5,11 @@ Studio (--label-studio-url); starting Label Studio itself goes through the same 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
+import stat
 import subprocess
 import threading
 import time
@@ -16,7 +18,7 @@ import uuid
 import pytest
 import requests
 
-from cli.localstack import port_free
+from cli.localstack import STACK_KEYS, port_free
 from tests.e2e.conftest import wait_filled
 from tests.support.services import PREFLOOP, REPO, descendants, free_port, prefloop_env, wait_until
 from tests.support.stack import Stack
@@ -75,6 +77,12 @@ def test_up_starts_the_loop_prints_where_to_go_stops_on_ctrl_c_and_restarts_with
     wait_filled(label_studio, stack, project, SAMPLES)
     children = descendants(first.proc.pid)
     assert children, "redis, backend and worker run as child processes"
+    state = json.loads((tmp_path / "state" / "up.json").read_text())
+    assert no_secret_in_arguments(children, [label_studio.token, state["password"], state.get("webhook_secret")])
+    assert state["urls"]["status"] == status and state["urls"]["label_studio"] == label_studio.url
+    assert state["urls"]["redis"] == f"redis://127.0.0.1:{redis_port}/0"
+    uses_the_stack(tmp_path / "state", project, label_studio)
+    tiny_model_is_announced(label_studio, project, status, out)
 
     assert first.ctrl_c() == 0, first.output
     assert "everything stopped" in first.output
@@ -91,6 +99,64 @@ def test_up_starts_the_loop_prints_where_to_go_stops_on_ctrl_c_and_restarts_with
         assert len(label_studio.tasks(project)) == SAMPLES
     finally:
         assert second.ctrl_c() == 0, second.output
+
+
+def no_secret_in_arguments(pids: list[int], secrets: list[str | None]) -> bool:
+    """Any local user reads /proc/<pid>/cmdline (what `ps` shows): no secret may be in it."""
+    for pid in pids:
+        try:
+            argv = open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace")
+        except OSError:
+            continue
+        leaked = [s for s in secrets if s and s in argv]
+        assert not leaked, f"process {pid} has a secret in its arguments: {argv.replace(chr(0), ' ')}"
+    return True
+
+
+def uses_the_stack(state_dir, project: int, label_studio) -> None:
+    """A new terminal with no setting: `prefloop jobs` and `prefloop doctor` find the stack."""
+    env_file = state_dir / "env"
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    env = {k: v for k, v in prefloop_env().items() if k not in STACK_KEYS}
+    env["PREFLOOP_STATE_DIR"] = str(state_dir)
+    jobs = subprocess.run(PREFLOOP + ["jobs", "--project", str(project)], env=env, cwd=state_dir.parent,
+                          capture_output=True, text=True, timeout=60)
+    assert jobs.returncode == 0 and "generate" in jobs.stdout, jobs.stdout + jobs.stderr
+    assert "local stack" in jobs.stderr, jobs.stderr
+    doctor = subprocess.run(PREFLOOP + ["doctor", "--project", str(project)], env=env, cwd=state_dir.parent,
+                            capture_output=True, text=True, timeout=120)
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    assert f"project {project} webhook" in doctor.stdout and "tiny GPT-2" in doctor.stdout, doctor.stdout
+
+
+def tiny_model_is_announced(label_studio, project: int, status: str, out: str) -> None:
+    """Offline, annotators (the project's instructions, shown before labeling) and operators (the
+    status page, `prefloop up`'s output) read why the answers are gibberish."""
+    settings = label_studio.api("GET", f"/api/projects/{project}")
+    assert "Tiny offline model" in settings["expert_instruction"] and settings["show_instruction"], settings
+    assert "gibberish" in requests.get(status, timeout=10).text
+    assert "answers are gibberish, as expected" in out
+
+
+def test_label_studio_gets_its_login_from_the_environment_never_from_its_arguments(label_studio, tmp_path):
+    """Started as `prefloop up` starts it (cli/localstack.py): the password and the token are not in
+    its arguments, and still the admin logs in with them."""
+    from tests.support.labelstudio_server import LabelStudioServer
+
+    own = label_studio if label_studio.proc is not None else LabelStudioServer(data_dir=tmp_path / "ls").start(420)
+    try:
+        pids = [own.proc.pid, *descendants(own.proc.pid)]
+        assert no_secret_in_arguments(pids, [own.password, own.token])
+        assert own.api("GET", "/api/current-user/whoami")["email"] == own.email  # the token works
+        session = requests.Session()
+        session.get(f"{own.url}/user/login/", timeout=30)
+        r = session.post(f"{own.url}/user/login/", data={"email": own.email, "password": own.password,
+                                                          "csrfmiddlewaretoken": session.cookies.get("csrftoken")},
+                         headers={"Referer": f"{own.url}/user/login/"}, timeout=30)
+        assert r.ok and "/user/login" not in r.url, "the admin logs in with the password given in the environment"
+    finally:
+        if own is not label_studio:
+            own.stop()
 
 
 def _state(pid: int) -> str:
