@@ -2,7 +2,8 @@
 script). Basic auth applies like on every route Label Studio calls with credentials.
 
 Request:  {"project": 7, "version": "rm-..." (optional, default: the serving version),
-           "items": [{"prompt": "...", "response": "..."} | {"messages": [{"role", "content"}, ...], "response": "..."}]}
+           "items": [{"prompt": "...", "response": "..."}
+                     | {"messages": [{"role", "content"}, ...], "response": "..."}]}
 Response: {"project_id": 7, "version": "rm-...", "rewards": [float, ...]}  (one per item, in order)
 
 A prompt is a single prompt as a task holds it; a chat (`messages`) is a conversation. Either is

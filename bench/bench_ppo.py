@@ -218,7 +218,8 @@ def main() -> None:
         for side, python in (("prefloop", sys.executable), ("trl", args.trl_python)):
             runs[side].append(run_side(python, side, spec_path))
             r = runs[side][-1]
-            print(f"{side:9} {r['episodes_per_s']:8.2f} episodes/s  {r['seconds']:7.1f} s  peak RSS {r['peak_rss_mb']:8.1f} MB"
+            print(f"{side:9} {r['episodes_per_s']:8.2f} episodes/s  {r['seconds']:7.1f} s  "
+                  f"peak RSS {r['peak_rss_mb']:8.1f} MB"
                   + (f"  peak CUDA {r['peak_cuda_mb']:8.1f} MB" if "peak_cuda_mb" in r else ""), flush=True)
     best = {side: max(rs, key=lambda r: r["episodes_per_s"]) for side, rs in runs.items()}
     ratio = best["prefloop"]["episodes_per_s"] / best["trl"]["episodes_per_s"]

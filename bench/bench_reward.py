@@ -195,7 +195,8 @@ def timed_predict(args, tmp: Path, store, redis_server, tasks: list, batch: int,
     run = {"mode": mode, "predict_batch_size": batch, "first_request_s_incl_model_load": round(load_s, 2),
            "seconds": round(seconds, 2), "tasks_per_s": round(len(tasks) / seconds, 2), "scored": scored,
            "within_100s": seconds < 100}
-    print(f"  /predict {len(tasks)} tasks ({mode}, PREDICT_BATCH_SIZE={batch}): {seconds:.2f}s, {run['tasks_per_s']} tasks/s, "
+    print(f"  /predict {len(tasks)} tasks ({mode}, PREDICT_BATCH_SIZE={batch}): {seconds:.2f}s, "
+          f"{run['tasks_per_s']} tasks/s, "
           f"{scored} scored; first request incl. model load {load_s:.1f}s", flush=True)
     return run, results
 

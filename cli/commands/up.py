@@ -312,7 +312,8 @@ class LocalLoop:
         while True:
             for service in self.services:
                 if not service.alive():
-                    say(f"{service.name} exited with code {service.proc.returncode}; last lines of {service.log}:\n{service.tail()}")
+                    say(f"{service.name} exited with code {service.proc.returncode}; "
+                        f"last lines of {service.log}:\n{service.tail()}")
                     return
             version = store.model_version(self.project_id)
             if version != last:

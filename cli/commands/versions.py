@@ -32,7 +32,8 @@ def run(args) -> int:
     if args.pin or args.unpin:
         version = args.pin or args.unpin
         pins = store.pin(args.project, _kind(version), version, pinned=bool(args.pin))
-        print(f"project {args.project}: {version} {'pinned' if args.pin else 'unpinned'}; pinned: {', '.join(pins) or 'none'}")
+        state = "pinned" if args.pin else "unpinned"
+        print(f"project {args.project}: {version} {state}; pinned: {', '.join(pins) or 'none'}")
         return 0
     versions = store.all_versions(args.project)
     if args.json:

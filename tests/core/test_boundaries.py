@@ -42,7 +42,8 @@ def test_importing_the_app_loads_no_model_redis_or_cuda():
     code = (
         "import sys; from prefloop.settings import Settings; from backend.app import create_app;"
         "create_app(Settings.from_env({}, redis_url='redis://127.0.0.1:1/0'));"
-        "bad=[m for m in ('torch','trl','transformers','worker','cli') if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
+        "bad=[m for m in ('torch','trl','transformers','worker','cli') if m in sys.modules];"
+        "print(bad); sys.exit(1 if bad else 0)"
     )
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr

@@ -31,7 +31,8 @@ def test_json_array_reads_prompts_and_chats_with_their_lines(tmp_path):
 
 
 def test_jsonl_skips_blank_lines_and_csv_reads_quoted_prompts(tmp_path):
-    """JSONL: one record per line (blank lines skipped); CSV: a prompt column, quoting as usual, or a messages column."""
+    """JSONL: one record per line (blank lines skipped); CSV: a prompt column, quoting as usual, or a
+    messages column."""
     jsonl = read_prompts(write(tmp_path, "p.jsonl", '"one"\n\n{"prompt": "two"}\n' + json.dumps({"messages": CHAT}) + "\n"))
     assert [r.prompt for r in jsonl] == ["one", "two", None] and jsonl[2].where.endswith("line 4")
     csv_text = 'id,prompt\n1,"Hello, world"\n2,"two\nlines"\n3,plain\n'

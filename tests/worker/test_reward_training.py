@@ -28,7 +28,8 @@ def trained(tmp_path_factory):
 
 
 def test_reward_model_learns_while_the_seed_recipe_learns_backwards(trained, tmp_path_factory, tmp_path):
-    """On a learnable preference, held-out accuracy reaches 0.9; the seed's recipe on the same data is at or below chance."""
+    """On a learnable preference, held-out accuracy reaches 0.9; the seed's recipe on the same data is
+    at or below chance."""
     from prefloop.scoring import rewards_from_ids, tokenize
     from prefloop.text import reward_text
     from tests.support.reward_seed import SeedRecipeConfig, train_seed_recipe
@@ -105,7 +106,8 @@ def worker_env(settings, **extra):
 
 
 def test_training_job_runs_in_a_real_worker_and_publishes_a_version(ls_settings, ls_project, tmp_path):
-    """A queued run reads Label Studio's annotations, publishes a current version with the ids it used, and queues PPO."""
+    """A queued run reads Label Studio's annotations, publishes a current version with the ids it used,
+    and queues PPO."""
     from worker.reward.job import run as run_job
 
     project_id = ls_project["project_id"]
@@ -142,7 +144,8 @@ def test_training_job_runs_in_a_real_worker_and_publishes_a_version(ls_settings,
 
 
 def test_a_killed_run_publishes_nothing_and_a_burst_of_webhooks_queues_one_run(ls_settings, ls_project, tmp_path, trained):
-    """While a run trains, 1,000 annotation webhooks leave one queued run; SIGKILL mid-run leaves the previous version serving."""
+    """While a run trains, 1,000 annotation webhooks leave one queued run; SIGKILL mid-run leaves the
+    previous version serving."""
     from backend.app import create_app
 
     project_id = ls_project["project_id"]

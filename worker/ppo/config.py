@@ -46,7 +46,8 @@ class PPOConfig(Knobs):
     init_kl_coef: float = _knob(0.05, "Initial beta of the per-token KL penalty -beta * (logp - logp_ref).")
     target_kl: float | None = _knob(6.0, "Target KL (nats per response) of the adaptive controller; None: fixed beta.")
     horizon: int = _knob(10000, "Adaptive controller horizon in episodes: beta *= 1 + clip(KL/target - 1, +-0.2) * n / horizon.")
-    kl_stop: float | None = _knob(20.0, "Stop when a rollout's KL (nats per response) passes this bound; the policy from before the bound was passed is kept. None: never.")
+    kl_stop: float | None = _knob(20.0, "Stop when a rollout's KL (nats per response) passes this bound; the policy "
+                                  "from before the bound was passed is kept. None: never.")
 
     # --- advantages and losses -------------------------------------------------------------------
     gamma: float = _knob(1.0, "Discount of GAE (1: no discount within a response).")
