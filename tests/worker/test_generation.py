@@ -39,6 +39,17 @@ def test_every_prompt_gets_two_distinct_non_empty_answers(gen):
     assert meta["seed"] == str(seeds(PROMPTS)[0]) and meta["tries"] >= 1 and meta["truncated"] is False
 
 
+def test_a_ranking_gets_k_distinct_answers_and_its_first_two_are_the_pairs(gen):
+    """k answers per prompt (ANSWERS_PER_PROMPT for a ranking), all distinct and non-empty; the first
+    two are exactly what the pair of the same prompt and seed holds (row keys do not depend on k)."""
+    results = gen.generate(PROMPTS, seeds(PROMPTS), CONFIG, k=4)
+    pairs = gen.generate(PROMPTS, seeds(PROMPTS), CONFIG)
+    for res, pair in zip(results, pairs, strict=True):
+        assert len(res.answers) == 4 and len(set(res.answers)) == 4 and all(res.answers), res
+        if pair.tries == 1 and res.tries == 1:
+            assert res.answers[:2] == pair.answers
+
+
 def test_answers_depend_on_the_seed_not_on_the_batch(gen):
     """A prompt with a given seed gets the same answers alone, in any batch, in any order; another seed differs."""
     batched = [r.answers for r in gen.generate(PROMPTS, seeds(PROMPTS), CONFIG)]
