@@ -65,6 +65,10 @@ def test_first_start_creates_connects_and_a_second_run_changes_nothing(init_env,
         assert [w["url"] for w in state["webhooks"][project_id]] == [init_env["backend_url"] + "/webhook"]
         assert "created" in first and "connected" in first and "admin@example.com" in first
         assert f"http://localhost:8080/projects/{project_id}/data" in first
+        # Annotators: an empty choice cannot be submitted, and the first tab hides the prefloop column.
+        assert label_studio.api("GET", f"/api/projects/{project_id}")["enable_empty_annotation"] is False
+        tabs = label_studio.api("GET", "/api/dm/views", params={"project": project_id})
+        assert tabs and all("tasks:data.prefloop" in t["data"]["hiddenColumns"]["explore"] for t in tabs), tabs
 
         assert main(["init"]) == 0
         second = capsys.readouterr().out
@@ -85,6 +89,7 @@ def test_configured_projects_are_connected_and_a_missing_one_is_named(init_env, 
         [ml] = label_studio.api("GET", "/api/ml", params={"project": project_id})
         assert ml["url"].rstrip("/") == init_env["backend_url"]
         assert _state(label_studio, init_env["title"])["ids"] == []  # nothing was created
+        assert label_studio.api("GET", f"/api/projects/{project_id}")["enable_empty_annotation"] is False
 
         monkeypatch.setenv("PROJECTS", "99999999")
         assert main(["init"]) == 1
