@@ -73,6 +73,9 @@ def prefloop_env(**settings) -> dict[str, str]:
     env.update({k.upper(): str(v) for k, v in settings.items()})
     env.setdefault("HF_HUB_OFFLINE", "1")
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # A `prefloop up` run in the checkout leaves .prefloop/env, which commands started there read when
+    # no stack setting is set (cli/main.py): tests name their own services, so point that elsewhere.
+    env.setdefault("PREFLOOP_STATE_DIR", str(REPO / ".no-local-stack-in-tests"))
     env["PYTHONPATH"] = str(REPO)
     return env
 
