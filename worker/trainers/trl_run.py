@@ -133,7 +133,7 @@ def trl_args(cls: Any, config: Any, out_dir: Path, device: Any, bf16: bool, **fi
     CPU flag, precision, seeds, quiet)."""
     return cls(output_dir=str(Path(out_dir) / "tracking"), save_strategy="no", report_to="none",
                use_cpu=device.type == "cpu", bf16=bf16, seed=config.seed, data_seed=config.seed, disable_tqdm=True,
-               dataloader_pin_memory=device.type == "cuda", gradient_checkpointing=False,
+               dataloader_pin_memory=device.type == "cuda", activation_checkpointing=False,
                learning_rate=config.learning_rate, max_grad_norm=config.max_grad_norm,
                logging_steps=config.logging_steps, run_name=Path(out_dir).name, **fields)
 
