@@ -34,7 +34,8 @@ COMPOSE_VARIABLES = [
     ("LABEL_STUDIO_USERNAME", "admin@example.com", "E-mail of the Label Studio admin account created at the first start "
      "(use a real-looking address: Label Studio's login form refuses some short ones).", True),
     ("LABEL_STUDIO_PASSWORD", "", "REQUIRED. Password of that admin account (set before the first start).", True),
-    ("LABEL_STUDIO_PORT", "8080", "Host port Label Studio is published on (change LABEL_STUDIO_PUBLIC_URL with it).", False),
+    ("LABEL_STUDIO_PORT", "8080", "Host port Label Studio is published on, on every address; ADDRESS:PORT (e.g. 127.0.0.1:8080) "
+     "publishes it on one address only. Change LABEL_STUDIO_PUBLIC_URL with it.", False),
     ("BACKEND_PORT", "9090", "Host port (on 127.0.0.1 only) of the backend: /metrics, /status, /jobs.", False),
     ("RQ_DASHBOARD_PORT", "9181", "Host port (on 127.0.0.1 only) of rq-dashboard (dashboard profile).", False),
     ("TORCH_VARIANT", "cuda", "torch build in the image: cuda (PyPI's Linux wheel with the CUDA runtime), cpu (small, for "

@@ -26,8 +26,9 @@ set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 cd "$REPO"
 T0=$SECONDS
-LS_PORT=${COMPOSE_TEST_LS_PORT:-18480}
-BACKEND_PORT=${COMPOSE_TEST_BACKEND_PORT:-18490}
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+LS_PORT=${COMPOSE_TEST_LS_PORT:-$(free_port)}          # both published on 127.0.0.1 only
+BACKEND_PORT=${COMPOSE_TEST_BACKEND_PORT:-$(free_port)}
 BRIDGE=${COMPOSE_TEST_BRIDGE:-pfct0}
 BRIDGE_ADDR=${COMPOSE_TEST_BRIDGE_ADDR:-10.231.0.1/24}
 POOL=${COMPOSE_TEST_POOL:-10.232.0.0/16}

@@ -28,8 +28,12 @@ PASSWORD = "compose-test-pw"
 TOKEN = "c0ffee" + "0123456789abcdef" * 2 + "01"  # 40 hex characters: the admin's legacy token
 TINY_DIR = "/data/hf/tiny-gpt2"  # in the hf-cache volume, which every prefloop container mounts
 WORKER = "worker-cpu"  # the cpu profile's worker
-PROMPTS = [f"Compose prompt {i}: tell me about {w}." for i, w in enumerate(
-    ["rivers", "bread", "trains", "owls", "snow", "glass", "maps", "bees", "clocks", "kites", "tea", "stone"])]
+PROMPTS = [
+    f"Compose prompt {i}: tell me about {w}."
+    for i, w in enumerate(
+        ["rivers", "bread", "trains", "owls", "snow", "glass", "maps", "bees", "clocks", "kites", "tea", "stone"]
+    )
+]
 ANNOTATIONS = 10  # MIN_NEW_ANNOTATIONS's default: the tenth retrains (and >= the reward model's 8 pairs)
 
 
@@ -40,28 +44,39 @@ def say(msg: str) -> None:
 # --- .env ------------------------------------------------------------------------------------------
 def write_env(args) -> None:
     values = {
-        "COMPOSE_PROFILES": "cpu", "TORCH_VARIANT": "cpu",
-        "LABEL_STUDIO_PASSWORD": PASSWORD, "LABEL_STUDIO_API_KEY": TOKEN,
-        "LABEL_STUDIO_PORT": str(args.ls_port), "LABEL_STUDIO_PUBLIC_URL": f"http://127.0.0.1:{args.ls_port}",
+        "COMPOSE_PROFILES": "cpu",
+        "TORCH_VARIANT": "cpu",
+        "LABEL_STUDIO_PASSWORD": PASSWORD,
+        "LABEL_STUDIO_API_KEY": TOKEN,
+        "LABEL_STUDIO_PORT": f"127.0.0.1:{args.ls_port}",  # published on loopback only
+        "LABEL_STUDIO_PUBLIC_URL": f"http://127.0.0.1:{args.ls_port}",
         "BACKEND_PORT": str(args.backend_port),
         # The tiny offline model (`prefloop tiny-model`), with `prefloop up --tiny`'s settings.
-        "BASE_MODEL": TINY_DIR, "MAX_NEW_TOKENS": "24", "PPO_MIN_ACCURACY": "1",
+        "BASE_MODEL": TINY_DIR,
+        "MAX_NEW_TOKENS": "24",
+        # No policy training: PPO on the tiny model takes many minutes on 2 cores, and a reward model
+        # on a few pairs can reach any accuracy bar. DPO is queued only after this many annotations.
+        "POLICY_TRAINER": "dpo",
+        "DPO_MIN_NEW_ANNOTATIONS": "1000",
     }
     for item in args.set or []:
         name, _, value = item.partition("=")
         values[name] = value
     text = Path(".env.example").read_text()
     for name, value in values.items():
-        text, n = re.subn(rf"^(# )?{re.escape(name)}=.*$", lambda _m: f"{name}={value}", text, count=1, flags=re.M)
+        line = f"{name}={value}"
+        text, n = re.subn(rf"^(# )?{re.escape(name)}=.*$", lambda _m, line=line: line, text, count=1, flags=re.M)
         if not n:
             raise SystemExit(f".env.example has no line for {name}: the README's .env cannot set it")
     Path(".env").write_text(text)
-    say(f".env written from .env.example: {', '.join(f'{k}={v}' for k, v in values.items() if 'PASSWORD' not in k and 'KEY' not in k)}")
+    shown = ", ".join(f"{k}={v}" for k, v in values.items() if "PASSWORD" not in k and "KEY" not in k)
+    say(f".env written from .env.example: {shown}")
 
 
 # --- docker compose ----------------------------------------------------------------------------------
 def compose(*args: str, check: bool = True, capture: bool = False, timeout: float = 900) -> str:
-    cmd = ["docker", "compose", *args]
+    quiet = ["--progress", "quiet"] if args[0] in ("up", "build", "stop", "start") else []  # errors still shown
+    cmd = ["docker", "compose", *quiet, *args]
     r = subprocess.run(cmd, text=True, capture_output=capture, timeout=timeout)
     if check and r.returncode != 0:
         raise SystemExit(f"`{' '.join(cmd)}` failed ({r.returncode}){': ' + r.stderr[-3000:] if capture else ''}")
@@ -87,8 +102,12 @@ def wait_exited(service: str, timeout: float, started_after: str = "") -> tuple[
         cid = container(service)
         state = inspect(cid)["State"]
         if state["Status"] == "exited" and state["StartedAt"] > started_after:
-            logs = subprocess.run(["docker", "logs", "--since", state["StartedAt"], cid], text=True,
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT).stdout
+            logs = subprocess.run(
+                ["docker", "logs", "--since", state["StartedAt"], cid],
+                text=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            ).stdout
             if state["ExitCode"] != 0:
                 raise SystemExit(f"{service} exited {state['ExitCode']}:\n{logs[-3000:]}")
             return logs, state["StartedAt"]
@@ -140,10 +159,12 @@ class Stack:
         return out["tasks"] if isinstance(out, dict) else out
 
     def versions(self, project: int) -> list[dict]:
-        return [d for d in http("GET", f"{self.backend}/versions?project={project}")["details"] if d["kind"] == "reward"]
+        details = http("GET", f"{self.backend}/versions?project={project}")["details"]
+        return [d for d in details if d["kind"] == "reward"]
 
     def serving(self, project: int) -> str:
-        return http("POST", f"{self.backend}/setup", {"project": f"{project}.1700000000", "schema": None})["model_version"]
+        body = {"project": f"{project}.1700000000", "schema": None}  # as Label Studio sends it
+        return http("POST", f"{self.backend}/setup", body)["model_version"]
 
     def job(self, job_id: str) -> dict:
         return http("GET", f"{self.backend}/jobs/{job_id}")
@@ -179,14 +200,20 @@ def drill(args) -> None:
     assert http("GET", f"{s.backend}/health")["status"] == "UP"
 
     t = time.monotonic()
-    http("POST", f"{s.ls}/api/projects/{project}/import", [{"prompt": p, "answer1": "", "answer2": ""} for p in PROMPTS], token=TOKEN)
-    tasks = wait_for(lambda: (lambda ts: ts if sum(map(filled, ts)) >= len(PROMPTS) else None)(s.tasks(project)), 300,
-                     f"{len(PROMPTS)} tasks with both answers")
+    prompt_only = [{"prompt": p, "answer1": "", "answer2": ""} for p in PROMPTS]  # the answer keys present, empty
+    http("POST", f"{s.ls}/api/projects/{project}/import", prompt_only, token=TOKEN)
+
+    def all_filled():
+        tasks = s.tasks(project)
+        return tasks if sum(map(filled, tasks)) >= len(PROMPTS) else None
+
+    tasks = wait_for(all_filled, 300, f"{len(PROMPTS)} tasks with both answers")
     summary["tasks"], summary["filled_s"] = len(PROMPTS), round(time.monotonic() - t)
     say(f"{len(PROMPTS)} prompt-only tasks imported and filled by the worker in {summary['filled_s']}s")
 
     for i, task in enumerate(tasks[:ANNOTATIONS]):
-        result = [{"from_name": "pw", "to_name": "pw", "type": "pairwise", "value": {"selected": "left" if i % 2 else "right"}}]
+        pick = {"selected": "left" if i % 2 else "right"}
+        result = [{"from_name": "pw", "to_name": "pw", "type": "pairwise", "value": pick}]
         http("POST", f"{s.ls}/api/tasks/{task['id']}/annotations", {"result": result}, token=TOKEN)
     summary["annotations"] = ANNOTATIONS
     first = wait_for(lambda: s.versions(project), 300, "a reward version in /versions")[0]["version"]
@@ -212,18 +239,20 @@ def drill(args) -> None:
     after = [v["version"] for v in s.versions(project)]
     if after != before or s.serving(project) != serving:
         raise SystemExit(f"versions changed across the upgrade: {before} -> {after}")
-    say(f"upgrade: rebuilt in {summary['rebuild_s']}s, containers replaced, init changed nothing, versions kept: {after}")
+    say(f"upgrade: rebuilt in {summary['rebuild_s']}s, containers replaced, init changed nothing, versions: {after}")
 
     # --- the worker stopped mid-job ---------------------------------------------------------------------
     s.idle(project)
     job_id = in_backend(
         "from prefloop.queue import JobKind, JobQueue\nfrom prefloop.settings import Settings\n"
-        f"print(JobQueue(Settings.from_env()).enqueue(JobKind.TRAIN_REWARD, {project}, reason='compose drill: a long run', "
-        "rate_limited=False, force=True, config={'num_train_epochs': 200}).job_id)").splitlines()[-1]
+        f"print(JobQueue(Settings.from_env()).enqueue(JobKind.TRAIN_REWARD, {project}, reason='compose drill', "
+        "rate_limited=False, force=True, config={'num_train_epochs': 200, 'early_stopping_patience': 0}).job_id)"
+    ).splitlines()[-1]
 
     def training():
         job = s.job(job_id)
-        return job.get("status") == "started" and job.get("stage") == "training" and (job.get("progress") or {}).get("done")
+        progress = job.get("progress") or {}
+        return job.get("status") == "started" and job.get("stage") == "training" and progress.get("done")
 
     wait_for(training, 180, "the long reward run under way", interval=0.3)
     stop_t = time.monotonic()
