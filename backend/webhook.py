@@ -69,4 +69,10 @@ def handle_event(ctx: Context, body: dict[str, Any], *, force: bool = False) -> 
         return {"status": "unchanged", "action": action, "project_id": project_id, "reason": UNCHANGED}
     logger.info("webhook %s for project %s -> %s job %s%s", action, project_id, kind.value, enqueued.job_id,
                 " (coalesced)" if enqueued.coalesced else "")
-    return {"status": "queued", "action": action, "project_id": project_id, "kind": kind.value, **enqueued.as_dict()}
+    out = {"status": "queued", "action": action, "project_id": project_id, "kind": kind.value, **enqueued.as_dict()}
+    if kind == JobKind.TRAIN_REWARD and ctx.settings.policy_trainer == "dpo":
+        # DPO trains on the pairs themselves: annotation events (DPO_MIN_NEW_ANNOTATIONS) and the Train
+        # button (any change) queue it beside the reward model, which still serves predictions.
+        policy = ctx.queue.trigger(JobKind.POLICY, project_id, reason=action, trainer="dpo", **extra)
+        out["policy"] = {"trainer": "dpo", **policy.as_dict()}
+    return out

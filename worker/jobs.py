@@ -29,7 +29,9 @@ def _run(kind: JobKind, project_id: int, body: Callable[[Any], dict[str, Any]]) 
     job = get_current_job()
     queue = JobQueue(runtime.settings(), connection=job.connection if job is not None else None)
     requested = queue.mark_started(kind, project_id, job.id) if job is not None else None
-    with held(queue.running_lock(kind, project_id), token=lock_token(job.id) if job is not None else None):
+    # PPO (train-ppo) and the policy job share one lock: one policy run per project at a time.
+    lock = JobKind.POLICY if kind in (JobKind.PPO, JobKind.POLICY) else kind
+    with held(queue.running_lock(lock, project_id), token=lock_token(job.id) if job is not None else None):
         try:
             return body(requested)
         except Exception as exc:  # recorded for /jobs and /status while RQ waits to retry, then re-raised
@@ -112,5 +114,9 @@ def train_policy(project_id: int, reason: str = "", trainer: str | None = None, 
     job = job_function(name)
     extra = {"trainer": name} if name in ("grpo", "rloo") else {}
     logger.info("%s for project %s: %s", name.upper(), project_id, reason)
-    return _run(JobKind.POLICY, project_id, lambda forced: job(settings, project_id, forced=bool(forced), reason=reason,
-                                                                **extra, **kw))
+
+    def body(requested: str | None) -> dict[str, Any]:
+        on_change = bool(kw.pop("on_change", False)) or requested == "change"
+        return job(settings, project_id, forced=requested == "force", on_change=on_change, reason=reason, **extra, **kw)
+
+    return _run(JobKind.POLICY, project_id, body)

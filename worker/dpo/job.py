@@ -46,7 +46,10 @@ def written_by(tasks: list[dict[str, Any]], version: str) -> set[int]:
 
 
 def dpo_job(settings: Settings, project_id: int, *, forced: bool = False, force: bool = False,
-            config: dict[str, Any] | None = None, reason: str = "", **_: Any) -> dict[str, Any]:
+            on_change: bool = False, config: dict[str, Any] | None = None, reason: str = "",
+            **_: Any) -> dict[str, Any]:
+    """`force`: train whatever changed; `on_change` (the Train button): train when at least one
+    annotation changed since the last DPO policy; otherwise DPO_MIN_NEW_ANNOTATIONS must have."""
     from prefloop.label_config import parse_pairwise_config
     from prefloop.labelstudio import LabelStudioClient
     from prefloop.preferences import count_changes, tasks_to_pairs
@@ -65,10 +68,12 @@ def dpo_job(settings: Settings, project_id: int, *, forced: bool = False, force:
                                     settings.chat_template)
     changes = count_changes(last_seen(store, project_id), summary.seen)
     base = {"changes": changes, "pairs": len(pairs), "conversion": summary.as_dict()}
-    if not (force or forced) and changes < settings.dpo_min_new_annotations:
+    needed = 1 if on_change else settings.dpo_min_new_annotations
+    if not (force or forced) and changes < needed:
+        bar = "the Train button needs one" if on_change else f"DPO_MIN_NEW_ANNOTATIONS={needed}"
         return contract.skipped("dpo", project_id, f"{changes} new or changed annotation(s) since the last DPO "
-                                f"policy, fewer than DPO_MIN_NEW_ANNOTATIONS={settings.dpo_min_new_annotations} "
-                                "(the Train button trains anyway)", **base)
+                                f"policy, fewer than {bar} (`prefloop train-policy --trainer dpo --force` trains "
+                                "anyway)", **base)
     start = contract.starting_policy(settings, store, project_id)
     if knobs.on_policy:
         version = start["policy_version"] or BASE_POLICY
