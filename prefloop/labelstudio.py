@@ -169,7 +169,12 @@ class LabelStudioClient:
             def fetch(page: int = page) -> Any:
                 return self.sdk.tasks.list(project=project_id, page=page, page_size=page_size, fields=fields)
 
-            pager = self.call(f"listing tasks of project {project_id}", fetch, project_id=project_id)
+            try:
+                pager = self.call(f"listing tasks of project {project_id}", fetch, project_id=project_id)
+            except UnknownProject:
+                if page == 1:
+                    raise
+                return  # Label Studio answers 404 for the page after a full last page (exactly 500 tasks)
             items = list(pager.items or [])
             for item in items:
                 yield _as_dict(item)
