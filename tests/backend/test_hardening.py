@@ -158,10 +158,13 @@ def test_reward_time_budget_covers_tokenization(settings, tiny_model_dir):
     assert r.status_code == 413 and "PREDICT_TIME_BUDGET" in r.json["message"] and "of 64 items" in r.json["message"]
 
 
-def test_predict_skips_oversized_texts(client):
-    r = client.post("/predict", json={"project": "7.1", "label_config": CONFIG,
-                                      "tasks": [{"id": 1, "data": {"prompt": "x" * 10_000_000, "answer1": "a", "answer2": "b"}}]})
-    assert r.status_code == 200 and len(r.json["results"]) == 1
+def test_predict_skips_oversized_texts_naming_the_cap(client, caplog):
+    """A 10 MB prompt on /predict is never rendered, hashed or tokenized: that task gets no prediction, the log says why."""
+    with caplog.at_level(logging.WARNING):
+        r = client.post("/predict", json={"project": "7.1", "label_config": CONFIG, "tasks": [
+            {"id": 1, "data": {"prompt": "x" * 10_000_000, "answer1": "a", "answer2": "b"}}]})
+    assert r.status_code == 200 and r.json["results"] == [[]]
+    assert "MAX_TEXT_CHARS=20000" in caplog.text
 
 
 def test_deeply_nested_json_is_a_400_everywhere(client):
@@ -210,7 +213,7 @@ def test_a_bad_id_already_in_redis_does_not_break_the_status_page(client, redis_
 def test_over_long_version_names_are_404(client, settings):
     from prefloop.artifacts import ArtifactStore
 
-    ArtifactStore(settings.model_dir).project_dir(7).mkdir(parents=True)
+    ArtifactStore(settings.model_dir).kind_dir(7, "reward").mkdir(parents=True)
     long = "rm-" + "9" * 300
     r = client.post("/reward", json={"project": 7, "version": long, "items": [{"prompt": "p", "response": "r"}]})
     assert r.status_code == 404 and "does not exist" in r.json["message"]
