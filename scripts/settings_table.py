@@ -58,8 +58,10 @@ COMPOSE_VARIABLES = [
 COMPOSE_NOTES = {
     "LABEL_STUDIO_API_KEY": ("REQUIRED with docker compose, where it also becomes the admin's legacy token at Label Studio's "
                              "first start: at most 40 characters, e.g. the output of `openssl rand -hex 20`."),
+    "WEBHOOK_SECRET": ("REQUIRED with docker compose (e.g. the output of `openssl rand -hex 20`): `init` puts it on "
+                       "the project's webhook in Label Studio."),
 }
-REQUIRED_SETTINGS = {"LABEL_STUDIO_API_KEY"}
+REQUIRED_SETTINGS = {"LABEL_STUDIO_API_KEY", "WEBHOOK_SECRET"}
 
 
 def _compose_env() -> dict[str, str]:

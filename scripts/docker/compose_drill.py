@@ -48,6 +48,7 @@ def write_env(args) -> None:
         "TORCH_VARIANT": "cpu",
         "LABEL_STUDIO_PASSWORD": PASSWORD,
         "LABEL_STUDIO_API_KEY": TOKEN,
+        "WEBHOOK_SECRET": "compose-drill-webhook-secret",
         "LABEL_STUDIO_PORT": f"127.0.0.1:{args.ls_port}",  # published on loopback only
         "LABEL_STUDIO_PUBLIC_URL": f"http://127.0.0.1:{args.ls_port}",
         "BACKEND_PORT": str(args.backend_port),
