@@ -141,15 +141,10 @@ def annotator_settings(client, project: dict[str, Any]) -> None:
     a first tab that hides the `prefloop` column. Both only when not so already."""
     pid = project["id"]
     if project.get("enable_empty_annotation", True):
-        client.call(f"refusing empty annotations in project {pid}",
-                    lambda: client.sdk.projects.update(id=pid, enable_empty_annotation=False), project_id=pid)
+        client.update_project(pid, enable_empty_annotation=False)
         logger.info("project %s: empty annotations are refused", pid)
-    views = client.call(f"listing Data Manager tabs of project {pid}", lambda: client.sdk.views.list(project=pid),
-                        project_id=pid)
-    if not views:
-        data = {"title": "Default", "hiddenColumns": ANNOTATOR_HIDDEN_COLUMNS}
-        client.call(f"creating the Data Manager tab of project {pid}",
-                    lambda: client.sdk.views.create(project=pid, data=data), project_id=pid)
+    if not client.list_views(pid):
+        client.create_view(pid, {"title": "Default", "hiddenColumns": ANNOTATOR_HIDDEN_COLUMNS})
 
 
 LEAST_CERTAIN_TAB = "Least certain first"

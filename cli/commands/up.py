@@ -253,9 +253,9 @@ class LocalLoop:
         say(f"project {project.title!r} (id {project.id}) {'created' if project.created else 'found'}; backend "
             f"{'connected' if project.connected else 'already connected'}")
         if self.tiny:
-            client.call("describing the tiny model to annotators", lambda: client.sdk.projects.update(
-                id=project.id, expert_instruction=f"<p><b>Tiny offline model.</b> {TINY_NOTE}</p>",
-                show_instruction=True, description=f"Tiny offline model: {TINY_NOTE}"), project_id=project.id)
+            # Shown before labeling ("Label All Tasks") and behind the Instructions button.
+            client.update_project(project.id, expert_instruction=f"<p><b>Tiny offline model.</b> {TINY_NOTE}</p>",
+                                  show_instruction=True, description=f"Tiny offline model: {TINY_NOTE}")
         if not client.get_project(project.id).get("task_number"):
             self.import_samples(client, project.id)
         return project.id
