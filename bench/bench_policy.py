@@ -42,14 +42,42 @@ random.Random(0).shuffle(PROMPTS)
 TRAIN, HELD_OUT = PROMPTS[:96], PROMPTS[96:160]
 NEW_TOKENS, PROMPT_TOKENS = 16, 64
 KNOBS = {  # a tiny random GPT-2 needs far larger steps than GPT-2; the closed-loop tests use the same
-    "ppo": {"steps": 20, "rollout_batch_size": 64, "mini_batch_size": 16, "micro_batch_size": 16,
-            "learning_rate": 1e-3, "max_prompt_tokens": PROMPT_TOKENS, "max_new_tokens": NEW_TOKENS, "kl_stop": 20.0},
-    "dpo": {"learning_rate": 1e-3, "per_device_train_batch_size": 16, "num_train_epochs": 2,
-            "max_prompt_tokens": PROMPT_TOKENS, "max_new_tokens": NEW_TOKENS, "kl_stop": 20.0},
-    "grpo": {"learning_rate": 3e-3, "steps": 16, "prompts_per_step": 8, "num_generations": 8,
-             "max_prompt_tokens": PROMPT_TOKENS, "max_new_tokens": NEW_TOKENS, "kl_stop": 20.0},
-    "rloo": {"learning_rate": 3e-3, "steps": 16, "prompts_per_step": 8, "num_generations": 8,
-             "max_prompt_tokens": PROMPT_TOKENS, "max_new_tokens": NEW_TOKENS, "kl_stop": 20.0},
+    "ppo": {
+        "steps": 20,
+        "rollout_batch_size": 64,
+        "mini_batch_size": 16,
+        "micro_batch_size": 16,
+        "learning_rate": 1e-3,
+        "max_prompt_tokens": PROMPT_TOKENS,
+        "max_new_tokens": NEW_TOKENS,
+        "kl_stop": 20.0,
+    },
+    "dpo": {
+        "learning_rate": 1e-3,
+        "per_device_train_batch_size": 16,
+        "num_train_epochs": 2,
+        "max_prompt_tokens": PROMPT_TOKENS,
+        "max_new_tokens": NEW_TOKENS,
+        "kl_stop": 20.0,
+    },
+    "grpo": {
+        "learning_rate": 3e-3,
+        "steps": 16,
+        "prompts_per_step": 8,
+        "num_generations": 8,
+        "max_prompt_tokens": PROMPT_TOKENS,
+        "max_new_tokens": NEW_TOKENS,
+        "kl_stop": 20.0,
+    },
+    "rloo": {
+        "learning_rate": 3e-3,
+        "steps": 16,
+        "prompts_per_step": 8,
+        "num_generations": 8,
+        "max_prompt_tokens": PROMPT_TOKENS,
+        "max_new_tokens": NEW_TOKENS,
+        "kl_stop": 20.0,
+    },
 }
 GPT2_LR = {"ppo": 1e-5, "dpo": 1e-6, "grpo": 1e-6, "rloo": 1e-6}
 
@@ -71,8 +99,15 @@ def sample(model_dir: Path, prompts: list[str], seed: int) -> list[str]:
     from worker.trainers.guard import sample_texts
 
     lm = load_causal_lm(model_dir, device=resolve_device("auto"))
-    return sample_texts(lm, load_tokenizer(model_dir), prompts, max_new_tokens=NEW_TOKENS,
-                        max_prompt_tokens=PROMPT_TOKENS, seed=seed, batch_size=64)
+    return sample_texts(
+        lm,
+        load_tokenizer(model_dir),
+        prompts,
+        max_new_tokens=NEW_TOKENS,
+        max_prompt_tokens=PROMPT_TOKENS,
+        seed=seed,
+        batch_size=64,
+    )
 
 
 def setup(work: Path, gpt2_size: bool) -> dict:
@@ -93,12 +128,25 @@ def setup(work: Path, gpt2_size: bool) -> dict:
             chosen, rejected = (a, b) if words(a) > words(b) else (b, a)
             pairs.append({"prompt": prompt, "chosen": chosen, "rejected": rejected})
     started = time.perf_counter()
-    rm = train_reward(pairs, str(base), work / "rm", {
-        "learning_rate": 2e-5 if gpt2_size else 2e-3, "num_train_epochs": 2, "per_device_train_batch_size": 16,
-        "eval_points": 0, "warmup_ratio": 0.0})
+    rm = train_reward(
+        pairs,
+        str(base),
+        work / "rm",
+        {
+            "learning_rate": 2e-5 if gpt2_size else 2e-3,
+            "num_train_epochs": 2,
+            "per_device_train_batch_size": 16,
+            "eval_points": 0,
+            "warmup_ratio": 0.0,
+        },
+    )
     (work / "pairs.json").write_text(json.dumps(pairs))
-    return {"pairs": len(pairs), "reward_eval_accuracy": rm["eval/accuracy"], "reward_eval_pairs": rm.get("eval/pairs"),
-            "reward_train_s": round(time.perf_counter() - started, 1)}
+    return {
+        "pairs": len(pairs),
+        "reward_eval_accuracy": rm["eval/accuracy"],
+        "reward_eval_pairs": rm.get("eval/pairs"),
+        "reward_train_s": round(time.perf_counter() - started, 1),
+    }
 
 
 def run_one(trainer: str, work: Path, gpt2_size: bool) -> dict:
@@ -114,33 +162,55 @@ def run_one(trainer: str, work: Path, gpt2_size: bool) -> dict:
         from worker.ppo.config import PPOConfig
         from worker.ppo.run import train_policy
 
-        metrics = train_policy(TRAIN, policy_source=base, reward_source=rm, out_dir=out,
-                               config=PPOConfig.from_overrides(knobs), base_model=str(base))
+        metrics = train_policy(
+            TRAIN,
+            policy_source=base,
+            reward_source=rm,
+            out_dir=out,
+            config=PPOConfig.from_overrides(knobs),
+            base_model=str(base),
+        )
     elif trainer == "dpo":
         from worker.dpo.train import train_dpo
 
-        metrics = train_dpo(json.loads((work / "pairs.json").read_text()), base, out, knobs, reward_source=rm,
-                            base_model=str(base))
+        metrics = train_dpo(
+            json.loads((work / "pairs.json").read_text()), base, out, knobs, reward_source=rm, base_model=str(base)
+        )
     else:
         from worker.online.train import train_online
 
-        metrics = train_online(trainer, TRAIN, policy_source=base, reward_source=rm, out_dir=out, config=knobs,
-                               base_model=str(base))
+        metrics = train_online(
+            trainer, TRAIN, policy_source=base, reward_source=rm, out_dir=out, config=knobs, base_model=str(base)
+        )
     wall = time.perf_counter() - started
-    peak = (torch.cuda.max_memory_allocated() if torch.cuda.is_available()
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    peak = (
+        torch.cuda.max_memory_allocated()
+        if torch.cuda.is_available()
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    )
     prompts = HELD_OUT * 4
     before, after = sample(base, prompts, 7), sample(out, prompts, 7)
-    wins = sum(1.0 if words(t) > words(b) else 0.5 if words(t) == words(b) else 0.0
-               for t, b in zip(after, before, strict=True))
+    wins = sum(
+        1.0 if words(t) > words(b) else 0.5 if words(t) == words(b) else 0.0 for t, b in zip(after, before, strict=True)
+    )
     scorer = RewardScorer(rm)
     gain = (sum(scorer.score(prompts, after)) - sum(scorer.score(prompts, before))) / len(prompts)
     low, high = wilson(wins, len(prompts))
-    return {"trainer": trainer, "wall_s": round(wall, 1), "peak_mem_mb": round(peak / 2**20),
-            "win_rate": round(wins / len(prompts), 3), "win_rate_ci95": [round(low, 3), round(high, 3)],
-            "comparisons": len(prompts), "final_kl": metrics.get("final_kl"), "kl_stop": metrics.get("kl_stop"),
-            "stopped_early": metrics.get("stopped_early"), "reward_gain": round(gain, 4),
-            "reward_gain_per_s": round(gain / wall, 5), "steps": metrics.get("steps_done"), "knobs": knobs}
+    return {
+        "trainer": trainer,
+        "wall_s": round(wall, 1),
+        "peak_mem_mb": round(peak / 2**20),
+        "win_rate": round(wins / len(prompts), 3),
+        "win_rate_ci95": [round(low, 3), round(high, 3)],
+        "comparisons": len(prompts),
+        "final_kl": metrics.get("final_kl"),
+        "kl_stop": metrics.get("kl_stop"),
+        "stopped_early": metrics.get("stopped_early"),
+        "reward_gain": round(gain, 4),
+        "reward_gain_per_s": round(gain / wall, 5),
+        "steps": metrics.get("steps_done"),
+        "knobs": knobs,
+    }
 
 
 def main() -> int:
@@ -162,24 +232,37 @@ def main() -> int:
     rows = []
     for trainer in args.trainers.split(","):
         print(f">> {trainer}", flush=True)
-        cmd = [sys.executable, __file__, "--one", trainer, "--work", str(work)] + (["--gpt2-size"] if args.gpt2_size else [])
-        done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+        cmd = [sys.executable, __file__, "--one", trainer, "--work", str(work)] + (
+            ["--gpt2-size"] if args.gpt2_size else []
+        )
+        done = subprocess.run(
+            cmd, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+        )
         line = next((ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")), None)
         if done.returncode or line is None:
             print(done.stdout[-2000:], done.stderr[-4000:])
             raise SystemExit(f"{trainer} failed")
-        rows.append(json.loads(line[len("RESULT "):]))
-    header = f"{'trainer':8} {'wall s':>7} {'peak MB':>8} {'win rate [95% CI]':>22} {'final KL':>9} {'reward gain':>12} {'gain/s':>8}"
+        rows.append(json.loads(line[len("RESULT ") :]))
+    header = (f"{'trainer':8} {'wall s':>7} {'peak MB':>8} {'win rate [95% CI]':>22} {'final KL':>9} "
+              f"{'reward gain':>12} {'gain/s':>8}")
     print(header)
     for r in rows:
         ci = f"{r['win_rate']:.2f} [{r['win_rate_ci95'][0]:.2f}-{r['win_rate_ci95'][1]:.2f}]"
-        print(f"{r['trainer']:8} {r['wall_s']:>7.1f} {r['peak_mem_mb']:>8} {ci:>22} {r['final_kl']:>9.3f} "
-              f"{r['reward_gain']:>12.3f} {r['reward_gain_per_s']:>8.4f}")
+        print(
+            f"{r['trainer']:8} {r['wall_s']:>7.1f} {r['peak_mem_mb']:>8} {ci:>22} {r['final_kl']:>9.3f} "
+            f"{r['reward_gain']:>12.3f} {r['reward_gain_per_s']:>8.4f}"
+        )
     RESULTS.mkdir(parents=True, exist_ok=True)
-    result = {"model": "gpt2-size (124M)" if args.gpt2_size else "tiny gpt2 (2x64)",
-              "device": "cuda" if torch.cuda.is_available() else "cpu", "torch_threads": torch.get_num_threads(),
-              "train_prompts": len(TRAIN), "held_out_prompts": len(HELD_OUT), "new_tokens": NEW_TOKENS, **info,
-              "trainers": rows}
+    result = {
+        "model": "gpt2-size (124M)" if args.gpt2_size else "tiny gpt2 (2x64)",
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "torch_threads": torch.get_num_threads(),
+        "train_prompts": len(TRAIN),
+        "held_out_prompts": len(HELD_OUT),
+        "new_tokens": NEW_TOKENS,
+        **info,
+        "trainers": rows,
+    }
     (RESULTS / "bench_policy.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {RESULTS / 'bench_policy.json'}")
     return 0

@@ -13,11 +13,19 @@ def register(sub) -> None:
     p = sub.add_parser("train-policy", help="queue a policy run (ppo, dpo, grpo or rloo) for a project")
     p.add_argument("--project", type=int, help="Label Studio project id (required unless --knobs)")
     p.add_argument("--trainer", choices=POLICY_TRAINERS, help="policy trainer (default: POLICY_TRAINER)")
-    p.add_argument("--set", action="append", default=[], metavar="KNOB=VALUE",
-                   help="override a knob of the trainer for this run, e.g. --set beta=0.2 (repeatable; see --knobs)")
-    p.add_argument("--force", action="store_true",
-                   help="run even if the reward model is below PPO_MIN_ACCURACY (ppo, grpo, rloo) or too few "
-                        "annotations changed since the last DPO policy (dpo)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KNOB=VALUE",
+        help="override a knob of the trainer for this run, e.g. --set beta=0.2 (repeatable; see --knobs)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="run even if the reward model is below PPO_MIN_ACCURACY (ppo, grpo, rloo) or too few "
+        "annotations changed since the last DPO policy (dpo)",
+    )
     p.add_argument("--knobs", action="store_true", help="list the trainer's knobs with their defaults and exit")
     p.set_defaults(func=run)
 
@@ -40,8 +48,14 @@ def run(args) -> int:
     kwargs = {"config": overrides} if overrides else {}
     if args.force:
         kwargs["force"] = True
-    queued = JobQueue(settings).enqueue(JobKind.POLICY, args.project, rate_limited=False, trainer=trainer,
-                                        reason=f"queued by hand (prefloop train-policy --trainer {trainer})", **kwargs)
+    queued = JobQueue(settings).enqueue(
+        JobKind.POLICY,
+        args.project,
+        rate_limited=False,
+        trainer=trainer,
+        reason=f"queued by hand (prefloop train-policy --trainer {trainer})",
+        **kwargs,
+    )
     state = "already waiting" if queued.coalesced else "queued"
     print(f"{trainer.upper()} for project {args.project}: {state} as job {queued.job_id}")
     return 0

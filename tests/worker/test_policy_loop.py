@@ -20,12 +20,29 @@ from prefloop.queue import JobKind, JobQueue
 from tests.worker.test_ppo_loop import HELD_OUT, TRAIN_PROMPTS, annotate, sample, words
 
 KNOBS = {  # a tiny random GPT-2 needs far larger steps than GPT-2
-    "dpo": {"learning_rate": 1e-3, "per_device_train_batch_size": 16, "num_train_epochs": 2, "max_prompt_tokens": 64,
-            "kl_stop": 20.0},
-    "grpo": {"learning_rate": 3e-3, "steps": 16, "prompts_per_step": 8, "num_generations": 8, "max_prompt_tokens": 64,
-             "kl_stop": 20.0},
-    "rloo": {"learning_rate": 3e-3, "steps": 16, "prompts_per_step": 8, "num_generations": 8, "max_prompt_tokens": 64,
-             "kl_stop": 20.0},
+    "dpo": {
+        "learning_rate": 1e-3,
+        "per_device_train_batch_size": 16,
+        "num_train_epochs": 2,
+        "max_prompt_tokens": 64,
+        "kl_stop": 20.0,
+    },
+    "grpo": {
+        "learning_rate": 3e-3,
+        "steps": 16,
+        "prompts_per_step": 8,
+        "num_generations": 8,
+        "max_prompt_tokens": 64,
+        "kl_stop": 20.0,
+    },
+    "rloo": {
+        "learning_rate": 3e-3,
+        "steps": 16,
+        "prompts_per_step": 8,
+        "num_generations": 8,
+        "max_prompt_tokens": 64,
+        "kl_stop": 20.0,
+    },
 }
 OLD = "pi-20250101-000000-old"  # a policy version that wrote some of the answers (for the on-policy filter)
 
@@ -48,8 +65,12 @@ def loop(request, tmp_path_factory):
         side = "left" if choice["chosen"] == a else "right"
         meta = {"policy_version": OLD if i % 3 == 0 else "pi-base", "prompt_key": prompt}
         result = [{"from_name": "pw", "to_name": "answer1,answer2", "type": "pairwise", "value": {"selected": side}}]
-        tasks.append({"data": {"prompt": prompt, "answer1": a, "answer2": b, "prefloop": meta},
-                      "annotations": [{"result": result}]})
+        tasks.append(
+            {
+                "data": {"prompt": prompt, "answer1": a, "answer2": b, "prefloop": meta},
+                "annotations": [{"result": result}],
+            }
+        )
     pid = label_studio.create_project(load_label_config("pairwise"), title="policy trainers loop")
     label_studio.import_tasks(pid, tasks)
     return {"project_id": pid, "tasks": len(tasks), "tiny": tiny, "rm": tmp_path_factory.mktemp("loop-rm")}
@@ -74,11 +95,23 @@ def reward_from_label_studio(settings, loop) -> str:
 
     if not (loop["rm"] / "config.json").is_file():
         client = LabelStudioClient(settings)
-        pairs, _ = tasks_to_pairs(client.iter_tasks(loop["project_id"], fields="all"),
-                                  parse_pairwise_config(client.get_label_config(loop["project_id"])))
-        metrics = train_reward(pairs, str(loop["tiny"]), loop["rm"], {
-            "learning_rate": 2e-3, "num_train_epochs": 2, "per_device_train_batch_size": 16, "device": "cpu",
-            "eval_points": 0, "warmup_ratio": 0.0})
+        pairs, _ = tasks_to_pairs(
+            client.iter_tasks(loop["project_id"], fields="all"),
+            parse_pairwise_config(client.get_label_config(loop["project_id"])),
+        )
+        metrics = train_reward(
+            pairs,
+            str(loop["tiny"]),
+            loop["rm"],
+            {
+                "learning_rate": 2e-3,
+                "num_train_epochs": 2,
+                "per_device_train_batch_size": 16,
+                "device": "cpu",
+                "eval_points": 0,
+                "warmup_ratio": 0.0,
+            },
+        )
         assert metrics["eval/accuracy"] >= settings.ppo_min_accuracy, metrics
     return publish_copy(ArtifactStore(settings.model_dir), loop["project_id"], loop["rm"])
 
@@ -86,8 +119,9 @@ def reward_from_label_studio(settings, loop) -> str:
 def win_rate(tiny, policy_dir) -> float:
     prompts = HELD_OUT * 4
     base, tuned = sample(tiny, prompts, seed=7), sample(policy_dir, prompts, seed=7)
-    wins = sum(1.0 if words(t) > words(b) else 0.5 if words(t) == words(b) else 0.0
-               for t, b in zip(tuned, base, strict=True))
+    wins = sum(
+        1.0 if words(t) > words(b) else 0.5 if words(t) == words(b) else 0.0 for t, b in zip(tuned, base, strict=True)
+    )
     return wins / len(prompts)
 
 
@@ -106,7 +140,14 @@ def test_closed_loop_policy_wins_under_the_annotators_preference(trainer, label_
     assert result["started_from"] == "pi-base" and result.get("reward_version") == reward_version
     policy_dir = store.current_path(pid, "policy")
     assert policy_dir.name == result["version"] == store.current(pid)["policy"]
-    for name in ("config.json", "tokenizer.json", f"{trainer}_config.json", "metrics.json", "samples.json", "curve.png"):
+    for name in (
+        "config.json",
+        "tokenizer.json",
+        f"{trainer}_config.json",
+        "metrics.json",
+        "samples.json",
+        "curve.png",
+    ):
         assert (policy_dir / name).is_file(), name
     metrics = json.loads((policy_dir / "metrics.json").read_text())
     assert metrics["trainer"] == trainer and metrics["stopped_early"] is None, metrics
@@ -132,13 +173,19 @@ def test_dpo_on_policy_trains_only_on_pairs_the_current_policy_wrote(label_studi
     here) give pairs; the tasks an older policy answered are left out."""
     from worker.jobs import train_policy
 
-    result = train_policy(loop["project_id"], reason="iterative", trainer="dpo", force=True,
-                          config={"on_policy": True, "max_steps": 2, "kl_check_steps": 1, "max_prompt_tokens": 64})
+    result = train_policy(
+        loop["project_id"],
+        reason="iterative",
+        trainer="dpo",
+        force=True,
+        config={"on_policy": True, "max_steps": 2, "kl_check_steps": 1, "max_prompt_tokens": 64},
+    )
     assert result["status"] == "published", result
     old = result["pairs"] - result["on_policy_pairs"]
     assert 0 < old and abs(old - result["pairs"] / 3) <= 0.05 * result["pairs"], result
-    data = json.loads((ArtifactStore(job_settings.model_dir).current_path(loop["project_id"], "policy")
-                       / "data.json").read_text())
+    data = json.loads(
+        (ArtifactStore(job_settings.model_dir).current_path(loop["project_id"], "policy") / "data.json").read_text()
+    )
     assert len(data["task_ids"]) == result["on_policy_pairs"] == result["metrics"]["dpo/pairs"]
 
 
@@ -159,17 +206,34 @@ def test_bad_input_skips_with_the_reason(job_settings, label_studio, monkeypatch
     assert result["status"] == "skipped" and "no knob 'betaa'" in result["reason"], result
 
     result = [{"from_name": "pw", "to_name": "answer1,answer2", "type": "pairwise", "value": {"selected": "left"}}]
-    label_studio.import_tasks(pid, [{"data": {"prompt": f"Question {i}?", "answer1": "a b c", "answer2": "d",
-                                              "prefloop": {"policy_version": OLD}},
-                                     "annotations": [{"result": result}]} for i in range(4)])
+    label_studio.import_tasks(
+        pid,
+        [
+            {
+                "data": {
+                    "prompt": f"Question {i}?",
+                    "answer1": "a b c",
+                    "answer2": "d",
+                    "prefloop": {"policy_version": OLD},
+                },
+                "annotations": [{"result": result}],
+            }
+            for i in range(4)
+        ],
+    )
     result = train_policy(pid, reason="test", trainer="dpo", force=True)
     assert result["status"] == "skipped" and "only 4 usable preference pair(s)" in result["reason"], result
     result = train_policy(pid, reason="test", trainer="dpo", force=True, config={"on_policy": True, "min_pairs": 2})
     assert result["status"] == "skipped" and "written by the current policy pi-base" in result["reason"], result
     result = train_policy(pid, reason="test", trainer="dpo", config={"min_pairs": 2})  # 4 annotations < 10
     assert result["status"] == "skipped" and "DPO_MIN_NEW_ANNOTATIONS=10" in result["reason"], result
-    result = train_policy(pid, reason="test", trainer="dpo", force=True,
-                          config={"min_pairs": 2, "max_steps": 1, "max_new_tokens": 4, "kl_prompts": 2})
+    result = train_policy(
+        pid,
+        reason="test",
+        trainer="dpo",
+        force=True,
+        config={"min_pairs": 2, "max_steps": 1, "max_new_tokens": 4, "kl_prompts": 2},
+    )
     assert result["status"] == "published", result
     from worker import runtime
 
@@ -190,8 +254,12 @@ def test_train_policy_command_queues_the_trainer_with_its_knobs(settings, monkey
     [job] = JobQueue(settings).jobs(7)
     assert job["kind"] == JobKind.POLICY.value and job["trainer"] == "grpo" and job["id"] in capsys.readouterr().out
     assert JobQueue(settings).fetch(job["id"]).kwargs == {
-        "project_id": 7, "reason": "queued by hand (prefloop train-policy --trainer grpo)", "trainer": "grpo",
-        "config": {"beta": 0.1}, "force": True}
+        "project_id": 7,
+        "reason": "queued by hand (prefloop train-policy --trainer grpo)",
+        "trainer": "grpo",
+        "config": {"beta": 0.1},
+        "force": True,
+    }
     assert main(["train-policy", "--project", "8", "--trainer", "dpo", "--set", "num_generations=4"]) == 1
     assert "DPO config has no knob 'num_generations'" in capsys.readouterr().err and JobQueue(settings).jobs(8) == []
     with pytest.raises(SystemExit):

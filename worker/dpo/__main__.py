@@ -1,6 +1,7 @@
 """DPO outside the queue, e.g. on several GPUs:
 
-    accelerate launch --multi_gpu --num_processes N -m worker.dpo --pairs pairs.jsonl --policy gpt2 --out ./policy-out --set beta=0.1
+    accelerate launch --multi_gpu --num_processes N -m worker.dpo --pairs pairs.jsonl --policy gpt2 \\
+        --out ./policy-out --set beta=0.1
     python -m worker.dpo --pairs pairs.jsonl --policy ./tiny --out ./policy-out          # one device
 
 `--pairs` is what `prefloop export` writes (prompt/chosen/rejected JSONL); `--reward` (optional) is
@@ -34,8 +35,15 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     setup_logging("INFO")
     config = DPOKnobs.from_overrides(parse_set(args.set))
-    metrics = train_dpo(read_pairs(args.pairs), args.policy, args.out, config, reward_source=args.reward,
-                        device=args.device, base_model=args.policy)
+    metrics = train_dpo(
+        read_pairs(args.pairs),
+        args.policy,
+        args.out,
+        config,
+        reward_source=args.reward,
+        device=args.device,
+        base_model=args.policy,
+    )
     from accelerate import PartialState
 
     if PartialState().is_main_process:  # under `accelerate launch` every process returns the same metrics

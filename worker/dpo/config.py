@@ -21,10 +21,16 @@ class DPOKnobs(Knobs):
 
     # --- data ------------------------------------------------------------------------------------
     min_pairs: int = knob(8, "Fewer usable preference pairs than this: the run is skipped.")
-    on_policy: bool = knob(False, "Iterative DPO: train only on pairs whose answers the current policy wrote "
-                                  "(data.prefloop.policy_version of the task), not on older policies' answers.")
-    max_length: int = knob(512, "Longest prompt + answer in tokens (capped at the model's context length); "
-                                "longer sequences are truncated at the end, prompts that alone fill it are dropped.")
+    on_policy: bool = knob(
+        False,
+        "Iterative DPO: train only on pairs whose answers the current policy wrote "
+        "(data.prefloop.policy_version of the task), not on older policies' answers.",
+    )
+    max_length: int = knob(
+        512,
+        "Longest prompt + answer in tokens (capped at the model's context length); "
+        "longer sequences are truncated at the end, prompts that alone fill it are dropped.",
+    )
 
     # --- schedule --------------------------------------------------------------------------------
     num_train_epochs: float = knob(1.0, "Passes over the pairs.")
@@ -39,14 +45,18 @@ class DPOKnobs(Knobs):
 
     # --- loss ------------------------------------------------------------------------------------
     beta: float = knob(0.1, "DPO's beta: the implicit KL weight against the reference (higher: stays closer).")
-    loss_type: str = knob("sigmoid", "TRL loss: sigmoid (DPO), hinge, ipo, robust, bco_pair, sppo_hard, nca_pair, "
-                                     "apo_zero, apo_down.")
+    loss_type: str = knob(
+        "sigmoid", "TRL loss: sigmoid (DPO), hinge, ipo, robust, bco_pair, sppo_hard, nca_pair, apo_zero, apo_down."
+    )
     label_smoothing: float = knob(0.0, "Robust DPO: the assumed probability that a label is flipped (0: off).")
 
     # --- KL guardrail and report -----------------------------------------------------------------
-    kl_stop: float | None = knob(20.0, "Stop when the measured KL to the starting policy (nats per response) "
-                                       "passes this bound; the weights from the last check within it are kept. "
-                                       "None: never.")
+    kl_stop: float | None = knob(
+        20.0,
+        "Stop when the measured KL to the starting policy (nats per response) "
+        "passes this bound; the weights from the last check within it are kept. "
+        "None: never.",
+    )
     kl_check_steps: int = knob(10, "Optimizer steps between two KL measurements.")
     kl_prompts: int = knob(16, "Prompts sampled (one response each) per KL measurement.")
     max_new_tokens: int = knob(50, "Tokens sampled per response for the KL measurement and samples.json.")
@@ -55,8 +65,17 @@ class DPOKnobs(Knobs):
     logging_steps: int = knob(5, "Optimizer steps between two logged training rows.")
 
     def __post_init__(self) -> None:
-        for name in ("min_pairs", "max_length", "per_device_train_batch_size", "gradient_accumulation_steps",
-                     "kl_check_steps", "kl_prompts", "max_new_tokens", "max_prompt_tokens", "logging_steps"):
+        for name in (
+            "min_pairs",
+            "max_length",
+            "per_device_train_batch_size",
+            "gradient_accumulation_steps",
+            "kl_check_steps",
+            "kl_prompts",
+            "max_new_tokens",
+            "max_prompt_tokens",
+            "logging_steps",
+        ):
             if getattr(self, name) < 1:
                 raise InputError(f"DPO config: {name} must be at least 1, got {getattr(self, name)}")
         if self.learning_rate <= 0 or self.beta <= 0 or self.num_train_epochs <= 0 or self.max_steps < 0:

@@ -30,8 +30,12 @@ def last_seen(store: ArtifactStore, project_id: int) -> dict[str, str]:
     """Annotation snapshot (id -> updated_at) of the newest published DPO policy."""
     for entry in reversed(store.versions(project_id, "policy")):
         if (entry.get("metrics") or {}).get("trainer") == "dpo":
-            return dict((read_json(store.version_dir(project_id, "policy", entry["version"]) / "data.json")
-                         or {}).get("annotations_seen") or {})
+            return dict(
+                (read_json(store.version_dir(project_id, "policy", entry["version"]) / "data.json") or {}).get(
+                    "annotations_seen"
+                )
+                or {}
+            )
     return {}
 
 
@@ -45,9 +49,17 @@ def written_by(tasks: list[dict[str, Any]], version: str) -> set[int]:
     return out
 
 
-def dpo_job(settings: Settings, project_id: int, *, forced: bool = False, force: bool = False,
-            on_change: bool = False, config: dict[str, Any] | None = None, reason: str = "",
-            **_: Any) -> dict[str, Any]:
+def dpo_job(
+    settings: Settings,
+    project_id: int,
+    *,
+    forced: bool = False,
+    force: bool = False,
+    on_change: bool = False,
+    config: dict[str, Any] | None = None,
+    reason: str = "",
+    **_: Any,
+) -> dict[str, Any]:
     """`force`: train whatever changed; `on_change` (the Train button): train when at least one
     annotation changed since the last DPO policy; otherwise DPO_MIN_NEW_ANNOTATIONS must have."""
     from prefloop.label_config import parse_pairwise_config
@@ -58,22 +70,29 @@ def dpo_job(settings: Settings, project_id: int, *, forced: bool = False, force:
     progress = Progress("reading annotations")
     store = ArtifactStore(settings.model_dir)
     store.sweep_staging(project_id)
-    knobs, skip = contract.knobs(DPOKnobs, "dpo", project_id, {"max_new_tokens": settings.max_new_tokens,
-                                                                **(config or {})})
+    knobs, skip = contract.knobs(
+        DPOKnobs, "dpo", project_id, {"max_new_tokens": settings.max_new_tokens, **(config or {})}
+    )
     if skip:
         return skip
     client = LabelStudioClient(settings)
     tasks = list(client.iter_tasks(project_id, fields="all"))
-    pairs, summary = tasks_to_pairs(tasks, parse_pairwise_config(client.get_label_config(project_id)),
-                                    settings.chat_template)
+    pairs, summary = tasks_to_pairs(
+        tasks, parse_pairwise_config(client.get_label_config(project_id)), settings.chat_template
+    )
     changes = count_changes(last_seen(store, project_id), summary.seen)
     base = {"changes": changes, "pairs": len(pairs), "conversion": summary.as_dict()}
     needed = 1 if on_change else settings.dpo_min_new_annotations
     if not (force or forced) and changes < needed:
         bar = "the Train button needs one" if on_change else f"DPO_MIN_NEW_ANNOTATIONS={needed}"
-        return contract.skipped("dpo", project_id, f"{changes} new or changed annotation(s) since the last DPO "
-                                f"policy, fewer than {bar} (`prefloop train-policy --trainer dpo --force` trains "
-                                "anyway)", **base)
+        return contract.skipped(
+            "dpo",
+            project_id,
+            f"{changes} new or changed annotation(s) since the last DPO "
+            f"policy, fewer than {bar} (`prefloop train-policy --trainer dpo --force` trains "
+            "anyway)",
+            **base,
+        )
     start = contract.starting_policy(settings, store, project_id)
     if knobs.on_policy:
         version = start["policy_version"] or BASE_POLICY
@@ -81,12 +100,20 @@ def dpo_job(settings: Settings, project_id: int, *, forced: bool = False, force:
         pairs = [p for p in pairs if p.task_id in mine]
         base["on_policy_pairs"] = len(pairs)
         if len(pairs) < knobs.min_pairs:
-            return contract.skipped("dpo", project_id, f"on_policy: only {len(pairs)} pair(s) have answers written by "
-                                    f"the current policy {version}; DPO needs at least {knobs.min_pairs} (min_pairs)",
-                                    **base)
+            return contract.skipped(
+                "dpo",
+                project_id,
+                f"on_policy: only {len(pairs)} pair(s) have answers written by "
+                f"the current policy {version}; DPO needs at least {knobs.min_pairs} (min_pairs)",
+                **base,
+            )
     elif len(pairs) < knobs.min_pairs:
-        return contract.skipped("dpo", project_id, f"only {len(pairs)} usable preference pair(s); DPO needs at "
-                                f"least {knobs.min_pairs} (min_pairs)", **base)
+        return contract.skipped(
+            "dpo",
+            project_id,
+            f"only {len(pairs)} usable preference pair(s); DPO needs at least {knobs.min_pairs} (min_pairs)",
+            **base,
+        )
     reward_version = store.current(project_id).get("reward")
     reward_dir = store.kind_dir(project_id, "reward") / reward_version if reward_version else None
 
@@ -97,19 +124,45 @@ def dpo_job(settings: Settings, project_id: int, *, forced: bool = False, force:
     def train(staged):
         from worker.dpo.train import train_dpo
 
-        metrics = train_dpo(pairs, start["policy_source"], staged, knobs, reward_source=reward_dir,
-                            device=settings.device, base_model=start["base_model"],
-                            lora=LoraSettings.from_settings(settings), template=settings.chat_template,
-                            progress=report, extra_config={"project_id": project_id, "reason": reason,
-                                                           "policy_version": start["policy_version"],
-                                                           "base_model": start["base_model"]})
-        write_json(staged / "data.json", {"annotations_seen": summary.seen, "conversion": summary.as_dict(),
-                                          "task_ids": sorted({p.task_id for p in pairs if p.task_id is not None})})
+        metrics = train_dpo(
+            pairs,
+            start["policy_source"],
+            staged,
+            knobs,
+            reward_source=reward_dir,
+            device=settings.device,
+            base_model=start["base_model"],
+            lora=LoraSettings.from_settings(settings),
+            template=settings.chat_template,
+            progress=report,
+            extra_config={
+                "project_id": project_id,
+                "reason": reason,
+                "policy_version": start["policy_version"],
+                "base_model": start["base_model"],
+            },
+        )
+        write_json(
+            staged / "data.json",
+            {
+                "annotations_seen": summary.seen,
+                "conversion": summary.as_dict(),
+                "task_ids": sorted({p.task_id for p in pairs if p.task_id is not None}),
+            },
+        )
         progress.update(1, stage="publishing", force=True)
         return metrics
 
     try:
-        return contract.train_and_publish(settings, store, project_id, "dpo", train,
-                                          policy_version=start["policy_version"], reward_version=reward_version, **base)
+        return contract.train_and_publish(
+            settings,
+            store,
+            project_id,
+            "dpo",
+            train,
+            policy_version=start["policy_version"],
+            reward_version=reward_version,
+            **base,
+        )
     except JobSkipped as exc:
         return contract.skipped("dpo", project_id, str(exc), **base)

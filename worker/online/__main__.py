@@ -1,7 +1,7 @@
 """GRPO or RLOO outside the queue, e.g. on several GPUs:
 
-    accelerate launch --multi_gpu --num_processes N -m worker.online --trainer grpo --policy gpt2 --reward MODEL_DIR/3/reward/rm-... \\
-        --prompts prompts.jsonl --out ./policy-out --set steps=200
+    accelerate launch --multi_gpu --num_processes N -m worker.online --trainer grpo --policy gpt2 \\
+        --reward MODEL_DIR/3/reward/rm-... --prompts prompts.jsonl --out ./policy-out --set steps=200
     python -m worker.online --trainer rloo ...                                          # one device
 
 Prompt files are those `prefloop import-prompts` reads (.json, .jsonl, .csv; prompts or chats).
@@ -34,10 +34,20 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     setup_logging("INFO")
     config = KNOBS[args.trainer].from_overrides(parse_set(args.set))
-    prompts = [Conversation.of(r.prompt if r.messages is None else [{"role": a, "content": b} for a, b in r.messages])
-               for r in read_prompts(args.prompts)]
-    metrics = train_online(args.trainer, prompts, policy_source=args.policy, reward_source=args.reward,
-                           out_dir=args.out, config=config, device=args.device, base_model=args.policy)
+    prompts = [
+        Conversation.of(r.prompt if r.messages is None else [{"role": a, "content": b} for a, b in r.messages])
+        for r in read_prompts(args.prompts)
+    ]
+    metrics = train_online(
+        args.trainer,
+        prompts,
+        policy_source=args.policy,
+        reward_source=args.reward,
+        out_dir=args.out,
+        config=config,
+        device=args.device,
+        base_model=args.policy,
+    )
     from accelerate import PartialState
 
     if PartialState().is_main_process:  # under `accelerate launch` every process returns the same metrics

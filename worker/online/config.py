@@ -38,9 +38,12 @@ class OnlineKnobs(Knobs):
     epsilon: float = knob(0.2, "Clip range of the policy ratio.")
 
     # --- KL guardrail and report -----------------------------------------------------------------
-    kl_stop: float | None = knob(20.0, "Stop when the measured KL to the starting policy (nats per response) "
-                                       "passes this bound; the weights from the last check within it are kept. "
-                                       "None: never.")
+    kl_stop: float | None = knob(
+        20.0,
+        "Stop when the measured KL to the starting policy (nats per response) "
+        "passes this bound; the weights from the last check within it are kept. "
+        "None: never.",
+    )
     kl_check_steps: int = knob(10, "Optimizer steps between two KL measurements.")
     kl_prompts: int = knob(16, "Prompts sampled (one response each) per KL measurement.")
     sample_prompts: int = knob(4, "Prompts whose responses before and after training go into samples.json.")
@@ -48,13 +51,23 @@ class OnlineKnobs(Knobs):
 
     def __post_init__(self) -> None:
         name = self.label.split()[0]
-        for field in ("steps", "prompts_per_step", "num_iterations", "max_new_tokens", "max_prompt_tokens",
-                      "kl_check_steps", "kl_prompts", "logging_steps"):
+        for field in (
+            "steps",
+            "prompts_per_step",
+            "num_iterations",
+            "max_new_tokens",
+            "max_prompt_tokens",
+            "kl_check_steps",
+            "kl_prompts",
+            "logging_steps",
+        ):
             if getattr(self, field) < 1:
                 raise InputError(f"{name} config: {field} must be at least 1, got {getattr(self, field)}")
         if self.num_generations < 2:
-            raise InputError(f"{name} config: num_generations must be at least 2 (answers baseline each other), "
-                             f"got {self.num_generations}")
+            raise InputError(
+                f"{name} config: num_generations must be at least 2 (answers baseline each other), "
+                f"got {self.num_generations}"
+            )
         if self.learning_rate <= 0 or self.beta < 0 or self.temperature <= 0 or self.epsilon <= 0:
             raise InputError(f"{name} config: learning_rate, temperature and epsilon must be > 0, beta >= 0")
         if self.kl_stop is not None and self.kl_stop <= 0:

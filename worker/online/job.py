@@ -16,16 +16,26 @@ from worker.online.train import KNOBS
 from worker.trainers import contract
 
 
-def online_job(settings: Settings, project_id: int, *, trainer: str, forced: bool = False, force: bool = False,
-               config: dict[str, Any] | None = None, reason: str = "", **_: Any) -> dict[str, Any]:
+def online_job(
+    settings: Settings,
+    project_id: int,
+    *,
+    trainer: str,
+    forced: bool = False,
+    force: bool = False,
+    config: dict[str, Any] | None = None,
+    reason: str = "",
+    **_: Any,
+) -> dict[str, Any]:
     from worker.runtime import Progress
 
     if trainer not in KNOBS:
         raise InputError(f"online_job runs grpo or rloo, not {trainer!r}")
     store = ArtifactStore(settings.model_dir)
     store.sweep_staging(project_id)
-    knobs, skip = contract.knobs(KNOBS[trainer], trainer, project_id, {"max_new_tokens": settings.max_new_tokens,
-                                                                        **(config or {})})
+    knobs, skip = contract.knobs(
+        KNOBS[trainer], trainer, project_id, {"max_new_tokens": settings.max_new_tokens, **(config or {})}
+    )
     if skip:
         return skip
     inputs, why = contract.check_reward(settings, store, project_id, force or forced, trainer)
@@ -42,17 +52,36 @@ def online_job(settings: Settings, project_id: int, *, trainer: str, forced: boo
     def train(staged):
         from worker.online.train import train_online
 
-        metrics = train_online(trainer, prompts, policy_source=inputs["policy_source"],
-                               reward_source=inputs["reward_dir"], out_dir=staged, config=knobs,
-                               device=settings.device, base_model=inputs["base_model"],
-                               lora=LoraSettings.from_settings(settings), template=settings.chat_template,
-                               progress=report, extra_config={"project_id": project_id, "reason": reason,
-                                                              "reward_version": inputs["reward_version"],
-                                                              "policy_version": inputs["policy_version"],
-                                                              "base_model": inputs["base_model"]})
+        metrics = train_online(
+            trainer,
+            prompts,
+            policy_source=inputs["policy_source"],
+            reward_source=inputs["reward_dir"],
+            out_dir=staged,
+            config=knobs,
+            device=settings.device,
+            base_model=inputs["base_model"],
+            lora=LoraSettings.from_settings(settings),
+            template=settings.chat_template,
+            progress=report,
+            extra_config={
+                "project_id": project_id,
+                "reason": reason,
+                "reward_version": inputs["reward_version"],
+                "policy_version": inputs["policy_version"],
+                "base_model": inputs["base_model"],
+            },
+        )
         progress.update(knobs.steps, stage="publishing", force=True)
         return metrics
 
-    return contract.train_and_publish(settings, store, project_id, trainer, train,
-                                      reward_version=inputs["reward_version"], policy_version=inputs["policy_version"],
-                                      prompts=len(prompts))
+    return contract.train_and_publish(
+        settings,
+        store,
+        project_id,
+        trainer,
+        train,
+        reward_version=inputs["reward_version"],
+        policy_version=inputs["policy_version"],
+        prompts=len(prompts),
+    )

@@ -24,16 +24,33 @@ KNOBS = {"grpo": GRPOKnobs, "rloo": RLOOKnobs}
 
 
 def curves(name: str) -> list[tuple[str, str]]:
-    return [(f"{name}/reward", "reward-model score (training samples)"), ("objective/kl", "KL to the start (nats, sampled)"),
-            (f"{name}/kl", f"{name.upper()}'s per-token KL"), (f"{name}/loss", "loss"),
-            (f"{name}/reward_std", "reward std within groups"), (f"{name}/completions/mean_length", "answer length (tokens)"),
-            (f"{name}/entropy", "entropy (nats/token)"), (f"{name}/grad_norm", "gradient norm")]
+    return [
+        (f"{name}/reward", "reward-model score (training samples)"),
+        ("objective/kl", "KL to the start (nats, sampled)"),
+        (f"{name}/kl", f"{name.upper()}'s per-token KL"),
+        (f"{name}/loss", "loss"),
+        (f"{name}/reward_std", "reward std within groups"),
+        (f"{name}/completions/mean_length", "answer length (tokens)"),
+        (f"{name}/entropy", "entropy (nats/token)"),
+        (f"{name}/grad_norm", "gradient norm"),
+    ]
 
 
-def train_online(name: str, prompts: Sequence[Any], *, policy_source: str | Path, reward_source: str | Path,
-                 out_dir: str | Path, config: OnlineKnobs | dict | None = None, device: str = "auto",
-                 base_model: str | None = None, lora: Any = None, template: str = "",
-                 progress: trl_run.ProgressFn | None = None, extra_config: dict | None = None) -> dict[str, Any]:
+def train_online(
+    name: str,
+    prompts: Sequence[Any],
+    *,
+    policy_source: str | Path,
+    reward_source: str | Path,
+    out_dir: str | Path,
+    config: OnlineKnobs | dict | None = None,
+    device: str = "auto",
+    base_model: str | None = None,
+    lora: Any = None,
+    template: str = "",
+    progress: trl_run.ProgressFn | None = None,
+    extra_config: dict | None = None,
+) -> dict[str, Any]:
     """Train with GRPO or RLOO (`name`) on `prompts` (Conversations or strings) against the reward
     model at `reward_source`; save into `out_dir` and return the metrics (also in metrics.json)."""
     from datasets import Dataset
@@ -54,7 +71,8 @@ def train_online(name: str, prompts: Sequence[Any], *, policy_source: str | Path
     set_seed(config.seed)
     tokenizer = load_tokenizer(policy_source, padding_side="left")
     model, peft_config, reference, saved_base = trl_run.load_policy(
-        policy_source, base_model or str(policy_source), lora, reference=config.beta == 0)
+        policy_source, base_model or str(policy_source), lora, reference=config.beta == 0
+    )
     by_key = {c.key: c for c in convs}
     scorer = RewardScorer(reward_source, device=str(dev), batch_size=64)
 
@@ -63,28 +81,58 @@ def train_online(name: str, prompts: Sequence[Any], *, policy_source: str | Path
         return [float(x) for x in scores]
 
     cls, args = _trainer(name, config, out, dev, use_bf16(dev))
-    trainer = cls(model=model, reward_funcs=reward_model, args=args, processing_class=tokenizer,
-                  train_dataset=Dataset.from_dict({"prompt": list(by_key)}), peft_config=peft_config)
-    trainer.prefloop_prompt_ids = {k: _prompt_ids(tokenizer, c, template, config.max_prompt_tokens)
-                                   for k, c in by_key.items()}
+    trainer = cls(
+        model=model,
+        reward_funcs=reward_model,
+        args=args,
+        processing_class=tokenizer,
+        train_dataset=Dataset.from_dict({"prompt": list(by_key)}),
+        peft_config=peft_config,
+    )
+    trainer.prefloop_prompt_ids = {
+        k: _prompt_ids(tokenizer, c, template, config.max_prompt_tokens) for k, c in by_key.items()
+    }
     if scorer.device != trainer.accelerator.device:
         scorer.device, scorer.model = trainer.accelerator.device, scorer.model.to(trainer.accelerator.device)
-    resolved = {"policy_source": str(policy_source), "reward_source": str(reward_source), "prompts": len(convs),
-                "lora": trl_run.is_lora(trainer), "saved_base": saved_base, **(extra_config or {})}
+    resolved = {
+        "policy_source": str(policy_source),
+        "reward_source": str(reward_source),
+        "prompts": len(convs),
+        "lora": trl_run.is_lora(trainer),
+        "saved_base": saved_base,
+        **(extra_config or {}),
+    }
     ref = getattr(trainer, "ref_model", None)
 
     def extra(history: list[dict[str, Any]]) -> dict[str, Any]:
         rows = [h for h in history if isinstance(h.get(f"{name}/reward"), (int, float))]
         first = rows[0][f"{name}/reward"] if rows else None
         final = rows[-1][f"{name}/reward"] if rows else None
-        return {"prompts": len(convs), "beta": config.beta, "num_generations": config.num_generations,
-                "initial_reward": first, "final_reward": final, "final_loss": trl_run.last(history, f"{name}/loss")}
+        return {
+            "prompts": len(convs),
+            "beta": config.beta,
+            "num_generations": config.num_generations,
+            "initial_reward": first,
+            "final_reward": final,
+            "final_loss": trl_run.last(history, f"{name}/loss"),
+        }
 
-    return trl_run.run(trainer, name, config=config, out_dir=out, shown=trl_run.pick(convs, config.sample_prompts, config.seed),
-                       kl_prompts=trl_run.pick(convs, config.kl_prompts, config.seed + 1),
-                       reference=ref if ref is not None else reference, reward_source=reward_source,
-                       base_model=saved_base, resolved=resolved, template=template, curves=curves(name), extra=extra,
-                       progress=progress)
+    return trl_run.run(
+        trainer,
+        name,
+        config=config,
+        out_dir=out,
+        shown=trl_run.pick(convs, config.sample_prompts, config.seed),
+        kl_prompts=trl_run.pick(convs, config.kl_prompts, config.seed + 1),
+        reference=ref if ref is not None else reference,
+        reward_source=reward_source,
+        base_model=saved_base,
+        resolved=resolved,
+        template=template,
+        curves=curves(name),
+        extra=extra,
+        progress=progress,
+    )
 
 
 def _prompt_ids(tokenizer: Any, conv: Any, template: str, max_prompt_tokens: int) -> list[int]:
@@ -97,19 +145,49 @@ def _trainer(name: str, config: Any, out: Path, dev: Any, bf16: bool) -> tuple[t
     """The TRL trainer class (prompt ids from prefloop.family) and its config."""
     from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
 
-    common = dict(per_device_train_batch_size=config.prompts_per_step * config.num_generations,
-                  num_generations=config.num_generations, max_completion_length=config.max_new_tokens,
-                  max_steps=config.steps, beta=config.beta, epsilon=config.epsilon,
-                  num_iterations=config.num_iterations, temperature=config.temperature, top_k=0, top_p=1.0,
-                  warmup_steps=config.warmup_ratio, shuffle_dataset=True)
+    common = dict(
+        per_device_train_batch_size=config.prompts_per_step * config.num_generations,
+        num_generations=config.num_generations,
+        max_completion_length=config.max_new_tokens,
+        max_steps=config.steps,
+        beta=config.beta,
+        epsilon=config.epsilon,
+        num_iterations=config.num_iterations,
+        temperature=config.temperature,
+        top_k=0,
+        top_p=1.0,
+        warmup_steps=config.warmup_ratio,
+        shuffle_dataset=True,
+    )
     if name == "grpo":
-        base, args = GRPOTrainer, trl_run.trl_args(GRPOConfig, config, out, dev, bf16, loss_type=config.loss_type,
-                                                    scale_rewards=config.scale_rewards, **common)
+        base, args = (
+            GRPOTrainer,
+            trl_run.trl_args(
+                GRPOConfig,
+                config,
+                out,
+                dev,
+                bf16,
+                loss_type=config.loss_type,
+                scale_rewards=config.scale_rewards,
+                **common,
+            ),
+        )
     else:
         clip = config.reward_clip_range
-        base, args = RLOOTrainer, trl_run.trl_args(
-            RLOOConfig, config, out, dev, bf16, normalize_advantages=config.normalize_advantages,
-            reward_clip_range=None if clip is None else (-clip, clip), **common)
+        base, args = (
+            RLOOTrainer,
+            trl_run.trl_args(
+                RLOOConfig,
+                config,
+                out,
+                dev,
+                bf16,
+                normalize_advantages=config.normalize_advantages,
+                reward_clip_range=None if clip is None else (-clip, clip),
+                **common,
+            ),
+        )
 
     class Trainer(base):  # type: ignore[misc, valid-type]
         prefloop_prompt_ids: dict[str, list[int]] = {}

@@ -23,10 +23,18 @@ from typing import Any
 from prefloop.errors import InputError
 from prefloop.settings import POLICY_TRAINERS
 
-CONFIGS = {"ppo": "worker.ppo.config:PPOConfig", "dpo": "worker.dpo.config:DPOKnobs",
-           "grpo": "worker.online.config:GRPOKnobs", "rloo": "worker.online.config:RLOOKnobs"}
-JOBS = {"ppo": "worker.ppo.job:ppo_job", "dpo": "worker.dpo.job:dpo_job",
-        "grpo": "worker.online.job:online_job", "rloo": "worker.online.job:online_job"}
+CONFIGS = {
+    "ppo": "worker.ppo.config:PPOConfig",
+    "dpo": "worker.dpo.config:DPOKnobs",
+    "grpo": "worker.online.config:GRPOKnobs",
+    "rloo": "worker.online.config:RLOOKnobs",
+}
+JOBS = {
+    "ppo": "worker.ppo.job:ppo_job",
+    "dpo": "worker.dpo.job:dpo_job",
+    "grpo": "worker.online.job:online_job",
+    "rloo": "worker.online.job:online_job",
+}
 
 
 def check_trainer(name: str) -> str:

@@ -13,8 +13,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from prefloop.artifacts import BASE_POLICY, ArtifactStore, read_json
 from prefloop.errors import InputError, QueueUnavailable
@@ -64,31 +65,38 @@ def starting_policy(settings: Settings, store: ArtifactStore, project_id: int) -
     return {"policy_source": source, "policy_version": version, "base_model": base}
 
 
-def check_reward(settings: Settings, store: ArtifactStore, project_id: int, force: bool,
-                 trainer: str = "ppo") -> tuple[dict | None, str | None]:
+def check_reward(
+    settings: Settings, store: ArtifactStore, project_id: int, force: bool, trainer: str = "ppo"
+) -> tuple[dict | None, str | None]:
     """For the trainers that optimise the reward model (PPO, GRPO, RLOO):
     ({reward_dir, reward_version, reward_accuracy, policy_source, policy_version, base_model}, None)
     or (None, the reason to skip)."""
     name = trainer.upper()
     current = store.current(project_id)
     if not current.get("reward"):
-        return None, (f"no reward model yet: {name} optimises the reward model's score; annotate pairs and train "
-                      "one first (Train in Label Studio, or wait for MIN_NEW_ANNOTATIONS annotations)")
+        return None, (
+            f"no reward model yet: {name} optimises the reward model's score; annotate pairs and train "
+            "one first (Train in Label Studio, or wait for MIN_NEW_ANNOTATIONS annotations)"
+        )
     reward_dir = store.kind_dir(project_id, "reward") / current["reward"]
     accuracy = reward_accuracy(read_json(reward_dir / "metrics.json"))
     if not force and (accuracy is None or accuracy < settings.ppo_min_accuracy):
         shown = "unknown" if accuracy is None else f"{accuracy:.3f}"
-        return None, (f"reward model {current['reward']} has eval accuracy {shown}, below PPO_MIN_ACCURACY="
-                      f"{settings.ppo_min_accuracy}: collect more annotations, or lower PPO_MIN_ACCURACY, or queue "
-                      f"with `prefloop train-policy --trainer {trainer} --force`")
+        return None, (
+            f"reward model {current['reward']} has eval accuracy {shown}, below PPO_MIN_ACCURACY="
+            f"{settings.ppo_min_accuracy}: collect more annotations, or lower PPO_MIN_ACCURACY, or queue "
+            f"with `prefloop train-policy --trainer {trainer} --force`"
+        )
     start = starting_policy(settings, store, project_id)
     # The reward model scores the policy's decoded text through its own tokenizer (prefloop.family), so
     # its backbone need not be the policy's. What still matters: a LoRA version loads onto its base.
     for what, source in (("reward model " + current["reward"], reward_dir), ("policy", start["policy_source"])):
         missing = missing_adapter_base(source)
         if missing:
-            return None, (f"{what} is a LoRA adapter on base model {missing!r}, which is not there any more: "
-                          "restore that directory (or retrain)")
+            return None, (
+                f"{what} is a LoRA adapter on base model {missing!r}, which is not there any more: "
+                "restore that directory (or retrain)"
+            )
     return {"reward_dir": reward_dir, "reward_version": current["reward"], "reward_accuracy": accuracy, **start}, None
 
 
@@ -107,8 +115,11 @@ def read_prompts(settings: Settings, project_id: int, *, conversations: bool = F
     for task in client.iter_tasks(project_id, fields="all"):
         data = task.get("data") or {}
         try:
-            prompt = task_conversation(data, config) if conversations else \
-                render_prompt(data, config, settings.chat_template)
+            prompt = (
+                task_conversation(data, config)
+                if conversations
+                else render_prompt(data, config, settings.chat_template)
+            )
         except InputError:
             bad += 1
             continue
@@ -117,8 +128,11 @@ def read_prompts(settings: Settings, project_id: int, *, conversations: bool = F
 
 
 def no_prompts(trainer: str, project_id: int, bad: int) -> dict[str, Any]:
-    return skipped(trainer, project_id, f"no prompts: project {project_id} has no task with a usable prompt "
-                                        f"({bad} unusable); import tasks first")
+    return skipped(
+        trainer,
+        project_id,
+        f"no prompts: project {project_id} has no task with a usable prompt ({bad} unusable); import tasks first",
+    )
 
 
 def knobs(config_cls: Any, trainer: str, project_id: int, overrides: Mapping[str, Any]) -> tuple[Any, dict | None]:
@@ -129,23 +143,36 @@ def knobs(config_cls: Any, trainer: str, project_id: int, overrides: Mapping[str
         return None, skipped(trainer, project_id, str(exc))
 
 
-def train_and_publish(settings: Settings, store: ArtifactStore, project_id: int, trainer: str,
-                      train: Callable[[Path], dict[str, Any]], **result: Any) -> dict[str, Any]:
+def train_and_publish(
+    settings: Settings,
+    store: ArtifactStore,
+    project_id: int,
+    trainer: str,
+    train: Callable[[Path], dict[str, Any]],
+    **result: Any,
+) -> dict[str, Any]:
     """Run `train(staging_dir) -> metrics`, publish the directory as a new policy version, and
     return the job result (plus the regeneration REGENERATE_AFTER_PPO asks for)."""
     with store.staging(project_id, "policy") as staged:
         metrics = train(staged)
         version = store.publish(project_id, "policy", staged)
-    out = {"status": "published", "trainer": trainer, "version": version, "model_version": store.model_version(project_id),
-           **result, "metrics": {k: v for k, v in metrics.items() if k != "history"}}
+    out = {
+        "status": "published",
+        "trainer": trainer,
+        "version": version,
+        "model_version": store.model_version(project_id),
+        **result,
+        "metrics": {k: v for k, v in metrics.items() if k != "history"},
+    }
     out["started_from"] = out.pop("policy_version", None) or BASE_POLICY
     from worker.predictions import push_after  # the serving model_version changed: re-label the picks
 
     out["predictions"] = push_after(settings, project_id, f"policy {version}")
     if settings.regenerate_after_ppo:
         out["regenerate"] = queue_regeneration(settings, project_id, version)
-    logger.info("%s for project %s published %s (KL %.3f)", trainer.upper(), project_id, version,
-                metrics.get("final_kl") or 0.0)
+    logger.info(
+        "%s for project %s published %s (KL %.3f)", trainer.upper(), project_id, version, metrics.get("final_kl") or 0.0
+    )
     return out
 
 
@@ -153,8 +180,11 @@ def queue_regeneration(settings: Settings, project_id: int, version: str) -> dic
     from prefloop.queue import JobKind, JobQueue
 
     try:
-        return JobQueue(settings).enqueue(JobKind.GENERATE, project_id, reason=f"policy {version} published",
-                                          regenerate=True).as_dict()
+        return (
+            JobQueue(settings)
+            .enqueue(JobKind.GENERATE, project_id, reason=f"policy {version} published", regenerate=True)
+            .as_dict()
+        )
     except QueueUnavailable as exc:
         logger.warning("could not queue regeneration after %s: %s", version, exc)
         return {"error": str(exc)}

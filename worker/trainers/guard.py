@@ -20,7 +20,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from transformers import TrainerCallback
@@ -34,8 +35,9 @@ def _reference_context(policy: Any, reference: Any):
     return contextlib.nullcontext()
 
 
-def encode_conversations(tokenizer: Any, convs: Sequence[Any], *, template: str, max_prompt_tokens: int,
-                         device: Any) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_conversations(
+    tokenizer: Any, convs: Sequence[Any], *, template: str, max_prompt_tokens: int, device: Any
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Left-padded (ids, mask) of the generation prompts (prefloop.family's rendering); a prompt
     longer than max_prompt_tokens keeps its end."""
     from prefloop import family
@@ -45,26 +47,38 @@ def encode_conversations(tokenizer: Any, convs: Sequence[Any], *, template: str,
     ids = torch.full((len(rows), width), pad, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for i, row in enumerate(rows):
-        ids[i, width - len(row):] = torch.tensor(row, dtype=torch.long)
-        mask[i, width - len(row):] = 1
+        ids[i, width - len(row) :] = torch.tensor(row, dtype=torch.long)
+        mask[i, width - len(row) :] = 1
     return ids.to(device), mask.to(device)
 
 
 @torch.no_grad()
-def sample_responses(lm: Any, tokenizer: Any, convs: Sequence[Any], *, max_new_tokens: int, max_prompt_tokens: int,
-                     template: str = "") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
+def sample_responses(
+    lm: Any, tokenizer: Any, convs: Sequence[Any], *, max_new_tokens: int, max_prompt_tokens: int, template: str = ""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
     """Pure sampling: (query ids, query mask, response ids, response mask (EOS included), answers)."""
     from transformers import GenerationConfig
 
     from prefloop import family
 
     device = next(lm.parameters()).device
-    q, qm = encode_conversations(tokenizer, convs, template=template, max_prompt_tokens=max_prompt_tokens, device=device)
+    q, qm = encode_conversations(
+        tokenizer, convs, template=template, max_prompt_tokens=max_prompt_tokens, device=device
+    )
     stop = list(family.eos_ids(tokenizer, lm))
-    config = GenerationConfig(do_sample=True, temperature=1.0, top_k=0, top_p=1.0, min_new_tokens=0,
-                              max_new_tokens=max_new_tokens, eos_token_id=stop, pad_token_id=family.pad_id(tokenizer),
-                              repetition_penalty=1.0, use_cache=True)
-    resp = lm.generate(input_ids=q, attention_mask=qm, generation_config=config)[:, q.shape[1]:]
+    config = GenerationConfig(
+        do_sample=True,
+        temperature=1.0,
+        top_k=0,
+        top_p=1.0,
+        min_new_tokens=0,
+        max_new_tokens=max_new_tokens,
+        eos_token_id=stop,
+        pad_token_id=family.pad_id(tokenizer),
+        repetition_penalty=1.0,
+        use_cache=True,
+    )
+    resp = lm.generate(input_ids=q, attention_mask=qm, generation_config=config)[:, q.shape[1] :]
     is_stop = torch.zeros_like(resp, dtype=torch.bool)
     for token in stop:
         is_stop |= resp == token
@@ -74,8 +88,17 @@ def sample_responses(lm: Any, tokenizer: Any, convs: Sequence[Any], *, max_new_t
     return q, qm, resp, mask, answers
 
 
-def sample_texts(lm: Any, tokenizer: Any, convs: Sequence[Any], *, max_new_tokens: int, max_prompt_tokens: int,
-                 template: str = "", batch_size: int = 32, seed: int = 0) -> list[str]:
+def sample_texts(
+    lm: Any,
+    tokenizer: Any,
+    convs: Sequence[Any],
+    *,
+    max_new_tokens: int,
+    max_prompt_tokens: int,
+    template: str = "",
+    batch_size: int = 32,
+    seed: int = 0,
+) -> list[str]:
     """Answers to `convs` by pure sampling with a fixed seed (samples.json, evaluation)."""
     state = torch.random.get_rng_state()
     torch.manual_seed(seed)
@@ -84,31 +107,48 @@ def sample_texts(lm: Any, tokenizer: Any, convs: Sequence[Any], *, max_new_token
     try:
         out: list[str] = []
         for start in range(0, len(convs), batch_size):
-            out += sample_responses(lm, tokenizer, convs[start:start + batch_size], max_new_tokens=max_new_tokens,
-                                    max_prompt_tokens=max_prompt_tokens, template=template)[4]
+            out += sample_responses(
+                lm,
+                tokenizer,
+                convs[start : start + batch_size],
+                max_new_tokens=max_new_tokens,
+                max_prompt_tokens=max_prompt_tokens,
+                template=template,
+            )[4]
         return out
     finally:
         torch.random.set_rng_state(state)
         lm.train(was_training)
 
 
-def _response_logprobs(lm: Any, ids: torch.Tensor, attn: torch.Tensor, query_len: int,
-                       tokens: torch.Tensor) -> torch.Tensor:
+def _response_logprobs(
+    lm: Any, ids: torch.Tensor, attn: torch.Tensor, query_len: int, tokens: torch.Tensor
+) -> torch.Tensor:
     from worker.ppo.core import logprobs_from_logits
     from worker.ppo.model import position_ids_for
 
     logits = lm(input_ids=ids, attention_mask=attn, position_ids=position_ids_for(attn), use_cache=False).logits
-    return logprobs_from_logits(logits[:, query_len - 1:-1].float(), tokens)
+    return logprobs_from_logits(logits[:, query_len - 1 : -1].float(), tokens)
 
 
 @torch.no_grad()
-def measure_kl(policy: Any, reference: Any, tokenizer: Any, convs: Sequence[Any], *, max_new_tokens: int,
-               max_prompt_tokens: int, template: str = "", batch_size: int = 32, seed: int = 0,
-               accelerator: Any = None) -> float:
+def measure_kl(
+    policy: Any,
+    reference: Any,
+    tokenizer: Any,
+    convs: Sequence[Any],
+    *,
+    max_new_tokens: int,
+    max_prompt_tokens: int,
+    template: str = "",
+    batch_size: int = 32,
+    seed: int = 0,
+    accelerator: Any = None,
+) -> float:
     """Mean KL(policy || reference) in nats per response over `convs` (see the module doc)."""
     mine = list(convs)
     if accelerator is not None and accelerator.num_processes > 1:
-        mine = mine[accelerator.process_index::accelerator.num_processes] or mine[:1]
+        mine = mine[accelerator.process_index :: accelerator.num_processes] or mine[:1]
     was_training = policy.training
     policy.eval()
     state = torch.random.get_rng_state()
@@ -116,9 +156,14 @@ def measure_kl(policy: Any, reference: Any, tokenizer: Any, convs: Sequence[Any]
     sums: list[torch.Tensor] = []
     try:
         for start in range(0, len(mine), batch_size):
-            q, qm, resp, mask, _ = sample_responses(policy, tokenizer, mine[start:start + batch_size],
-                                                    max_new_tokens=max_new_tokens, max_prompt_tokens=max_prompt_tokens,
-                                                    template=template)
+            q, qm, resp, mask, _ = sample_responses(
+                policy,
+                tokenizer,
+                mine[start : start + batch_size],
+                max_new_tokens=max_new_tokens,
+                max_prompt_tokens=max_prompt_tokens,
+                template=template,
+            )
             ids, attn = torch.cat([q, resp], 1), torch.cat([qm, mask], 1)
             logp = _response_logprobs(policy, ids, attn, q.shape[1], resp)
             with _reference_context(policy, reference):
@@ -152,8 +197,9 @@ class KLGuard(TrainerCallback):
     """Measures KL every `every` steps (and at the last one); past `bound` restores the last good
     weights and stops. `model()` returns the unwrapped model being trained; `measure()` its KL."""
 
-    def __init__(self, model: Callable[[], Any], measure: Callable[[], float], *, bound: float | None, every: int,
-                 name: str):
+    def __init__(
+        self, model: Callable[[], Any], measure: Callable[[], float], *, bound: float | None, every: int, name: str
+    ):
         self.model, self.measure, self.bound, self.every, self.name = model, measure, bound, max(1, every), name
         self.checks: list[dict[str, float]] = []
         self.stopped_early: str | None = None
@@ -173,8 +219,10 @@ class KLGuard(TrainerCallback):
         if self.bound is not None and (not math.isfinite(kl) or kl > self.bound):
             if self._good is not None:
                 restore(self.model(), self._good)
-            self.stopped_early = (f"KL {kl:.2f} passed kl_stop {self.bound} at step {step}; kept the policy from "
-                                  f"step {self._good_step}, the last check within the bound")
+            self.stopped_early = (
+                f"KL {kl:.2f} passed kl_stop {self.bound} at step {step}; kept the policy from "
+                f"step {self._good_step}, the last check within the bound"
+            )
             logger.warning("%s stopped early: %s", self.name.upper(), self.stopped_early)
             control.should_training_stop = True
         elif self.bound is not None:

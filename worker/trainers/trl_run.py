@@ -27,10 +27,23 @@ def pick(prompts: Sequence[Any], n: int, seed: int) -> list[Any]:
     return random.Random(seed).sample(distinct, min(n, len(distinct)))
 
 
-def run(trl_trainer: Any, name: str, *, config: Any, out_dir: Path, shown: Sequence[Any], kl_prompts: Sequence[Any],
-        reference: Any, reward_source: str | Path | None, base_model: str, resolved: dict[str, Any], template: str,
-        curves: Sequence[tuple[str, str]], extra: Callable[[list[dict[str, Any]]], dict[str, Any]],
-        progress: ProgressFn | None = None) -> dict[str, Any]:
+def run(
+    trl_trainer: Any,
+    name: str,
+    *,
+    config: Any,
+    out_dir: Path,
+    shown: Sequence[Any],
+    kl_prompts: Sequence[Any],
+    reference: Any,
+    reward_source: str | Path | None,
+    base_model: str,
+    resolved: dict[str, Any],
+    template: str,
+    curves: Sequence[tuple[str, str]],
+    extra: Callable[[list[dict[str, Any]]], dict[str, Any]],
+    progress: ProgressFn | None = None,
+) -> dict[str, Any]:
     """Train `trl_trainer` (built, not yet trained) and write the version into `out_dir`; returns metrics."""
     from transformers import TrainerCallback
 
@@ -42,18 +55,34 @@ def run(trl_trainer: Any, name: str, *, config: Any, out_dir: Path, shown: Seque
 
     def kl() -> float:
         with accelerator.autocast():
-            return measure_kl(policy(), reference, tokenizer, kl_prompts, max_new_tokens=config.max_new_tokens,
-                              max_prompt_tokens=config.max_prompt_tokens, template=template, seed=config.seed + 777,
-                              accelerator=accelerator)
+            return measure_kl(
+                policy(),
+                reference,
+                tokenizer,
+                kl_prompts,
+                max_new_tokens=config.max_new_tokens,
+                max_prompt_tokens=config.max_prompt_tokens,
+                template=template,
+                seed=config.seed + 777,
+                accelerator=accelerator,
+            )
 
     def responses() -> list[str]:  # the same sampling noise before and after
         with accelerator.autocast():
-            return sample_texts(policy(), tokenizer, list(shown), max_new_tokens=config.max_new_tokens,
-                                max_prompt_tokens=config.max_prompt_tokens, template=template, seed=config.seed + 12345)
+            return sample_texts(
+                policy(),
+                tokenizer,
+                list(shown),
+                max_new_tokens=config.max_new_tokens,
+                max_prompt_tokens=config.max_prompt_tokens,
+                template=template,
+                seed=config.seed + 12345,
+            )
 
     guard = KLGuard(policy, kl, bound=config.kl_stop, every=config.kl_check_steps, name=name)
     trl_trainer.add_callback(guard)
     if progress is not None:
+
         class _Progress(TrainerCallback):
             def on_step_end(self, args, state, control, **kwargs):
                 progress(state.global_step, state.max_steps, "training")
@@ -73,23 +102,41 @@ def run(trl_trainer: Any, name: str, *, config: Any, out_dir: Path, shown: Seque
         scorer = RewardScorer(reward_source, device=str(accelerator.device))
         before_scores, after_scores = score(scorer, shown, before, template), score(scorer, shown, after, template)
     history = report.namespaced_history(name, trl_trainer.state.log_history, guard.checks)
-    metrics = report.summary(name, history=history, final_kl=final_kl, kl_stop=config.kl_stop,
-                             stopped_early=guard.stopped_early, before_scores=before_scores, after_scores=after_scores,
-                             runtime_s=runtime_s, steps_done=trl_trainer.state.global_step,
-                             processes=accelerator.num_processes,
-                             train_loss=next((e["train_loss"] for e in reversed(trl_trainer.state.log_history)
-                                              if "train_loss" in e), None), **extra(history))
+    metrics = report.summary(
+        name,
+        history=history,
+        final_kl=final_kl,
+        kl_stop=config.kl_stop,
+        stopped_early=guard.stopped_early,
+        before_scores=before_scores,
+        after_scores=after_scores,
+        runtime_s=runtime_s,
+        steps_done=trl_trainer.state.global_step,
+        processes=accelerator.num_processes,
+        train_loss=next((e["train_loss"] for e in reversed(trl_trainer.state.log_history) if "train_loss" in e), None),
+        **extra(history),
+    )
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         save_policy(policy(), tokenizer, out_dir, base_model)
-        report.write_report(out_dir, name, config={**config.to_dict(), **resolved}, metrics=metrics,
-                            samples=report.sample_records([c.key for c in shown], before, after, before_scores,
-                                                          after_scores),
-                            curves=curves)
+        report.write_report(
+            out_dir,
+            name,
+            config={**config.to_dict(), **resolved},
+            metrics=metrics,
+            samples=report.sample_records([c.key for c in shown], before, after, before_scores, after_scores),
+            curves=curves,
+        )
         _tidy(out_dir / "tracking")
     accelerator.wait_for_everyone()
-    logger.info("%s: %d steps in %.1fs, final KL %.3f%s", name.upper(), metrics["steps_done"], runtime_s, final_kl,
-                f" ({guard.stopped_early})" if guard.stopped_early else "")
+    logger.info(
+        "%s: %d steps in %.1fs, final KL %.3f%s",
+        name.upper(),
+        metrics["steps_done"],
+        runtime_s,
+        final_kl,
+        f" ({guard.stopped_early})" if guard.stopped_early else "",
+    )
     return metrics
 
 
@@ -107,10 +154,20 @@ def score(scorer: Any, convs: Sequence[Any], answers: Sequence[str], template: s
     from prefloop import family
     from prefloop.scoring import rewards_from_ids
 
-    ids = [family.scoring_ids(scorer.tokenizer, c, a, template, max_length=scorer.max_length)
-           for c, a in zip(convs, answers, strict=True)]
-    return [float(x) for x in rewards_from_ids(scorer.model, ids, pad_token_id=family.pad_id(scorer.tokenizer),
-                                               batch_size=scorer.batch_size, device=scorer.device)]
+    ids = [
+        family.scoring_ids(scorer.tokenizer, c, a, template, max_length=scorer.max_length)
+        for c, a in zip(convs, answers, strict=True)
+    ]
+    return [
+        float(x)
+        for x in rewards_from_ids(
+            scorer.model,
+            ids,
+            pad_token_id=family.pad_id(scorer.tokenizer),
+            batch_size=scorer.batch_size,
+            device=scorer.device,
+        )
+    ]
 
 
 def last(history: Sequence[dict[str, Any]], key: str) -> float | None:
@@ -131,15 +188,28 @@ def _tidy(path: Path) -> None:
 def trl_args(cls: Any, config: Any, out_dir: Path, device: Any, bf16: bool, **fields: Any) -> Any:
     """TRL's config with what every prefloop run sets the same way (no checkpoints, no tracker,
     CPU flag, precision, seeds, quiet)."""
-    return cls(output_dir=str(Path(out_dir) / "tracking"), save_strategy="no", report_to="none",
-               use_cpu=device.type == "cpu", bf16=bf16, seed=config.seed, data_seed=config.seed, disable_tqdm=True,
-               dataloader_pin_memory=device.type == "cuda", activation_checkpointing=False,
-               learning_rate=config.learning_rate, max_grad_norm=config.max_grad_norm,
-               logging_steps=config.logging_steps, run_name=Path(out_dir).name, **fields)
+    return cls(
+        output_dir=str(Path(out_dir) / "tracking"),
+        save_strategy="no",
+        report_to="none",
+        use_cpu=device.type == "cpu",
+        bf16=bf16,
+        seed=config.seed,
+        data_seed=config.seed,
+        disable_tqdm=True,
+        dataloader_pin_memory=device.type == "cuda",
+        activation_checkpointing=False,
+        learning_rate=config.learning_rate,
+        max_grad_norm=config.max_grad_norm,
+        logging_steps=config.logging_steps,
+        run_name=Path(out_dir).name,
+        **fields,
+    )
 
 
-def load_policy(policy_source: str | Path, base_model: str, lora: Any, *,
-                reference: bool = True) -> tuple[Any, Any, Any, str]:
+def load_policy(
+    policy_source: str | Path, base_model: str, lora: Any, *, reference: bool = True
+) -> tuple[Any, Any, Any, str]:
     """(model, peft_config for TRL, frozen reference or None, the base the saved version names).
 
     - a published LoRA version: its adapter, trainable, on its base (TRL gets the PeftModel; the
