@@ -89,6 +89,7 @@ def main() -> int:
                            "answer1": text_of(tokenizer, rng, 50), "answer2": text_of(tokenizer, rng, 50)}}
                  for i in range(args.tasks)]
 
+        load_start = round(os.getloadavg()[0], 1)  # other work on a shared machine slows every number
         started = time.perf_counter()
         ls.import_tasks(project, tasks)
         imported_s = time.perf_counter() - started
@@ -115,7 +116,8 @@ def main() -> int:
         answered = sum(isinstance(e, dict) and "result" in e for e in r.json()["results"])
         result = job["result"] or {}
         out = {
-            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "worker_threads": args.threads},
+            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "worker_threads": args.threads,
+                        "load_average_1m_at_start_and_end": [load_start, round(os.getloadavg()[0], 1)]},
             "model": "GPT2Config() defaults (12 layers, 768 wide, random weights)", "parameters": params,
             "tasks": args.tasks, "tokens": {"prompt": 15, "answer": 50},
             "import_s": round(imported_s, 2),
