@@ -9,8 +9,9 @@ trained with `tokenizers` on a small local corpus (so they learn real merges); w
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 # A small English corpus so the BPE learns real merges; the model itself starts random.
 _CORPUS = """
@@ -89,7 +90,8 @@ def build_tiny_llama(out_dir: str | Path, *, n_layer: int = 2, n_embd: int = 64,
     eos = [tokenizer.convert_tokens_to_ids(t) for t in ("<|end_of_text|>", "<|eot_id|>")]
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=n_embd, intermediate_size=2 * n_embd,
                          num_hidden_layers=n_layer, num_attention_heads=n_head, num_key_value_heads=max(1, n_head // 2),
-                         max_position_embeddings=n_positions, bos_token_id=bos, eos_token_id=eos, tie_word_embeddings=True)
+                         max_position_embeddings=n_positions, bos_token_id=bos, eos_token_id=eos,
+                         tie_word_embeddings=True)
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
     model.generation_config = GenerationConfig(bos_token_id=bos, eos_token_id=eos)
@@ -131,7 +133,8 @@ def build_tiny_bert(out_dir: str | Path, *, n_layer: int = 2, n_embd: int = 64, 
     wp.train_from_iterator(_CORPUS.splitlines(), vocab_size=vocab_size, min_frequency=1, show_progress=False,
                            special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
     backend = wp._tokenizer
-    backend.post_processor = BertProcessing(("[SEP]", backend.token_to_id("[SEP]")), ("[CLS]", backend.token_to_id("[CLS]")))
+    backend.post_processor = BertProcessing(("[SEP]", backend.token_to_id("[SEP]")),
+                                            ("[CLS]", backend.token_to_id("[CLS]")))
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]", sep_token="[SEP]",
                                         pad_token="[PAD]", cls_token="[CLS]", mask_token="[MASK]",
                                         model_max_length=n_positions)

@@ -147,9 +147,8 @@ class Generator:
         """Load on `device` ("cpu" in a worker parent: it must never touch CUDA before forking)."""
         import torch
 
-        from prefloop.models import default_dtype, load_causal_lm, load_tokenizer
-
         from prefloop.family import PADDING_SIDE
+        from prefloop.models import default_dtype, load_causal_lm, load_tokenizer
 
         dev = torch.device(device)
         tokenizer = load_tokenizer(source, padding_side=PADDING_SIDE["generate"])

@@ -38,8 +38,9 @@ def test_gpt2_keeps_the_built_in_format(toks):
     assert F.generation_ids(tok, "Hello")[0] != tok.eos_token_id  # GPT-2 adds no BOS
 
 
-@pytest.mark.parametrize("name,start,turn_end", [("llama", "<|start_header_id|>assistant<|end_header_id|>\n\n", "<|eot_id|>"),
-                                                 ("qwen2", "<|im_start|>assistant\n", "<|im_end|>")])
+@pytest.mark.parametrize("name,start,turn_end", [
+    ("llama", "<|start_header_id|>assistant<|end_header_id|>\n\n", "<|eot_id|>"),
+    ("qwen2", "<|im_start|>assistant\n", "<|im_end|>")])
 def test_native_chat_template_for_generation_and_scoring(toks, name, start, turn_end):
     """Chats and single prompts go through the tokenizer's own template (a prompt as one user turn);
     the reward text is the conversation with the answer as the last assistant turn, and it extends

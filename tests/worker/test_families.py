@@ -44,7 +44,8 @@ def test_generation_of_prompts_and_chats(tiny_family_dir, family):
         assert res.answers and res.answers[0] != res.answers[1], res
         assert not any(s in a for a in res.answers for s in specials), res.answers
     assert [r.answers for r in gen.generate(PROMPTS[::-1], seeds[::-1], config)][::-1] == [r.answers for r in results]
-    assert set(gen.eos_ids) == set(eos_ids(gen.tokenizer, gen.model)) and len(gen.eos_ids) == (1 if family == "gpt2" else 2)
+    assert set(gen.eos_ids) == set(eos_ids(gen.tokenizer, gen.model))
+    assert len(gen.eos_ids) == (1 if family == "gpt2" else 2)
 
 
 @pytest.mark.parametrize("family", ["llama", "qwen2"])
@@ -76,9 +77,9 @@ def test_reward_training_publish_and_serve(tiny_family_dir, tmp_path, family, lo
 
     base = tiny_family_dir(family)
     pairs = synthetic_pairs(24, seed=3, prompts=8)
-    pairs[:8] = [p.__class__(CHAT.key + f" {i}", p.chosen, p.rejected, p.task_id, p.annotation_ids,
-                             conversation=Conversation.of(CHAT.messages()[:-1] + [{"role": "user", "content": f"Q{i}?"}]))
-                 for i, p in enumerate(pairs[:8])]
+    chats = [Conversation.of(CHAT.messages()[:-1] + [{"role": "user", "content": f"Q{i}?"}]) for i in range(8)]
+    pairs[:8] = [p.__class__(c.key, p.chosen, p.rejected, p.task_id, p.annotation_ids, conversation=c)
+                 for c, p in zip(chats, pairs[:8], strict=True)]
     out = tmp_path / "rm"
     metrics = train_reward(pairs, base, out, TINY_RM, lora=LoraSettings(r=lora))
     assert is_adapter(out) == bool(lora) and (out / "model.safetensors").exists() == (not lora)
