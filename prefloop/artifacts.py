@@ -2,7 +2,7 @@
 `prefloop.models`' job).
 
 Layout (MODEL_DIR shared by backend and workers):
-    MODEL_DIR/<project>/reward/<version>/   weights, tokenizer, train_config.json, metrics.json, data.json, curve.png
+    MODEL_DIR/<project>/reward/<version>/   weights (or a LoRA adapter naming its base), tokenizer, train_config.json, metrics.json, data.json, curve.png
     MODEL_DIR/<project>/policy/<version>/   the same, plus samples
     MODEL_DIR/<project>/current.json        {"reward": "<version>"|null, "policy": "<version>"|null}
     MODEL_DIR/<project>/pinned.json         {"reward": [<version>, ...], "policy": [...]}: never deleted
@@ -137,8 +137,9 @@ class ArtifactStore:
     def publish(self, project_id: int, kind: str, staged: Path, *, make_current: bool = True) -> str:
         """Rename a finished staging directory into place as a new version and (by default) switch
         the pointer to it. Returns the version."""
-        if not (staged / "config.json").exists():
-            raise ModelNotFound(f"refusing to publish {staged}: it holds no config.json (an unfinished run?)")
+        if not any((staged / name).exists() for name in ("config.json", "adapter_config.json")):  # weights or adapter
+            raise ModelNotFound(f"refusing to publish {staged}: it holds no config.json or adapter_config.json "
+                                "(an unfinished run?)")
         version = new_version(kind)
         target = self.kind_dir(project_id, kind) / version
         (staged / "version.json").write_text(json.dumps({"version": version, "kind": kind, "published_at": time.time()}))

