@@ -29,7 +29,7 @@ def run(args) -> int:
     if not jobs:
         print("no jobs" + (f" for project {args.project}" if args.project else ""))
         return 0
-    rows = [(_when(job["enqueued_at"]), job["kind"] or "?", job["status"] or "?", _stage(job), job["id"], _outcome(job))
+    rows = [(_when(job["enqueued_at"]), _kind(job), job["status"] or "?", _stage(job), job["id"], _outcome(job))
             for job in jobs]
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     for *cells, outcome in rows:
@@ -60,3 +60,8 @@ def _outcome(job: dict) -> str:
     if result.get("status") == "skipped":
         return str(result.get("reason") or "")
     return str(result.get("version") or result.get("model_version") or result.get("policy_version") or "")
+
+
+def _kind(job: dict) -> str:
+    """The job kind, with the policy trainer a ppo/policy job runs."""
+    return (job["kind"] or "?") + (f" ({job['trainer']})" if job.get("trainer") else "")
