@@ -26,7 +26,8 @@ def create_app(settings: Settings | None = None, *, queue: JobQueue | None = Non
     app.config.update(MAX_CONTENT_LENGTH=MAX_BODY, JSON_SORT_KEYS=False)
     if test_config:
         app.config.update(test_config)
-    app.extensions["prefloop"] = Context(settings, queue or JobQueue(settings), ArtifactStore(settings.model_dir))
+    store = ArtifactStore(settings.model_dir, keep_versions=settings.keep_versions)
+    app.extensions["prefloop"] = Context(settings, queue or JobQueue(settings), store)
 
     auth.init_app(app)
     routes.init_app(app)

@@ -36,17 +36,21 @@ CONFIG = load_label_config("pairwise")
 
 # --- strategies -------------------------------------------------------------------------------------
 scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30)
-json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner,
-                                                                                              max_size=4), max_leaves=16)
+json_values = st.recursive(
+    scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=16)
 odd_ids = st.sampled_from(["7", "7.1764224400", "8.1", "²", "1" * 300, "1" * 5000, "0", "-1", "٧", " 7", "", "7.x"])
 project_ids = st.one_of(odd_ids, odd_ids, st.integers(min_value=-(10 ** 12), max_value=10 ** 12),
                         st.fixed_dictionaries({"id": odd_ids | st.integers()}))
-segments = (st.text(max_size=40) | st.sampled_from(["..", ".", "%00", "rm-" + "9" * 300, "rm-20260101T000000000000", "curve.png",
+segments = (st.text(max_size=40) | st.sampled_from(["..", ".", "%00", "rm-" + "9" * 300, "rm-20260101T000000000000",
+                                                    "curve.png",
                                                     "reward", "policy", "7", "abc.def", "\x00", "a/b", "%2e%2e"]))
 ascii_text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=40)
-header_names = st.sampled_from(["Content-Type", "Accept", "Authorization", "X-Prefloop-Webhook-Secret", "X-Forwarded-For",
+header_names = st.sampled_from(["Content-Type", "Accept", "Authorization", "X-Prefloop-Webhook-Secret",
+                                "X-Forwarded-For",
                                 "Content-Encoding", "Accept-Encoding", "Cookie", "X-Requested-With", "Range"])
-header_values = ascii_text.map(str.strip) | st.sampled_from([SECRETS["webhook"], "Basic Og==", "Basic !!!", "application/json", "gzip"])
+header_values = ascii_text.map(str.strip) | st.sampled_from([SECRETS["webhook"], "Basic Og==", "Basic !!!",
+                                                            "application/json", "gzip"])
 headers = st.dictionaries(header_names, header_values, max_size=4)
 queries = st.dictionaries(st.sampled_from(["project", "page", "version", "x"]), odd_ids | ascii_text, max_size=3)
 
@@ -78,7 +82,8 @@ def from_schema(schema: dict) -> st.SearchStrategy:
 def bodies(operation: dict) -> st.SearchStrategy:
     content = (operation.get("requestBody") or {}).get("content", {}).get("application/json")
     raw = st.binary(max_size=200) | st.sampled_from([b"", b"{", b"[" * 50_000 + b"]" * 50_000, b'{"project": 1e999}',
-                                                     b'{"project": ' + b"9" * 5000 + b"}", "\udcff".encode("utf-8", "surrogatepass")])
+                                                     b'{"project": ' + b"9" * 5000 + b"}",
+                                                     "\udcff".encode("utf-8", "surrogatepass")])
     if content is None:
         return st.none() | raw.map(lambda b: b or None)
     return from_schema(content["schema"]).map(lambda v: json.dumps(v).encode()) | raw
@@ -135,7 +140,8 @@ def test_generated_requests_never_get_a_5xx_a_traceback_or_a_secret(server, path
 
     @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True, phases=[Phase.generate],
               suppress_health_check=list(HealthCheck))  # no shrinking: a failure is reported as generated
-    @given(body=bodies(operation), hdrs=headers, query=queries, params=st.lists(segments, min_size=n_params, max_size=n_params))
+    @given(body=bodies(operation), hdrs=headers, query=queries,
+           params=st.lists(segments, min_size=n_params, max_size=n_params))
     def check(body, hdrs, query, params):
         if time.monotonic() - started > ROUTE_BUDGET_S:
             return

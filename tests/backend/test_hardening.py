@@ -114,7 +114,8 @@ def test_redis_password_never_reaches_a_response_or_the_log(settings, caplog):
     client = app.test_client()
     with caplog.at_level(logging.DEBUG):
         answers = [client.post("/webhook", json=WEBHOOKS["ANNOTATION_CREATED"]),
-                   client.post("/train", json={"project": 7}), client.get("/jobs"), client.get("/jobs/train_reward-7-ab"),
+                   client.post("/train", json={"project": 7}), client.get("/jobs"),
+                   client.get("/jobs/train_reward-7-ab"),
                    client.get("/status"), client.post("/setup", json={"project": "7.1", "schema": CONFIG})]
     for r in answers[:4]:
         assert r.status_code == 503, (r.request.path, r.get_data(as_text=True))
@@ -159,7 +160,8 @@ def test_reward_time_budget_covers_tokenization(settings, tiny_model_dir):
 
 
 def test_predict_skips_oversized_texts_naming_the_cap(client, caplog):
-    """A 10 MB prompt on /predict is never rendered, hashed or tokenized: that task gets no prediction, the log says why."""
+    """A 10 MB prompt on /predict is never rendered, hashed or tokenized: that task gets no prediction,
+    and the log says why."""
     with caplog.at_level(logging.WARNING):
         r = client.post("/predict", json={"project": "7.1", "label_config": CONFIG, "tasks": [
             {"id": 1, "data": {"prompt": "x" * 10_000_000, "answer1": "a", "answer2": "b"}}]})

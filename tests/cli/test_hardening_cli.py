@@ -22,11 +22,13 @@ SECRET = "test-webhook-secret-" + uuid.uuid4().hex[:8]
 def secured(monkeypatch, settings, ls_settings, tmp_path):
     """A real `prefloop serve` with WEBHOOK_SECRET, and the environment `prefloop init` reads."""
     port = free_port()
-    server = start_server(prefloop_env(redis_url=settings.redis_url, model_dir=settings.model_dir, webhook_secret=SECRET,
-                                       job_min_interval=0), port, tmp_path / "serve.log")
+    env = prefloop_env(redis_url=settings.redis_url, model_dir=settings.model_dir, webhook_secret=SECRET,
+                       job_min_interval=0)
+    server = start_server(env, port, tmp_path / "serve.log")
     title = f"prefloop secret {uuid.uuid4().hex[:8]}"
-    for name, value in {"LABEL_STUDIO_URL": ls_settings.label_studio_url, "LABEL_STUDIO_API_KEY": ls_settings.label_studio_api_key,
-                        "REDIS_URL": settings.redis_url, "BACKEND_URL": f"http://127.0.0.1:{port}", "PROJECT_TITLE": title,
+    for name, value in {"LABEL_STUDIO_URL": ls_settings.label_studio_url,
+                        "LABEL_STUDIO_API_KEY": ls_settings.label_studio_api_key, "REDIS_URL": settings.redis_url,
+                        "BACKEND_URL": f"http://127.0.0.1:{port}", "PROJECT_TITLE": title,
                         "WEBHOOK_SECRET": SECRET, "LOG_LEVEL": "WARNING"}.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("PROJECTS", raising=False)
@@ -47,15 +49,16 @@ def test_init_sets_the_secret_on_the_webhook_and_real_events_pass(secured, label
     project = int(out.split("(id ")[1].split(")")[0])
     hooks = [h for h in label_studio.webhooks(project) if h["url"] == secured["url"] + "/webhook"]
     assert len(hooks) == 1 and hooks[0]["headers"] == {WEBHOOK_SECRET_HEADER: SECRET}, hooks
-    forged = requests.post(secured["url"] + "/webhook", json={"action": "ANNOTATION_CREATED", "project": {"id": project},
-                                                              "annotation": {"id": 1}}, timeout=5)
+    forged = requests.post(secured["url"] + "/webhook", timeout=5,
+                           json={"action": "ANNOTATION_CREATED", "project": {"id": project}, "annotation": {"id": 1}})
     assert forged.status_code == 401 and WEBHOOK_SECRET_HEADER in forged.json()["message"]
     conn = redis.Redis.from_url(settings.redis_url)
     assert conn.get(f"prefloop:changes:{project}") is None
     label_studio.import_tasks(project, [{"prompt": "p", "answer1": "a", "answer2": "b"}])
     task = label_studio.tasks(project)[0]
     label_studio.annotate(task["id"], "left")
-    wait_until(lambda: conn.get(f"prefloop:changes:{project}") is not None, 20, "the annotation event to pass the secret check")
+    wait_until(lambda: conn.get(f"prefloop:changes:{project}") is not None, 20,
+               "the annotation event to pass the secret check")
     assert main(["init"]) == 0
     assert "nothing to do" in capsys.readouterr().out
 
@@ -69,3 +72,20 @@ def test_versions_refuses_odd_names_without_a_traceback(settings, monkeypatch, c
         assert "is not a version name" in capsys.readouterr().err
     assert main(["versions", "--project", "9" * 300]) == 1
     assert "project id" in capsys.readouterr().err
+
+
+def test_prefloop_up_sets_a_webhook_secret_by_default(tmp_path, monkeypatch):
+    """`prefloop up` generates WEBHOOK_SECRET once, keeps it in up.json, and gives it to the backend
+    (and to the `prefloop init` step that puts it on the webhook); one set in the environment wins."""
+    from argparse import Namespace
+
+    from cli.commands.up import LocalLoop, State
+
+    monkeypatch.delenv("WEBHOOK_SECRET", raising=False)
+    state = State.load(tmp_path / "up.json")
+    state.save(tmp_path / "up.json")
+    assert len(state.webhook_secret) >= 24 and State.load(tmp_path / "up.json").webhook_secret == state.webhook_secret
+    loop = LocalLoop(Namespace(label_studio_url=None, ls_port=18999, port=18998, redis_port=18997), state, tmp_path)
+    assert loop.env()["WEBHOOK_SECRET"] == state.webhook_secret
+    monkeypatch.setenv("WEBHOOK_SECRET", "from-the-environment")
+    assert loop.env()["WEBHOOK_SECRET"] == "from-the-environment"

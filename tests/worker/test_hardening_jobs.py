@@ -52,7 +52,8 @@ def test_permanent_failures_fail_once_for_reward_jobs(ls_settings, label_studio,
     job = queue.fetch(job_id)
     assert job.get_status().value == "failed", (case, job.get_status())
     assert job.retries_left == 0 and queue.queue("gpu").scheduled_job_registry.count == 0, case
-    assert job.meta["last_error"].split(":")[0] in ("LabelStudioError", "UnknownProject", "LabelConfigError", "InputError")
+    permanent = ("LabelStudioError", "UnknownProject", "LabelConfigError", "InputError")
+    assert job.meta["last_error"].split(":")[0] in permanent
 
 
 def test_label_studio_down_is_still_retried(ls_settings, use_settings):
@@ -83,7 +84,8 @@ def test_start_training_with_no_changed_annotation_trains_nothing(ls_settings, l
     assert result["status"] == "skipped" and result["changes"] == 0, result
     assert "--force" in result["reason"]
     client = create_app(settings, test_config={"TESTING": True}).test_client()
-    assert client.post("/setup", json={"project": f"{project}.1", "schema": load_label_config("pairwise")}).status_code == 200
+    setup = client.post("/setup", json={"project": f"{project}.1", "schema": load_label_config("pairwise")})
+    assert setup.status_code == 200
     r = client.post("/webhook", json={"action": "START_TRAINING", "project": {"id": project}})
     assert r.status_code == 200 and r.json["status"] == "unchanged", r.json
     assert queue.queue("gpu").count == 0

@@ -68,7 +68,7 @@ def dpo_job(
     from worker.runtime import Progress
 
     progress = Progress("reading annotations")
-    store = ArtifactStore(settings.model_dir)
+    store = ArtifactStore(settings.model_dir, keep_versions=settings.keep_versions)
     store.sweep_staging(project_id)
     knobs, skip = contract.knobs(
         DPOKnobs, "dpo", project_id, {"max_new_tokens": settings.max_new_tokens, **(config or {})}

@@ -31,7 +31,7 @@ def online_job(
 
     if trainer not in KNOBS:
         raise InputError(f"online_job runs grpo or rloo, not {trainer!r}")
-    store = ArtifactStore(settings.model_dir)
+    store = ArtifactStore(settings.model_dir, keep_versions=settings.keep_versions)
     store.sweep_staging(project_id)
     knobs, skip = contract.knobs(
         KNOBS[trainer], trainer, project_id, {"max_new_tokens": settings.max_new_tokens, **(config or {})}
