@@ -210,7 +210,11 @@ def http_ok(url: str, timeout: float = 2.0) -> bool:
 # --- where the commands find a local stack ------------------------------------------------------
 STACK_KEYS = ("LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY", "REDIS_URL", "MODEL_DIR", "BACKEND_URL", "BASE_MODEL",
               "WEBHOOK_SECRET")
-"""What `prefloop up` writes to `<state dir>/env` and every other command reads from there."""
+"""What `prefloop up` writes to `<state dir>/env` and every other command reads from there; the file
+is read only when none of these is set in the environment."""
+STACK_EXTRA = ("PROJECT_TITLE",)
+"""Also written and read (`prefloop doctor` finds the demo project by its title), but a user's own
+PROJECT_TITLE does not stop the file from being read."""
 STATE_DIR_VAR = "PREFLOOP_STATE_DIR"
 applied_from: Path | None = None
 """The env file `apply_stack_env` read in this process, if any (`prefloop doctor` says so)."""
@@ -230,7 +234,8 @@ def write_stack_env(state_dir: Path, values: dict[str, str]) -> Path:
     tmp = path.with_suffix(".tmp")
     tmp.write_text("# written by `prefloop up`: the settings of the stack it runs; other prefloop commands\n"
                    "# started in this directory read them (or: eval \"$(prefloop env)\")\n"
-                   + "".join(f"{key}={shlex.quote(str(values[key]))}\n" for key in STACK_KEYS if values.get(key)))
+                   + "".join(f"{key}={shlex.quote(str(values[key]))}\n" for key in STACK_KEYS + STACK_EXTRA
+                             if values.get(key)))
     tmp.chmod(0o600)
     os.replace(tmp, path)
     return path
@@ -242,7 +247,7 @@ def read_stack_env(path: Path) -> dict[str, str]:
     out = {}
     for line in path.read_text().splitlines():
         key, sep, value = line.partition("=")
-        if sep and key in STACK_KEYS:
+        if sep and key in STACK_KEYS + STACK_EXTRA:
             out[key] = "".join(shlex.split(value)) if value else ""
     return out
 
@@ -264,6 +269,6 @@ def apply_stack_env(environ: dict[str, str] | os._Environ, cwd: Path | None = No
     path = find_stack_env(environ, cwd)
     if path is None:
         return None
-    environ.update(read_stack_env(path))
+    environ.update({k: v for k, v in read_stack_env(path).items() if k in STACK_KEYS or k not in environ})
     applied_from = path
     return path

@@ -117,13 +117,13 @@ def uses_the_stack(state_dir, project: int, label_studio) -> None:
     """A new terminal with no setting: `prefloop jobs` and `prefloop doctor` find the stack."""
     env_file = state_dir / "env"
     assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
-    env = {k: v for k, v in prefloop_env().items() if k not in STACK_KEYS}
+    env = {k: v for k, v in prefloop_env().items() if k not in STACK_KEYS + ("PROJECT_TITLE",)}
     env["PREFLOOP_STATE_DIR"] = str(state_dir)
     jobs = subprocess.run(PREFLOOP + ["jobs", "--project", str(project)], env=env, cwd=state_dir.parent,
                           capture_output=True, text=True, timeout=60)
     assert jobs.returncode == 0 and "generate" in jobs.stdout, jobs.stdout + jobs.stderr
     assert "local stack" in jobs.stderr, jobs.stderr
-    doctor = subprocess.run(PREFLOOP + ["doctor", "--project", str(project)], env=env, cwd=state_dir.parent,
+    doctor = subprocess.run(PREFLOOP + ["doctor"], env=env, cwd=state_dir.parent,
                             capture_output=True, text=True, timeout=120)
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
     assert f"project {project} webhook" in doctor.stdout and "tiny GPT-2" in doctor.stdout, doctor.stdout
