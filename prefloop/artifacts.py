@@ -2,7 +2,7 @@
 `prefloop.models`' job).
 
 Layout (MODEL_DIR shared by backend and workers):
-    MODEL_DIR/<project>/reward/<version>/   weights (or a LoRA adapter naming its base), tokenizer, train_config.json, metrics.json, data.json, curve.png
+    MODEL_DIR/<project>/reward/<version>/   weights or LoRA adapter, tokenizer, train_config.json, metrics.json, data.json, curve.png
     MODEL_DIR/<project>/policy/<version>/   the same, plus samples
     MODEL_DIR/<project>/current.json        {"reward": "<version>"|null, "policy": "<version>"|null}
     MODEL_DIR/<project>/pinned.json         {"reward": [<version>, ...], "policy": [...]}: never deleted
@@ -86,7 +86,8 @@ class ArtifactStore:
 
     def version_dir(self, project_id: int, kind: str, version: str) -> Path:
         if not valid_version_name(version, kind):
-            shown = version if isinstance(version, str) and len(version) <= MAX_VERSION_CHARS else f"{str(version)[:40]}..."
+            short = isinstance(version, str) and len(version) <= MAX_VERSION_CHARS
+            shown = version if short else f"{str(version)[:40]}..."
             raise ModelNotFound(f"{kind} version {shown!r} does not exist for project {project_id} (a {kind} version "
                                 f"is named {VERSION_PREFIX[kind]}-<timestamp>)")
         path = self.kind_dir(project_id, kind) / version
