@@ -24,9 +24,9 @@ from flask import Blueprint, Flask, abort, render_template_string, request, send
 from backend import history as hist
 from backend.context import Context, context
 from prefloop.artifacts import KINDS
-from prefloop.redact import redact_url
 from prefloop.errors import BadRequest, ModelNotFound
 from prefloop.labelstudio import parse_project_id
+from prefloop.redact import redact_url
 
 logger = logging.getLogger(__name__)
 bp = Blueprint("status", __name__)

@@ -65,6 +65,9 @@ class ConversionSummary:
     agreeing_vote_pairs: int = 0
     vote_pairs: int = 0
     seen: dict[str, str] = field(default_factory=dict)  # annotation id -> updated_at, to count changes
+    # per comparison: (prompt, answer a, answer b, {annotator: chosen answer}, Conversation or None),
+    # for prefloop.annotators
+    votes: list[tuple[str, str, str, dict[str, str], Any]] = field(default_factory=list)
 
     @property
     def agreement(self) -> float | None:
@@ -226,6 +229,8 @@ def _decide(comparison: _Comparison, summary: ConversionSummary) -> PreferencePa
     if not votes:
         return None  # every annotation was dropped, each counted under its reason
     a, b = (x.strip() for x in comparison.answers)
+    summary.votes.append((comparison.prompt, a, b, {str(v.annotator): v.chosen_text for v in votes},
+                          comparison.conversation))
     for_a = sum(v.chosen_text == a for v in votes)
     for_b = len(votes) - for_a
     if len(votes) >= 2:

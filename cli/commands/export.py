@@ -2,7 +2,11 @@
 TRL's explicit-prompt JSONL format (`prompt`, `chosen`, `rejected`; `prompt + chosen` is exactly the
 text prefloop's reward model scores), with a summary of what was kept and dropped, and why.
 
-`--tasks-file` converts a Label Studio JSON export instead of reading the project through the API."""
+`--tasks-file` converts a Label Studio JSON export instead of reading the project through the API.
+
+The summary ends with a line per annotator: votes, agreement with the other annotators' majority and,
+with `--project` and a published reward model, with that model's picks, each with its Wilson 95%
+interval and count (prefloop/annotators.py); `--no-model` skips the scoring."""
 
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ def register(sub) -> None:
     p.add_argument("--label-config", help="label config XML file (default: the project's, or label_config/pairwise.xml "
                                           "with --tasks-file)")
     p.add_argument("--with-ids", action="store_true", help="add task_id, annotation_ids and votes to each record")
+    p.add_argument("--no-model", action="store_true", help="do not score the votes with the project's current reward model")
     p.set_defaults(func=run)
 
 
@@ -58,6 +63,33 @@ def run(args) -> int:
         if out is not sys.stdout:
             out.close()
     print(summary.describe(), file=sys.stderr)
+    print(annotator_summary(settings, args, summary.votes), file=sys.stderr)
     if args.output != "-":
         print(f"wrote {len(pairs)} pairs to {args.output}", file=sys.stderr)
     return 0
+
+
+def annotator_summary(settings, args, votes: list) -> str:
+    """Per-annotator agreement lines; with the project's current reward model's picks when there is one."""
+    from prefloop.annotators import annotator_stats, describe
+
+    scored = not args.no_model and args.project is not None
+    version, pick = _model_picks(settings, args.project, votes) if scored else (None, None)
+    return describe(annotator_stats(votes, pick), version)
+
+
+def _model_picks(settings, project_id: int, votes: list):
+    """(version, (prompt, a, b) -> preferred answer) from the current reward model, or (None, None)."""
+    from prefloop.artifacts import ArtifactStore
+    from prefloop.scoring import RewardScorer
+
+    path = ArtifactStore(settings.model_dir).current_path(project_id, "reward")
+    if path is None or not path.is_dir() or not votes:
+        return None, None
+    print(f"scoring {len(votes)} comparisons with reward model {path.name} for the per-annotator summary "
+          "(--no-model skips this)", file=sys.stderr)
+    scorer = RewardScorer(path, device=settings.device, batch_size=settings.predict_batch_size)
+    prompts = [v[4] if len(v) > 4 and v[4] is not None else v[0] for v in votes]
+    picks = scorer.prefer(prompts, [v[1] for v in votes], [v[2] for v in votes])
+    chosen = {(v[0], v[1], v[2]): (v[1] if side == "left" else v[2]) for v, (side, _) in zip(votes, picks)}
+    return path.name, lambda p, a, b: chosen.get((p, a, b))

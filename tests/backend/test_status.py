@@ -148,3 +148,68 @@ def test_a_job_waiting_for_its_retry_shows_the_last_error(client, settings):
     assert job["error"] == "LabelStudioUnavailable: Label Studio at http://x is unreachable after 4 tries"
     html = client.get("/status?project=3").get_data(as_text=True)
     assert "unreachable after 4 tries (retries left: 1)" in html
+
+
+def test_status_shows_accuracy_intervals_history_and_says_when_a_version_is_within_noise(client, settings):
+    """Each reward version's accuracy comes with its 95% interval and eval pairs; a version whose interval
+    overlaps the previous one is called within noise, one that clears it is called better; the history plot
+    (accuracy against pairs used, policy reward and KL per version) is an SVG."""
+    store = ArtifactStore(settings.model_dir)
+    first = publish(store, 8, "reward", {"eval/accuracy": 0.5556, "eval/pairs": 27, "pairs_used": 136})  # no CI keys: computed
+    noisy = publish(store, 8, "reward", {"eval/accuracy": 0.7407, "eval/accuracy_ci_low": 0.5532,
+                                         "eval/accuracy_ci_high": 0.8683, "eval/pairs": 27, "pairs_used": 150})
+    better = publish(store, 8, "reward", {"eval/accuracy": 0.93, "eval/accuracy_ci_low": 0.9012,
+                                          "eval/accuracy_ci_high": 0.9512, "eval/pairs": 400, "pairs_used": 2000})
+    publish(store, 8, "policy", {"trainer": "ppo", "final_reward": 0.42, "final_kl": 1.5})
+    html = client.get("/status?project=8").get_data(as_text=True)
+    assert "0.56 [95% CI 0.37-0.72] on 27 eval pairs" in html, "interval computed from eval/pairs for older versions"
+    assert f"0.74 [95% CI 0.55-0.87] on 27 eval pairs; overlaps {first}&#39;s interval: not measurably better" in html
+    assert f"0.93 [95% CI 0.90-0.95] on 400 eval pairs; better than {noisy} (intervals do not overlap)" in html
+    assert f'<p class="verdict">Eval accuracy 0.93' in html, "the serving version's verdict above its metrics"
+    assert "<td>0.42</td><td>1.50</td>" in html, "policy reward and KL per version"
+    assert better in html and "/status/history/8.svg" in html
+    svg = client.get("/status/history/8.svg")
+    assert svg.status_code == 200 and svg.mimetype == "image/svg+xml"
+    text = svg.get_data(as_text=True)
+    assert "<svg" in text and "preference pairs used" in text and "KL to reference" in text
+
+
+def finished_with(result: dict, **_):
+    return result
+
+
+def test_a_finished_job_shows_its_outcome_in_words_not_cut_json(client, settings):
+    """A skipped run's whole reason and a published run's accuracy with interval read as sentences."""
+    from rq import SimpleWorker
+    from rq.serializers import JSONSerializer
+
+    q = JobQueue(settings)
+    queue = q.queue("gpu")
+    reason = ("3 new, changed or deleted annotation(s) since the last reward model: fewer than "
+              "MIN_NEW_ANNOTATIONS=10 (the Train button trains on any change); this sentence is longer than "
+              "the 160 characters the page used to cut JSON at, and it ends here.")
+    queue.enqueue("tests.backend.test_status.finished_with", job_id="train_reward-9-a",
+                  kwargs={"result": {"status": "skipped", "reason": reason, "pairs": 3}},
+                  meta={"kind": "train_reward", "project_id": 9, "reason": "x"})
+    queue.enqueue("tests.backend.test_status.finished_with", job_id="train_reward-9-b",
+                  kwargs={"result": {"status": "published", "version": "rm-20261201-000000-000000", "metrics": {
+                      "eval/accuracy": 0.8, "eval/pairs": 40}, "ppo": {"queued": False, "reason": "eval accuracy 0.8 < 0.9"}}},
+                  meta={"kind": "train_reward", "project_id": 9, "reason": "x"})
+    SimpleWorker([queue], connection=q.connection, serializer=JSONSerializer).work(burst=True)
+    html = client.get("/status?project=9").get_data(as_text=True)
+    assert f"skipped: {reason}" in html
+    assert ("published rm-20261201-000000-000000; eval accuracy 0.80 [95% CI 0.65-0.90] on 40 pairs; "
+            "ppo not queued: eval accuracy 0.8 &lt; 0.9") in html
+    assert "{&#34;" not in html and '{"status"' not in html
+
+
+def test_status_shows_per_annotator_agreement_of_the_serving_reward_model(client, settings):
+    store = ArtifactStore(settings.model_dir)
+    publish(store, 10, "reward", {"eval/accuracy": 0.9, "eval/pairs": 30, "annotators": {
+        "1": {"votes": 12, "majority": {"rate": 1.0, "low": 0.51, "high": 1.0, "n": 4},
+              "model": {"rate": 0.92, "low": 0.65, "high": 0.99, "n": 12}},
+        "3": {"votes": 8, "majority": {"rate": 0.0, "low": 0.0, "high": 0.32, "n": 8}, "model": None}}})
+    html = client.get("/status?project=10").get_data(as_text=True)
+    assert 'id="annotators-10"' in html
+    assert "<td>1</td><td>12</td><td>1.00 [0.51-1.00] of 4</td><td>0.92 [0.65-0.99] of 12</td>" in html
+    assert "<td>3</td><td>8</td><td>0.00 [0.00-0.32] of 8</td><td>n/a</td>" in html
