@@ -126,14 +126,21 @@ def ls_dir(path: str) -> list[str]:
     return out.split()
 
 
+class HTTPFailure(OSError):
+    """An HTTP error answer, with its body (wait_for retries it like a refused connection)."""
+
+
 # --- HTTP ----------------------------------------------------------------------------------------------
 def http(method: str, url: str, body=None, token: str | None = None, timeout: float = 30):
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
     if token:
         req.add_header("Authorization", f"Token {token}")
-    with urllib.request.urlopen(req, timeout=timeout) as r:
-        return json.loads(r.read() or b"null")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as exc:  # say what the server answered
+        raise HTTPFailure(f"{method} {url}: {exc.code} {exc.read()[:2000].decode(errors='replace')}") from None
 
 
 def wait_for(predicate, timeout: float, what: str, interval: float = 1.0):
@@ -154,6 +161,7 @@ class Stack:
     def __init__(self, ls_port: int, backend_port: int):
         self.ls = f"http://127.0.0.1:{ls_port}"
         self.backend = f"http://127.0.0.1:{backend_port}"
+        self.schemas: dict[int, str] = {}
 
     def tasks(self, project: int) -> list[dict]:
         out = http("GET", f"{self.ls}/api/tasks?project={project}&page_size=100&fields=all", token=TOKEN)
@@ -164,7 +172,9 @@ class Stack:
         return [d for d in details if d["kind"] == "reward"]
 
     def serving(self, project: int) -> str:
-        body = {"project": f"{project}.1700000000", "schema": None}  # as Label Studio sends it
+        if project not in self.schemas:  # Label Studio sends the project's label config with every /setup
+            self.schemas[project] = http("GET", f"{self.ls}/api/projects/{project}", token=TOKEN)["label_config"]
+        body = {"project": f"{project}.1700000000", "schema": self.schemas[project]}  # as Label Studio sends it
         return http("POST", f"{self.backend}/setup", body)["model_version"]
 
     def job(self, job_id: str) -> dict:
