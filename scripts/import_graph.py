@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 PACKAGES = ("prefloop", "backend", "worker", "cli", "label_config")
@@ -36,7 +37,7 @@ def imported_modules(source: str) -> set[str]:
     return names
 
 
-def modules(root: Path):
+def modules(root: Path) -> Iterator[tuple[str, str, set[str]]]:
     """(package, path relative to root, imported names) for every module of every package."""
     for package in PACKAGES:
         for path in sorted((root / package).rglob("*.py")):
