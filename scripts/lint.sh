@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Static checks, as CI runs them (configuration in pyproject.toml): ruff's lint rules, ruff's formatter in
-# check mode (it changes nothing; `ruff format <files>` applies it), and mypy --strict on the core (prefloop/) and the layout scripts.
+# check mode (it changes nothing; `ruff format <files>` applies it), and mypy --strict on the core (prefloop/)
+# and the layout scripts.
 # Every check runs even when an earlier one fails; the exit status is non-zero if any failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
