@@ -77,7 +77,7 @@ def train_online(
     scorer = RewardScorer(reward_source, device=str(dev), batch_size=64)
 
     def reward_model(prompts: list[str], completions: list[str], **_: Any) -> list[float]:
-        scores = trl_run.score(scorer, [by_key[p] for p in prompts], [c.strip() for c in completions], template)
+        scores = trl_run.score(scorer, [by_key[p] for p in prompts], [c.strip() for c in completions])
         return [float(x) for x in scores]
 
     cls, args = _trainer(name, config, out, dev, use_bf16(dev))

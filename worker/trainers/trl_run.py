@@ -100,7 +100,7 @@ def run(
         from prefloop.scoring import RewardScorer
 
         scorer = RewardScorer(reward_source, device=str(accelerator.device))
-        before_scores, after_scores = score(scorer, shown, before, template), score(scorer, shown, after, template)
+        before_scores, after_scores = score(scorer, shown, before), score(scorer, shown, after)
     history = report.namespaced_history(name, trl_trainer.state.log_history, guard.checks)
     metrics = report.summary(
         name,
@@ -148,26 +148,10 @@ def save_policy(model: Any, tokenizer: Any, out_dir: Path, base_model: str) -> N
     save_model(model, tokenizer, out_dir, base_model=base_model)
 
 
-def score(scorer: Any, convs: Sequence[Any], answers: Sequence[str], template: str = "") -> list[float | None]:
-    """Reward-model scores of answers to conversations: `family.scoring_ids` with the reward model's
-    own tokenizer (its template, its special tokens), pooled as prefloop.scoring does."""
-    from prefloop import family
-    from prefloop.scoring import rewards_from_ids
-
-    ids = [
-        family.scoring_ids(scorer.tokenizer, c, a, template, max_length=scorer.max_length)
-        for c, a in zip(convs, answers, strict=True)
-    ]
-    return [
-        float(x)
-        for x in rewards_from_ids(
-            scorer.model,
-            ids,
-            pad_token_id=family.pad_id(scorer.tokenizer),
-            batch_size=scorer.batch_size,
-            device=scorer.device,
-        )
-    ]
+def score(scorer: Any, convs: Sequence[Any], answers: Sequence[str]) -> list[float | None]:
+    """Reward-model scores of answers to conversations, as /predict and PPO score them
+    (prefloop.scoring.RewardScorer: the reward model's own tokenizer and the template it was trained with)."""
+    return [float(x) for x in scorer.score(list(convs), list(answers))]
 
 
 def last(history: Sequence[dict[str, Any]], key: str) -> float | None:
