@@ -102,7 +102,8 @@ def main() -> int:
 
         counts = wait_until(all_predicted, args.timeout, "every task with a prediction", interval=1.0)
         predicted_s = time.perf_counter() - started
-        job = next(j for j in stack.jobs(project) if j["kind"] == "predict" and j["status"] == "finished")
+        job = wait_until(lambda: next((j for j in stack.jobs(project) if j["kind"] == "predict"
+                                       and j["status"] == "finished"), None), 120, "the PREDICT job's end")
         stored = ls.tasks(project)
         assert all(any(p["model_version"] == model_version for p in t["predictions"]) for t in stored)
         assert ls.api("GET", f"/api/projects/{project}")["model_version"] == model_version
@@ -122,8 +123,8 @@ def main() -> int:
             "tasks": args.tasks, "tokens": {"prompt": 15, "answer": 50},
             "import_s": round(imported_s, 2),
             "import_to_every_task_predicted_s": round(predicted_s, 2),
-            "predict_job": {k: result.get(k) for k in ("seconds", "scoring_s", "writing_s", "scored", "reused",
-                                                        "written")},
+            "predict_job": {k: result.get(k) for k in ("seconds", "scoring_s", "scoring_cpu_s", "writing_s",
+                                                        "scored", "reused", "written")},
             "model_versions_in_label_studio": counts,
             "predict_after_push": {"tasks": len(stored), "seconds": round(predict_s, 3),
                                    "answered_from_store": answered},
@@ -134,7 +135,8 @@ def main() -> int:
             waited = datetime.fromisoformat(job["started_at"]) - datetime.fromisoformat(job["enqueued_at"])
             out["predict_job_queue_wait_s"] = round(waited.total_seconds(), 2)
         print(f"import -> all {args.tasks} tasks have a prediction: {predicted_s:.1f}s "
-              f"(PREDICT job {result.get('seconds')}s: scoring {result.get('scoring_s')}s, "
+              f"(PREDICT job {result.get('seconds')}s: scoring {result.get('scoring_s')}s "
+              f"({result.get('scoring_cpu_s')} CPU-s), "
               f"writing {result.get('writing_s')}s; "
               f"{result.get('scored')} scored, {result.get('written')} written)")
         print(f"/predict over {len(stored)} tasks afterwards: {predict_s:.3f}s, {answered} answered from stored picks")

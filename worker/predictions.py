@@ -28,8 +28,10 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import redis
+
 from prefloop.artifacts import ArtifactStore, serving_version
-from prefloop.errors import LabelStudioError, LabelStudioUnavailable, QueueUnavailable, UnknownProject
+from prefloop.errors import LabelConfigError, LabelStudioError, LabelStudioUnavailable, QueueUnavailable, UnknownProject
 from prefloop.label_config import LabelConfig, RankingConfig, parse_label_config
 from prefloop.labelstudio import LabelStudioClient
 from prefloop.prediction_store import Pick, PickStore, is_serving_version, pairwise_result, task_comparison, too_long
@@ -83,20 +85,20 @@ def push_predictions(settings: Settings, project_id: int, *, client: LabelStudio
         todo.append((task, *comparison))
     found = picks.get_many(project_id, reward, [t[1] for t in todo])
     missing = [i for i, pick in enumerate(found) if pick is None]
-    scoring_started = time.monotonic()
+    scoring_started, scoring_cpu = time.monotonic(), time.process_time()
     if missing:
         source = store.version_dir(project_id, "reward", reward)
         scored = _score(settings, source, [(todo[i][2], todo[i][3], todo[i][4]) for i in missing], progress)
         picks.put_many(project_id, reward, {todo[i][1]: pick for i, pick in zip(missing, scored, strict=True)})
         for i, pick in zip(missing, scored, strict=True):
             found[i] = pick
+    scoring_s, scoring_cpu_s = time.monotonic() - scoring_started, time.process_time() - scoring_cpu
     deleted_for_replace = _delete_task_predictions(client, [t[0] for t in todo]) if replace else 0
     rows = []
     for (task, *_), pick in zip(todo, found, strict=True):
         assert pick is not None
         rows.append({"task": task["id"], "result": pairwise_result(config, pick[0]), "score": round(pick[1], 4),
                      "model_version": model_version})
-    scoring_s = time.monotonic() - scoring_started
     if progress:
         progress(0, len(rows), "writing predictions to Label Studio")
     written = 0
@@ -118,19 +120,28 @@ def push_predictions(settings: Settings, project_id: int, *, client: LabelStudio
               "project_model_version": follow, "deleted_old_predictions": deleted_old,
               "deleted_replaced_predictions": deleted_for_replace,
               "seconds": round(time.monotonic() - started, 2), "scoring_s": round(scoring_s, 2),
+              "scoring_cpu_s": round(scoring_cpu_s, 2),
               "writing_s": round(time.monotonic() - scoring_started - scoring_s, 2)}
     logger.info("predictions for project %s: %s", project_id, {k: v for k, v in result.items() if k != "reason"})
     return result
 
 
 def push_after(settings: Settings, project_id: int, what: str, **kwargs: Any) -> dict[str, Any]:
-    """`push_predictions` after `what` (a publish, a generation chunk), never raising: on failure it
-    logs, queues a PREDICT job to try again and returns {"error": ...} for the job's result."""
+    """`push_predictions` after `what` (a publish, a generation chunk), never raising (the model is
+    published already; failing its job would only retrain it): on failure it logs, returns
+    {"status": "failed", "error": ...} for the job's result and, when Label Studio or Redis was
+    unreachable, queues a PREDICT job to try again."""
     try:
         return push_predictions(settings, project_id, reason=what, **kwargs)
-    except (LabelStudioError, LabelStudioUnavailable, UnknownProject, QueueUnavailable, OSError) as exc:
-        logger.warning("predictions for project %s after %s not written: %s", project_id, what, exc)
+    except Exception as exc:
+        transient = isinstance(exc, (LabelStudioUnavailable, QueueUnavailable, redis.RedisError, OSError))
+        if transient or isinstance(exc, (LabelStudioError, UnknownProject, LabelConfigError)):
+            logger.warning("predictions for project %s after %s not written: %s", project_id, what, exc)
+        else:
+            logger.exception("predictions for project %s after %s failed", project_id, what)
         out: dict[str, Any] = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+        if not transient:
+            return out
         try:
             again = JobQueue(settings).enqueue(JobKind.PREDICT, project_id, reason=f"retry after {what}")
             out["retry"] = again.as_dict()
