@@ -50,11 +50,12 @@ def parse_project_id(raw: Any) -> int:
         value = raw
         if not 0 < value < 10 ** MAX_PROJECT_ID_DIGITS:
             shown = str(value) if abs(value) < 10 ** 40 else f"an integer of {value.bit_length()} bits"
-            raise BadRequest(f"project id must be a positive integer of at most {MAX_PROJECT_ID_DIGITS} digits, got {shown}")
+            raise BadRequest(f"project id must be a positive integer of at most {MAX_PROJECT_ID_DIGITS} digits, "
+                             f"got {shown}")
     elif isinstance(raw, str) and _PROJECT_ID.fullmatch(raw.split(".", 1)[0]):
         value = int(raw.split(".", 1)[0])
     else:
-        raise BadRequest(f"project must be a Label Studio project id like 12 or \"12.1700000000\" (ASCII digits, at most "
+        raise BadRequest("project must be a Label Studio project id like 12 or \"12.1700000000\" (ASCII digits, at most "
                          f"{MAX_PROJECT_ID_DIGITS}), got {_short(repr(raw), 40)}")
     if value <= 0:
         raise BadRequest(f"project id must be positive, got {value}")
@@ -104,7 +105,8 @@ class LabelStudioClient:
             except ApiError as exc:
                 status = exc.status_code or 0
                 if status == 404 and project_id is not None:
-                    raise UnknownProject(f"Label Studio at {self.shown_url} has no project {project_id} ({what})") from None
+                    raise UnknownProject(f"Label Studio at {self.shown_url} has no project {project_id} "
+                                         f"({what})") from None
                 if status in (401, 403):
                     raise LabelStudioError(f"Label Studio refused {what} with {status}: check LABEL_STUDIO_API_KEY "
                                            "(a personal access token, or a legacy token if those are enabled)") from None
@@ -115,7 +117,8 @@ class LabelStudioClient:
                 error = f"{what}: {type(exc).__name__}: {exc}"
             if attempt < self.retries:
                 time.sleep(self.backoff * 2 ** attempt)
-        raise LabelStudioUnavailable(f"Label Studio at {self.shown_url} is unreachable ({redact(error)}) after {self.retries + 1} tries")
+        raise LabelStudioUnavailable(f"Label Studio at {self.shown_url} is unreachable ({redact(error)}) after "
+                                     f"{self.retries + 1} tries")
 
     # --- projects --------------------------------------------------------------------------------
     def get_project(self, project_id: int) -> dict[str, Any]:

@@ -102,6 +102,8 @@ JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 """What a job id can look like (prefloop's `<kind>-<project>-<hex>`, RQ's uuids); anything else is a 404."""
 
 _WAITING = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
+CLEAN_MARK_TTL = 3600
+"""Seconds START_TRAINING trusts the last clean reward run without asking Label Studio (via a job)."""
 RUN_LOCK_TTL = 60
 """Seconds a project's run lock outlives the last refresh by the job holding it."""
 
@@ -195,8 +197,8 @@ class JobQueue:
         try:
             override = ("1" if project_id in self.settings.projects else "2") if self.settings.projects else "0"
             served, waiting, unchanged = self._probe(
-                keys=[self.key("projects"), self.key("pending", kind.value, project_id), self.key("changes", project_id),
-                      self.key("trained", project_id)],
+                keys=[self.key("projects"), self.key("pending", kind.value, project_id),
+                      self.key("changes", project_id), self.key("trained", project_id)],
                 args=[project_id, Job.redis_job_namespace_prefix, int(bump), override, *(s.value for s in _WAITING)],
             )
         except redis.RedisError as exc:
@@ -230,8 +232,10 @@ class JobQueue:
 
     def mark_trained(self, project_id: int, count: int) -> None:
         """A reward run that started at `count` left nothing unchanged (it published, or found no
-        change): START_TRAINING does nothing until the next annotation event."""
-        self.connection.set(self.key("trained", project_id), count)
+        change): START_TRAINING does nothing until the next annotation event, or for at most
+        CLEAN_MARK_TTL seconds (an event lost while Redis was down is then found by the run the next
+        START_TRAINING queues, which reads Label Studio)."""
+        self.connection.set(self.key("trained", project_id), count, ex=CLEAN_MARK_TTL)
 
     @property
     def _probe(self) -> Script:
@@ -242,7 +246,8 @@ class JobQueue:
     def served_projects(self) -> list[int]:
         if self.settings.projects:
             return list(self.settings.projects)
-        members = (p.decode() if isinstance(p, bytes) else str(p) for p in self.connection.smembers(self.key("projects")))
+        raw = self.connection.smembers(self.key("projects"))
+        members = (p.decode() if isinstance(p, bytes) else str(p) for p in raw)
         return sorted(int(p) for p in members if p.isascii() and p.isdigit() and 0 < len(p) <= 10)
 
     # --- enqueue ----------------------------------------------------------------------------------

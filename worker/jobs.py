@@ -82,7 +82,8 @@ def run_ppo(project_id: int, reason: str = "", **kw: Any) -> dict[str, Any]:
     from worker.ppo.job import ppo_job
 
     logger.info("PPO for project %s: %s", project_id, reason)
-    return _run(JobKind.PPO, project_id, lambda forced: ppo_job(runtime.settings(), project_id, forced=bool(forced), **kw))
+    return _run(JobKind.PPO, project_id,
+                lambda forced: ppo_job(runtime.settings(), project_id, forced=bool(forced), **kw))
 
 
 def push_predictions(project_id: int, reason: str = "", **_: Any) -> dict[str, Any]:
