@@ -155,7 +155,8 @@ def test_status_shows_accuracy_intervals_history_and_says_when_a_version_is_with
     overlaps the previous one is called within noise, one that clears it is called better; the history plot
     (accuracy against pairs used, policy reward and KL per version) is an SVG."""
     store = ArtifactStore(settings.model_dir)
-    first = publish(store, 8, "reward", {"eval/accuracy": 0.5556, "eval/pairs": 27, "pairs_used": 136})  # no CI keys: computed
+    # the first version has no CI keys (written before them): its interval is computed from eval/pairs
+    first = publish(store, 8, "reward", {"eval/accuracy": 0.5556, "eval/pairs": 27, "pairs_used": 136})
     noisy = publish(store, 8, "reward", {"eval/accuracy": 0.7407, "eval/accuracy_ci_low": 0.5532,
                                          "eval/accuracy_ci_high": 0.8683, "eval/pairs": 27, "pairs_used": 150})
     better = publish(store, 8, "reward", {"eval/accuracy": 0.93, "eval/accuracy_ci_low": 0.9012,
@@ -165,7 +166,7 @@ def test_status_shows_accuracy_intervals_history_and_says_when_a_version_is_with
     assert "0.56 [95% CI 0.37-0.72] on 27 eval pairs" in html, "interval computed from eval/pairs for older versions"
     assert f"0.74 [95% CI 0.55-0.87] on 27 eval pairs; overlaps {first}&#39;s interval: not measurably better" in html
     assert f"0.93 [95% CI 0.90-0.95] on 400 eval pairs; better than {noisy} (intervals do not overlap)" in html
-    assert f'<p class="verdict">Eval accuracy 0.93' in html, "the serving version's verdict above its metrics"
+    assert '<p class="verdict">Eval accuracy 0.93' in html, "the serving version's verdict above its metrics"
     assert "<td>0.42</td><td>1.50</td>" in html, "policy reward and KL per version"
     assert better in html and "/status/history/8.svg" in html
     svg = client.get("/status/history/8.svg")
@@ -192,8 +193,9 @@ def test_a_finished_job_shows_its_outcome_in_words_not_cut_json(client, settings
                   kwargs={"result": {"status": "skipped", "reason": reason, "pairs": 3}},
                   meta={"kind": "train_reward", "project_id": 9, "reason": "x"})
     queue.enqueue("tests.backend.test_status.finished_with", job_id="train_reward-9-b",
-                  kwargs={"result": {"status": "published", "version": "rm-20261201-000000-000000", "metrics": {
-                      "eval/accuracy": 0.8, "eval/pairs": 40}, "ppo": {"queued": False, "reason": "eval accuracy 0.8 < 0.9"}}},
+                  kwargs={"result": {"status": "published", "version": "rm-20261201-000000-000000",
+                                     "metrics": {"eval/accuracy": 0.8, "eval/pairs": 40},
+                                     "ppo": {"queued": False, "reason": "eval accuracy 0.8 < 0.9"}}},
                   meta={"kind": "train_reward", "project_id": 9, "reason": "x"})
     SimpleWorker([queue], connection=q.connection, serializer=JSONSerializer).work(burst=True)
     html = client.get("/status?project=9").get_data(as_text=True)

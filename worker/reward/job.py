@@ -85,7 +85,7 @@ def run(settings: Settings, project_id: int, *, reason: str, forced: bool, queue
     try:
         with store.staging(project_id, "reward") as staged:
             metrics = train_reward(pairs, settings.reward_base, staged, train_config, progress=report,
-                                   conversion={**summary.as_dict(), "seen": summary.seen},
+                                   conversion={**summary.as_dict(), "seen": summary.seen, "votes": summary.votes},
                                    chat_template=settings.chat_template, lora=LoraSettings.from_settings(settings))
             progress.update(1, stage="publishing", force=True)
             version = store.publish(project_id, "reward", staged)

@@ -106,7 +106,7 @@ def train_reward(pairs: Iterable[PreferencePair | Mapping[str, Any]], base_model
         raise JobSkipped(f"after dropping {long_train + long_eval + long_val} pair(s) longer than {max_length} tokens, "
                          f"{len(train)} train and {len(held_out)} eval pair(s) are left")
     parameters = sum(p.numel() for p in model.parameters())
-    learning_rate = config.learning_rate or auto_learning_rate(parameters)
+    learning_rate = config.learning_rate or auto_learning_rate(parameters, lora=bool(lora and lora.r))
 
     keep_best = _KeepBest.create(config.early_stopping_patience)
     trainer = _build_trainer(model, tokenizer, train_ids, val_ids if validation else None, config, out, device, bf16,
@@ -121,12 +121,18 @@ def train_reward(pairs: Iterable[PreferencePair | Mapping[str, Any]], base_model
         return {}
     if progress:
         progress(trainer.state.max_steps, trainer.state.max_steps, "evaluating")
-    evaluation = reward_report.evaluate(model, tokenizer, held_out, eval_ids, batch_size=config.per_device_eval_batch_size * 2,
+    evaluation = reward_report.evaluate(model, tokenizer, held_out, eval_ids,
+                                        batch_size=config.per_device_eval_batch_size * 2,
                                         device=next(model.parameters()).device)
     metrics = reward_report.metrics(evaluation, train_pairs=len(train), eval_pairs=len(held_out),
-                                    runtime_s=runtime, epochs=length["train/epochs"], log_history=trainer.state.log_history,
+                                    runtime_s=runtime, epochs=length["train/epochs"],
+                                    log_history=trainer.state.log_history,
                                     dropped_too_long=long_train + long_eval + long_val, conversion=conversion,
                                     training=dict(length, **{"train/learning_rate": learning_rate}))
+    if (conversion or {}).get("votes"):
+        metrics["annotators"] = reward_report.annotator_table(
+            model, tokenizer, conversion["votes"], max_length=max_length, template=chat_template,
+            batch_size=config.per_device_eval_batch_size * 2, device=next(model.parameters()).device)
     resolved = {"device": str(device), "bf16": bool(bf16), "max_length": max_length, "base_model": str(base_model),
                 "steps": trainer.state.global_step, "max_steps": trainer.state.max_steps,
                 "learning_rate": learning_rate, "learning_rate_from": "config" if config.learning_rate else
@@ -136,13 +142,14 @@ def train_reward(pairs: Iterable[PreferencePair | Mapping[str, Any]], base_model
                     trainable_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad))
     save_model(model, tokenizer, out, base_model=base_model)
     write_json(out / RENDERING_FILE, {"chat_template": chat_template})
-    reward_report.write_all(out, config.to_dict(), resolved, metrics, train, held_out, conversion, trainer.state.log_history,
-                            validation)
+    reward_report.write_all(out, config.to_dict(), resolved, metrics, train, held_out, conversion,
+                            trainer.state.log_history, validation)
     _tidy_trainer_dir(out / "tracking")
     logger.info("reward model trained on %d pairs (%d steps, %.1f epochs, lr %.2g) in %.1fs: eval accuracy %.3f "
                 "[%.3f, %.3f] on %d pairs (longer-answer baseline %.3f)", len(train), length["train/steps"],
-                length["train/epochs"], learning_rate, runtime, metrics["eval/accuracy"], metrics["eval/accuracy_ci_low"],
-                metrics["eval/accuracy_ci_high"], len(held_out), metrics["eval/length_baseline_accuracy"])
+                length["train/epochs"], learning_rate, runtime, metrics["eval/accuracy"],
+                metrics["eval/accuracy_ci_low"], metrics["eval/accuracy_ci_high"], len(held_out),
+                metrics["eval/length_baseline_accuracy"])
     return metrics
 
 
@@ -215,13 +222,14 @@ class _KeepBest:
                 "validation/loss_best": round(self.best_loss, 4) if self.best_step is not None else None}
 
 
-def _build_trainer(model, tokenizer, train_ids: dict, eval_ids: dict | None, config: RewardTrainConfig, out: Path, device,
-                   bf16: bool, progress: ProgressFn | None, learning_rate: float, keep_best: _KeepBest):
+def _build_trainer(model, tokenizer, train_ids: dict, eval_ids: dict | None, config: RewardTrainConfig, out: Path,
+                   device, bf16: bool, progress: ProgressFn | None, learning_rate: float, keep_best: _KeepBest):
     from datasets import Dataset
     from transformers import TrainerCallback
     from trl import RewardConfig, RewardTrainer
 
-    steps = math.ceil(len(train_ids["chosen_ids"]) / (config.per_device_train_batch_size * config.gradient_accumulation_steps))
+    per_step = config.per_device_train_batch_size * config.gradient_accumulation_steps
+    steps = math.ceil(len(train_ids["chosen_ids"]) / per_step)
     total = max(1, math.ceil(steps * config.num_train_epochs))
     eval_steps = max(1, steps // config.eval_points) if config.eval_points > 0 and eval_ids else None
     logging_steps = config.logging_steps or max(1, min(steps, total // 100))
