@@ -3,7 +3,7 @@
 A reward model's `eval/accuracy` is a share of held-out pairs; on the tens of pairs a young project
 holds out, the plain "accuracy ± 1.96·sqrt(p(1-p)/n)" interval is wrong near 0 and 1 and can leave
 [0, 1]; Wilson's interval (Wilson 1927; recommended by Brown, Cai and DasGupta 2001 for small n)
-stays inside and keeps close to its nominal 95% coverage. 27 pairs at 0.37 give [0.21, 0.56].
+stays inside and keeps close to its nominal 95% coverage. 27 pairs at 0.37 give [0.22, 0.56].
 
 Two versions are called different only when their intervals do not overlap: a conservative test
 (non-overlapping 95% intervals imply p < 0.05, overlapping ones do not imply the converse), which

@@ -4,7 +4,7 @@ annotation ids used, the resolved config, and a PNG of the training curve.
 Metric keys (metrics.json, also the job's result and `prefloop versions` output):
   eval/accuracy                  share of held-out pairs where r(chosen) > r(rejected)
   eval/accuracy_ci_low, eval/accuracy_ci_high   its Wilson 95% interval over eval/pairs (prefloop.stats):
-                                 27 pairs at 0.37 is [0.21, 0.56], indistinguishable from chance
+                                 27 pairs at 0.37 is [0.22, 0.56], indistinguishable from chance
   eval/margin_mean               mean of r(chosen) - r(rejected) on held-out pairs
   eval/reward_mean, eval/reward_std   over all held-out responses
   eval/length_baseline_accuracy  "the longer answer wins" on the same pairs (ties count half):
