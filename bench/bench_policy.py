@@ -120,7 +120,7 @@ def setup(work: Path, gpt2_size: bool) -> dict:
     else:
         build_tiny_gpt2(base)
     rng = random.Random(1)
-    asked = [rng.choice(TRAIN) for _ in range(1600)]
+    asked = [rng.choice(TRAIN) for _ in range(1000)]
     left, right = sample(base, asked, 1), sample(base, asked, 2)
     pairs = []
     for prompt, a, b in zip(asked, left, right, strict=True):
@@ -218,14 +218,15 @@ def main() -> int:
     ap.add_argument("--gpt2-size", action="store_true", help="GPT2Config() defaults (124M) instead of the tiny model")
     ap.add_argument("--trainers", default="ppo,dpo,grpo,rloo")
     ap.add_argument("--one", help=argparse.SUPPRESS)
-    ap.add_argument("--work", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--work", type=Path, help="working directory (default: a new temporary one)")
     args = ap.parse_args()
     if args.one:
         print("RESULT " + json.dumps(run_one(args.one, args.work, args.gpt2_size)), flush=True)
         return 0
     import torch
 
-    work = Path(tempfile.mkdtemp(prefix="bench-policy-"))
+    work = args.work or Path(tempfile.mkdtemp(prefix="bench-policy-"))
+    work.mkdir(parents=True, exist_ok=True)
     print(f">> setup in {work}: base policy answers, scripted annotator, reward model", flush=True)
     info = setup(work, args.gpt2_size)
     print(f">> {info['pairs']} pairs, reward model eval accuracy {info['reward_eval_accuracy']:.3f}", flush=True)

@@ -55,7 +55,7 @@ def loop(request, tmp_path_factory):
     label_studio = request.getfixturevalue("label_studio")
     tiny = request.getfixturevalue("tiny_model_dir")
     rng = random.Random(1)
-    asked = [rng.choice(TRAIN_PROMPTS) for _ in range(500)]
+    asked = [rng.choice(TRAIN_PROMPTS) for _ in range(800)]
     left, right = sample(tiny, asked, seed=1), sample(tiny, asked, seed=2)
     tasks = []
     for i, (prompt, a, b) in enumerate(zip(asked, left, right, strict=True)):
@@ -105,7 +105,7 @@ def reward_from_label_studio(settings, loop) -> str:
             loop["rm"],
             {
                 "learning_rate": 2e-3,
-                "num_train_epochs": 2,
+                "num_train_epochs": 3,
                 "per_device_train_batch_size": 16,
                 "device": "cpu",
                 "eval_points": 0,
