@@ -82,7 +82,8 @@ def main() -> int:
             seconds, status, text = timed("POST", url + path, json=body)
             out["cases"][name] = {"seconds": round(seconds, 3), "status": status, "answer": text,
                                   "rss_mb_after": round(rss_mb(proc.proc.pid))}
-            print(f"{name:40s} {status}  {seconds:7.2f} s  server RSS {out['cases'][name]['rss_mb_after']} MB  {text[:90]}")
+            rss = out["cases"][name]["rss_mb_after"]
+            print(f"{name:40s} {status}  {seconds:7.2f} s  server RSS {rss} MB  {text[:90]}")
     finally:
         proc.stop()
         redis_server.stop()

@@ -77,8 +77,9 @@ def main() -> int:
         c = counts(family, kwargs, args.lora_r)
         rows[name] = {**c, **estimate(c)}
         r = rows[name]
-        print(f"{name:24} {c['parameters'] / 1e6:7.0f}M params, LoRA r={args.lora_r}: {c['lora_parameters'] / 1e6:5.2f}M | "
-              f"generate {r['generation_gib']:5.2f} GiB | PPO full {r['ppo_full_gib']:5.1f}, LoRA {r['ppo_lora_gib']:5.1f} GiB | "
+        print(f"{name:24} {c['parameters'] / 1e6:7.0f}M params, LoRA r={args.lora_r}: "
+              f"{c['lora_parameters'] / 1e6:5.2f}M | generate {r['generation_gib']:5.2f} GiB | "
+              f"PPO full {r['ppo_full_gib']:5.1f}, LoRA {r['ppo_lora_gib']:5.1f} GiB | "
               f"reward full {r['reward_full_gib']:5.1f}, LoRA {r['reward_lora_gib']:5.1f} GiB")
     out = Path(__file__).parent / "results" / "memory_estimate.json"
     out.parent.mkdir(exist_ok=True)

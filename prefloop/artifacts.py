@@ -2,7 +2,8 @@
 `prefloop.models`' job).
 
 Layout (MODEL_DIR shared by backend and workers):
-    MODEL_DIR/<project>/reward/<version>/   weights or LoRA adapter, tokenizer, train_config.json, metrics.json, data.json, curve.png
+    MODEL_DIR/<project>/reward/<version>/   weights or LoRA adapter, tokenizer, train_config.json, metrics.json,
+                                            data.json, curve.png
     MODEL_DIR/<project>/policy/<version>/   the same, plus samples
     MODEL_DIR/<project>/current.json        {"reward": "<version>"|null, "policy": "<version>"|null}
     MODEL_DIR/<project>/pinned.json         {"reward": [<version>, ...], "policy": [...]}: never deleted

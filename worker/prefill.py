@@ -2,10 +2,10 @@
 
 Triggered by TASKS_CREATED and by /predict for tasks without answers. With regenerate=True (PPO
 queues that after publishing a policy) or REGENERATE_AFTER_PPO, it also refreshes answers that
-prefloop wrote with an older policy on tasks nobody has annotated. It reads the label config and tasks back from Label Studio
-(never from the webhook), so a repeated webhook finds nothing left to do. One run fills at most
-GENERATION_CHUNK_SIZE tasks and queues a follow-up run when more remain, so an import of 5,000
-tasks is processed in chunks with progress in each job's status.
+prefloop wrote with an older policy on tasks nobody has annotated. It reads the label config and
+tasks back from Label Studio (never from the webhook), so a repeated webhook finds nothing left to
+do. One run fills at most GENERATION_CHUNK_SIZE tasks and queues a follow-up run when more remain,
+so an import of 5,000 tasks is processed in chunks with progress in each job's status.
 
 Each filled task keeps its data and gains both answers plus `data["prefloop"]`: the policy
 version and model that wrote them, the sampling settings, the seed and the prompt key. A task

@@ -9,8 +9,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from worker.trainers import report as shared
 from worker.trainers.report import sample_records  # noqa: F401  (PPO's run.py imports it from here)
