@@ -40,7 +40,8 @@ def test_reward_scores_chats_and_prompts_through_the_reward_tokenizer(client, se
     expected = scorer.score([Conversation.of(CHAT), Conversation.of("What is the news?")], ["yes warm", "yes warm"])
     assert r.json["rewards"] == pytest.approx(expected, abs=1e-5)
     if family == "llama":  # the native template, not the built-in "User: ... Assistant:" text
-        assert "<|start_header_id|>assistant<|end_header_id|>" in scoring_text(scorer.tokenizer, Conversation.of(CHAT), "x")
+        rendered = scoring_text(scorer.tokenizer, Conversation.of(CHAT), "x")
+        assert "<|start_header_id|>assistant<|end_header_id|>" in rendered
         as_text = client.post("/reward", json={"project": 7, "items": [
             {"prompt": Conversation.of(CHAT).key, "response": "yes warm"}]}).json["rewards"][0]
         assert as_text != pytest.approx(r.json["rewards"][0], abs=1e-6)

@@ -29,7 +29,8 @@ POSITIVE = "great kind clear lovely useful helpful perfect pleasant friendly won
 NEGATIVE = "awful rude nasty boring broken useless hateful terrible horrible miserable worthless dangerous".split()
 UNSEEN_POSITIVE = "superb splendid gracious brilliant marvelous delightful".split()
 UNSEEN_NEGATIVE = "dismal wretched shameful atrocious appalling abominable".split()
-TOPICS = "the weather|my order|the movie|this phone|the hotel|the lesson|the food|the trip|the book|the service".split("|")
+TOPICS = ("the weather|my order|the movie|this phone|the hotel|the lesson|the food|the trip|the book|"
+          "the service").split("|")
 
 
 def lexical_pairs(n: int, positive: list[str], negative: list[str], seed: int) -> list[PreferencePair]:
