@@ -156,7 +156,8 @@ def _project_view(ctx: Context, project_id: int, history: int) -> dict[str, Any]
             "title": "Reward model" if kind == "reward" else "Policy",
             "current": current.get(kind),
             "verdict": hist.verdict(serving_row) if kind == "reward" and serving_row else None,
-            "metrics": flat_metrics(serving["metrics"]) if serving else [],
+            "metrics": flat_metrics({k: v for k, v in (serving["metrics"] or {}).items() if k != "annotators"})
+            if serving else [],  # annotators: their own table below
             "plots": _plots(serving["path"]) if serving else [],
             "history": [dict(r, summary=_summary(v["metrics"]), verdict=hist.verdict(r) if kind == "reward" else None)
                         for v, r in list(zip(versions, rows))[::-1][:history]],

@@ -67,3 +67,57 @@ def test_exported_pairs_train_outside_the_queue(tmp_path, tiny_model_dir, capsys
     metrics = json.loads((out / "metrics.json").read_text())
     assert '"pairs_used": 16' in capsys.readouterr().out
     assert metrics["pairs_used"] == 16 and (out / "model.safetensors").is_file() and (out / "metrics.json").is_file()
+
+
+def test_versions_shows_the_accuracy_interval_and_calls_overlapping_versions_within_noise(settings, monkeypatch, capsys):
+    use(monkeypatch, settings)
+    store = ArtifactStore(settings.model_dir)
+    versions = []
+    for metrics in ({"eval/accuracy": 0.5556, "eval/pairs": 27}, {"eval/accuracy": 0.7407, "eval/pairs": 27},
+                    {"eval/accuracy": 0.93, "eval/pairs": 400}):
+        with store.staging(6, "reward") as staged:
+            (staged / "config.json").write_text("{}")
+            (staged / "metrics.json").write_text(json.dumps(metrics))
+            versions.append(store.publish(6, "reward", staged))
+    assert main(["versions", "--project", "6"]) == 0
+    lines = {line.split()[2] if line.startswith("*") else line.split()[1]: line for line in capsys.readouterr().out.splitlines()
+             if "reward" in line}
+    assert "accuracy=0.556 [95% CI 0.37-0.72, 27 pairs]" in lines[versions[0]] and "noise" not in lines[versions[0]]
+    assert f"(overlaps {versions[0]}: within noise)" in lines[versions[1]]
+    assert f"(better than {versions[1]})" in lines[versions[2]]
+
+
+def test_export_summary_has_per_annotator_agreement_with_the_majority_and_the_reward_model(
+        settings, monkeypatch, capsys, tmp_path, tmp_path_factory):
+    """From a JSON export: agreement with the others' majority; with --project and a published reward
+    model, also with that model's picks (scored through the serving code)."""
+    from types import SimpleNamespace
+
+    from cli.commands.export import annotator_summary
+    from prefloop.label_config import load_label_config, parse_pairwise_config
+    from prefloop.preferences import tasks_to_pairs
+
+    use(monkeypatch, settings)
+    monkeypatch.delenv("LABEL_STUDIO_API_KEY", raising=False)
+    pairs = synthetic_pairs(6, seed=2)
+    tasks = [{"id": i, "data": {"prompt": p.prompt, "answer1": p.chosen, "answer2": p.rejected},
+              "annotations": [{"id": 10 * i + who, "completed_by": who, "result": [
+                  {"from_name": "pw", "to_name": "pw", "type": "pairwise", "value": {"selected": side}}]}
+                  for who, side in ((1, "left"), (2, "left"), (3, "right"))]} for i, p in enumerate(pairs)]
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps(tasks))
+    assert main(["export", "--tasks-file", str(export), "-o", str(tmp_path / "pairs.jsonl")]) == 0
+    err = capsys.readouterr().err
+    assert "per annotator" in err and "majority 0.00 [0.00-0.39] of 6" in err  # annotator 3 against 1 and 2
+    assert "model" not in err.split("per annotator")[1].splitlines()[0]
+
+    trained, _ = trained_reward_model(str(tmp_path_factory.getbasetemp()))
+    version = publish_copy(ArtifactStore(settings.model_dir), 4, trained)
+    _, summary = tasks_to_pairs(tasks, parse_pairwise_config(load_label_config("pairwise")))
+    from prefloop.settings import Settings
+
+    text = annotator_summary(Settings.from_env(), SimpleNamespace(no_model=False, project=4), summary.votes)
+    assert f"with reward model {version}" in text
+    by_annotator = {line.split()[0]: line for line in text.splitlines()[1:]}
+    assert "model 1.00 [0.61-1.00] of 6" in by_annotator["1"], text  # the synthetic preference, learnt
+    assert "model 0.00 [0.00-0.39] of 6" in by_annotator["3"], text
