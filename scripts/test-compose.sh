@@ -207,7 +207,8 @@ print(f"stand-in images built (python {py}s, redis {redis}s, label-studio {ls}s)
       f"(code-change rebuild {s['rebuild_s']}s); stack up with init done in {s['stack_up_s']}s; "
       f"{s['tasks']} prompt-only tasks filled in {s['filled_s']}s; {s['annotations']} annotations -> reward version "
       f"{s['first_version']} in /versions and /setup; upgrade (build + up -d): init changed nothing, versions kept; "
-      f"worker stopped mid-training: nothing half-published, job {s['retried_job']} retried -> {s['retried_version']}")
+      f"worker stopped mid-training: nothing half-published, job {s['retried_job']} retried by {s['retried_by']} "
+      f"-> {s['retried_version']}")
 EOF
 )
 du -sh "$WORK/data" 2>/dev/null | awk '{print "docker data root: " $1}'
