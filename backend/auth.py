@@ -55,8 +55,10 @@ def init_app(app: Flask) -> None:
         if request.endpoint in OPEN_ENDPOINTS and creds is None:
             return None
         if creds is None or creds.type != "basic":
-            raise Unauthorized("this backend requires HTTP basic auth: set the same user and password on the "
-                               "model connection in Label Studio (Settings > Model)")
+            raise Unauthorized(
+                "this backend requires HTTP basic auth: set the same user and password on the "
+                "model connection in Label Studio (Settings > Model)"
+            )
         if not basic_auth_ok(settings):
             raise Unauthorized("wrong basic auth user or password")
         return None
@@ -75,12 +77,16 @@ def webhook_trusted(settings) -> bool:
     if given is not None and _same(given, settings.webhook_secret):
         return True
     if given is not None:
-        raise Forbidden(f"wrong {WEBHOOK_SECRET_HEADER}: it must equal WEBHOOK_SECRET (re-run `prefloop init` "
-                        "after changing the secret)")
+        raise Forbidden(
+            f"wrong {WEBHOOK_SECRET_HEADER}: it must equal WEBHOOK_SECRET (re-run `prefloop init` "
+            "after changing the secret)"
+        )
     return settings.auth_enabled and basic_auth_ok(settings)
 
 
 def untrusted_webhook(action: object) -> Unauthorized:
-    return Unauthorized(f"{str(action)[:64]} refused: this /webhook requires the {WEBHOOK_SECRET_HEADER} header "
-                        "(WEBHOOK_SECRET is set). Run `prefloop init` to put it on the project's webhook in Label "
-                        "Studio, or add it there by hand (README, Security)")
+    return Unauthorized(
+        f"{str(action)[:64]} refused: this /webhook requires the {WEBHOOK_SECRET_HEADER} header "
+        "(WEBHOOK_SECRET is set). Run `prefloop init` to put it on the project's webhook in Label "
+        "Studio, or add it there by hand (README, Security)"
+    )

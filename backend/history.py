@@ -40,8 +40,14 @@ def reward_rows(versions: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     for v in versions:
         metrics = v.get("metrics") or {}
         acc = accuracy_of(metrics)
-        row = {"version": v["version"], "current": v.get("current", False), "pairs_used": metrics.get("pairs_used"),
-               "accuracy": acc, "vs_previous": None, "previous": None}
+        row = {
+            "version": v["version"],
+            "current": v.get("current", False),
+            "pairs_used": metrics.get("pairs_used"),
+            "accuracy": acc,
+            "vs_previous": None,
+            "previous": None,
+        }
         if acc is not None and previous is not None:
             before = previous["accuracy"]
             row["vs_previous"] = compare((acc["low"], acc["high"]), (before["low"], before["high"]))
@@ -69,15 +75,24 @@ def policy_rows(versions: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for v in versions:
         m = v.get("metrics") or {}
-        rows.append({"version": v["version"], "current": v.get("current", False), "trainer": m.get("trainer"),
-                     "reward": m.get("final_reward"), "initial_reward": m.get("initial_reward"),
-                     "kl": m.get("final_kl")})
+        rows.append(
+            {
+                "version": v["version"],
+                "current": v.get("current", False),
+                "trainer": m.get("trainer"),
+                "reward": m.get("final_reward"),
+                "initial_reward": m.get("initial_reward"),
+                "kl": m.get("final_kl"),
+            }
+        )
     return rows
 
 
 def history_svg(reward: Sequence[Mapping[str, Any]], policy: Sequence[Mapping[str, Any]]) -> bytes:
-    key = (tuple((r["version"], r["pairs_used"], tuple(sorted((r["accuracy"] or {}).items()))) for r in reward),
-           tuple((p["version"], p["reward"], p["kl"]) for p in policy))
+    key = (
+        tuple((r["version"], r["pairs_used"], tuple(sorted((r["accuracy"] or {}).items()))) for r in reward),
+        tuple((p["version"], p["reward"], p["kl"]) for p in policy),
+    )
     return _render(key)
 
 
@@ -97,13 +112,20 @@ def _render(key: tuple) -> bytes:
             ys = [p[1]["accuracy"] for p in points]
             lows = [p[1]["accuracy"] - p[1]["low"] for p in points]
             highs = [p[1]["high"] - p[1]["accuracy"] for p in points]
-            left.errorbar(xs, ys, yerr=[lows, highs], marker="o", capsize=4, color="tab:green",
-                          label="eval accuracy, 95% CI")
+            left.errorbar(
+                xs, ys, yerr=[lows, highs], marker="o", capsize=4, color="tab:green", label="eval accuracy, 95% CI"
+            )
             for x, y, (_, acc, _) in zip(xs, ys, points):
                 left.annotate(f"n={acc['pairs']}", (x, y), textcoords="offset points", xytext=(5, -12), fontsize=7)
         else:
-            left.text(0.5, 0.5, "no reward model with an eval accuracy yet", ha="center", va="center",
-                      transform=left.transAxes)
+            left.text(
+                0.5,
+                0.5,
+                "no reward model with an eval accuracy yet",
+                ha="center",
+                va="center",
+                transform=left.transAxes,
+            )
         left.axhline(0.5, color="grey", linestyle=":", linewidth=1, label="chance")
         left.set_ylim(0, 1)
         left.set_xlabel("preference pairs used")
@@ -161,22 +183,29 @@ def outcome(job: Mapping[str, Any]) -> str:
     metrics = result.get("metrics") if isinstance(result.get("metrics"), Mapping) else {}
     acc = accuracy_of(metrics) if metrics else None
     if acc is not None:
-        parts.append(f"eval accuracy {acc['accuracy']:.2f} [95% CI {acc['low']:.2f}-{acc['high']:.2f}] "
-                     f"on {acc['pairs']} pairs")
+        parts.append(
+            f"eval accuracy {acc['accuracy']:.2f} [95% CI {acc['low']:.2f}-{acc['high']:.2f}] on {acc['pairs']} pairs"
+        )
     elif metrics.get("final_reward") is not None:
         parts.append(f"final reward {metrics['final_reward']:.3g}, KL {metrics.get('final_kl') or 0:.3g}")
     for key in ("ppo", "policy"):
         follow = result.get(key)
         if isinstance(follow, Mapping):
             parts.append(f"{key}: queued" if follow.get("queued") else f"{key} not queued: {follow.get('reason')}")
-    counts = [f"{key} {result[key]}" for key in COUNTS
-              if isinstance(result.get(key), int) and not isinstance(result[key], bool)]
+    counts = [
+        f"{key} {result[key]}"
+        for key in COUNTS
+        if isinstance(result.get(key), int) and not isinstance(result[key], bool)
+    ]
     if counts:
         parts.append(", ".join(counts))
     pushed = result.get("predictions")
     if isinstance(pushed, Mapping):
-        parts.append(f"predictions {pushed.get('status', '')}: {pushed.get('written', pushed.get('error', ''))} written"
-                     if "error" not in pushed else f"predictions not written: {pushed['error']}")
+        parts.append(
+            f"predictions {pushed.get('status', '')}: {pushed.get('written', pushed.get('error', ''))} written"
+            if "error" not in pushed
+            else f"predictions not written: {pushed['error']}"
+        )
     if result.get("reason") and status != "published":
         parts.append(f"reason: {result['reason']}")
     return "; ".join(parts)

@@ -99,13 +99,20 @@ def _queue_metrics(ctx: Context, out: Exposition) -> None:
     for name in (GPU_QUEUE, DEFAULT_QUEUE):
         q = ctx.queue.queue(name)
         depth.append(({"queue": name}, q.count))
-        registries = {"scheduled": q.scheduled_job_registry, "started": q.started_job_registry, "deferred": q.deferred_job_registry,
-                      "finished": q.finished_job_registry, "failed": q.failed_job_registry}
+        registries = {
+            "scheduled": q.scheduled_job_registry,
+            "started": q.started_job_registry,
+            "deferred": q.deferred_job_registry,
+            "finished": q.finished_job_registry,
+            "failed": q.failed_job_registry,
+        }
         states.append(({"queue": name, "state": "queued"}, q.count))
         states += [({"queue": name, "state": state}, conn.zcard(reg.key)) for state, reg in registries.items()]
         for job in _jobs(conn, q.started_job_registry.get_job_ids(cleanup=False)):
             if job["started_at"] is not None:
-                running.append(({"queue": name, "kind": job["kind"], "project": job["project"]}, time.time() - job["started_at"]))
+                running.append(
+                    ({"queue": name, "kind": job["kind"], "project": job["project"]}, time.time() - job["started_at"])
+                )
         for job in _jobs(conn, q.finished_job_registry.get_job_ids(0, RECENT_JOBS - 1, desc=True, cleanup=False)):
             if job["started_at"] is not None and job["ended_at"] is not None:
                 durations[job["kind"]].append(job["ended_at"] - job["started_at"])
@@ -115,29 +122,61 @@ def _queue_metrics(ctx: Context, out: Exposition) -> None:
     out.add("prefloop_queue_depth", "gauge", "Jobs waiting in each queue.", depth)
     out.add("prefloop_jobs", "gauge", "Jobs per queue and state, as RQ's queues and registries hold them now.", states)
     out.add("prefloop_job_running_seconds", "gauge", "How long each running job has been running.", running)
-    out.add("prefloop_failed_jobs", "gauge", "Failed jobs RQ still keeps (FAILURE_TTL), by kind.",
-            [({"kind": k}, n) for k, n in sorted(failed.items())])
-    out.add("prefloop_recent_job_duration_seconds", "gauge",
-            f"Run time of the newest finished jobs RQ still keeps (at most {RECENT_JOBS} per queue), by kind.",
-            [({"kind": k, "stat": stat}, value) for k, ds in sorted(durations.items()) for stat, value in _stats(ds)])
-    out.add("prefloop_recent_jobs_finished", "gauge", "Finished jobs counted in prefloop_recent_job_duration_seconds, by kind.",
-            [({"kind": k}, len(ds)) for k, ds in sorted(durations.items())])
+    out.add(
+        "prefloop_failed_jobs",
+        "gauge",
+        "Failed jobs RQ still keeps (FAILURE_TTL), by kind.",
+        [({"kind": k}, n) for k, n in sorted(failed.items())],
+    )
+    out.add(
+        "prefloop_recent_job_duration_seconds",
+        "gauge",
+        f"Run time of the newest finished jobs RQ still keeps (at most {RECENT_JOBS} per queue), by kind.",
+        [({"kind": k, "stat": stat}, value) for k, ds in sorted(durations.items()) for stat, value in _stats(ds)],
+    )
+    out.add(
+        "prefloop_recent_jobs_finished",
+        "gauge",
+        "Finished jobs counted in prefloop_recent_job_duration_seconds, by kind.",
+        [({"kind": k}, len(ds)) for k, ds in sorted(durations.items())],
+    )
     out.add("prefloop_workers", "gauge", "Live RQ workers.", [({}, len(workers))])
-    out.add("prefloop_worker_jobs_total", "counter", "Jobs each live worker finished or failed since it started.",
-            [({"worker": w.name, "result": r}, n) for w in workers
-             for r, n in (("finished", w.successful_job_count), ("failed", w.failed_job_count))])
-    out.add("prefloop_worker_busy_seconds_total", "counter", "Seconds each live worker spent running jobs since it started.",
-            [({"worker": w.name}, w.total_working_time) for w in workers])
+    out.add(
+        "prefloop_worker_jobs_total",
+        "counter",
+        "Jobs each live worker finished or failed since it started.",
+        [
+            ({"worker": w.name, "result": r}, n)
+            for w in workers
+            for r, n in (("finished", w.successful_job_count), ("failed", w.failed_job_count))
+        ],
+    )
+    out.add(
+        "prefloop_worker_busy_seconds_total",
+        "counter",
+        "Seconds each live worker spent running jobs since it started.",
+        [({"worker": w.name}, w.total_working_time) for w in workers],
+    )
 
 
 def _predict_metrics(ctx: Context, out: Exposition) -> None:
     raw = {k.decode(): v.decode() for k, v in ctx.queue.connection.hgetall(ctx.queue.key("metrics", "predict")).items()}
     count = int(raw.get("count", 0))
     buckets = [({"le": _num(b)}, int(raw.get(f"le:{b}", 0))) for b in PREDICT_BUCKETS] + [({"le": "+Inf"}, count)]
-    out.histogram("prefloop_predict_seconds", "Time to answer Label Studio's /predict, whole request.", buckets,
-                  float(raw.get("sum", 0.0)), count)
+    out.histogram(
+        "prefloop_predict_seconds",
+        "Time to answer Label Studio's /predict, whole request.",
+        buckets,
+        float(raw.get("sum", 0.0)),
+        count,
+    )
     codes = sorted((k.split(":", 1)[1], int(v)) for k, v in raw.items() if k.startswith("code:"))
-    out.add("prefloop_predict_requests_total", "counter", "/predict requests by HTTP status.", [({"code": c}, n) for c, n in codes])
+    out.add(
+        "prefloop_predict_requests_total",
+        "counter",
+        "/predict requests by HTTP status.",
+        [({"code": c}, n) for c, n in codes],
+    )
     out.add("prefloop_predict_tasks_total", "counter", "Tasks sent to /predict.", [({}, int(raw.get("tasks", 0)))])
 
 
@@ -153,9 +192,18 @@ def _version_metrics(ctx: Context, out: Exposition) -> None:
             stamp = (read_json(ctx.store.kind_dir(project, kind) / version / "version.json") or {}).get("published_at")
             if stamp is not None:
                 published.append(({"project": str(project), "kind": kind}, stamp))
-    out.add("prefloop_serving_version_info", "gauge", "The reward-model and policy version each project serves (value 1).", info)
-    out.add("prefloop_serving_version_published_timestamp_seconds", "gauge", "When the serving version was published (unix time).",
-            published)
+    out.add(
+        "prefloop_serving_version_info",
+        "gauge",
+        "The reward-model and policy version each project serves (value 1).",
+        info,
+    )
+    out.add(
+        "prefloop_serving_version_published_timestamp_seconds",
+        "gauge",
+        "When the serving version was published (unix time).",
+        published,
+    )
 
 
 # --- helpers ------------------------------------------------------------------------------------------
@@ -174,19 +222,25 @@ def _jobs(conn: redis.Redis, ids: Iterable[str]) -> list[dict[str, Any]]:
             meta = json.loads(meta) if meta else {}
         except (ValueError, UnicodeDecodeError):
             meta = {}
-        out.append({
-            "kind": str(meta.get("kind") or job_id.split("-", 1)[0] or "other"),
-            "project": str(meta.get("project_id", "")),
-            "started_at": utcparse(started.decode()).timestamp() if started else None,
-            "ended_at": utcparse(ended.decode()).timestamp() if ended else None,
-        })
+        out.append(
+            {
+                "kind": str(meta.get("kind") or job_id.split("-", 1)[0] or "other"),
+                "project": str(meta.get("project_id", "")),
+                "started_at": utcparse(started.decode()).timestamp() if started else None,
+                "ended_at": utcparse(ended.decode()).timestamp() if ended else None,
+            }
+        )
     return out
 
 
 def _stats(durations: list[float]) -> list[tuple[str, float]]:
     ds = sorted(durations)
-    return [("p50", ds[len(ds) // 2]), ("p90", ds[min(len(ds) - 1, int(len(ds) * 0.9))]), ("max", ds[-1]),
-            ("mean", sum(ds) / len(ds))]
+    return [
+        ("p50", ds[len(ds) // 2]),
+        ("p90", ds[min(len(ds) - 1, int(len(ds) * 0.9))]),
+        ("max", ds[-1]),
+        ("mean", sum(ds) / len(ds)),
+    ]
 
 
 def _num(value: float) -> str:
@@ -207,7 +261,9 @@ class Exposition:
         self.lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
         self.lines += [self._sample(name, labels, value) for labels, value in samples]
 
-    def histogram(self, name: str, help_text: str, buckets: list[tuple[dict[str, Any], int]], total: float, count: int) -> None:
+    def histogram(
+        self, name: str, help_text: str, buckets: list[tuple[dict[str, Any], int]], total: float, count: int
+    ) -> None:
         self.lines += [f"# HELP {name} {help_text}", f"# TYPE {name} histogram"]
         self.lines += [self._sample(f"{name}_bucket", labels, n) for labels, n in buckets]
         self.lines += [self._sample(f"{name}_sum", {}, total), self._sample(f"{name}_count", {}, count)]

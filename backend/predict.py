@@ -57,8 +57,12 @@ def predict_tasks(ctx: Context, project_id: int, tasks: list[dict[str, Any]], co
         else:
             comparisons.append((i, comparison[0]))
     if too_long_count:
-        logger.warning("predict for project %s: %d task(s) with a text over MAX_TEXT_CHARS=%d get no prediction",
-                       project_id, too_long_count, ctx.settings.max_text_chars)
+        logger.warning(
+            "predict for project %s: %d task(s) with a text over MAX_TEXT_CHARS=%d get no prediction",
+            project_id,
+            too_long_count,
+            ctx.settings.max_text_chars,
+        )
     if missing:
         _queue(ctx, JobKind.GENERATE, project_id, f"predict: {missing} task(s) without answers")
     reward = current.get("reward")
@@ -66,7 +70,8 @@ def predict_tasks(ctx: Context, project_id: int, tasks: list[dict[str, Any]], co
         return results
     try:
         picks = PickStore(ctx.queue.connection, ctx.settings.queue_prefix).get_many(
-            project_id, reward, [key for _, key in comparisons])
+            project_id, reward, [key for _, key in comparisons]
+        )
     except redis.RedisError as exc:  # Redis down: no prediction now; Label Studio asks again later
         logger.warning("predict for project %s: stored picks unreadable: %s", project_id, exc)
         return results
@@ -75,8 +80,11 @@ def predict_tasks(ctx: Context, project_id: int, tasks: list[dict[str, Any]], co
         if pick is None:
             unscored += 1
             continue
-        results[i] = {"model_version": model_version, "score": round(pick[1], 4),
-                      "result": pairwise_result(config, pick[0])}
+        results[i] = {
+            "model_version": model_version,
+            "score": round(pick[1], 4),
+            "result": pairwise_result(config, pick[0]),
+        }
     if unscored:
         _queue(ctx, JobKind.PREDICT, project_id, f"predict: {unscored} task(s) not scored yet")
     return results
@@ -93,12 +101,17 @@ def reward_scorer(ctx: Context, project_id: int, version: str | None = None):
     serving = ctx.store.current(project_id).get("reward")
     version = version or serving
     if version is None:
-        raise ModelNotFound(f"project {project_id} has no reward model yet: annotate some pairs and press Train "
-                            f"(or run `prefloop train-reward --project {project_id}`)")
+        raise ModelNotFound(
+            f"project {project_id} has no reward model yet: annotate some pairs and press Train "
+            f"(or run `prefloop train-reward --project {project_id}`)"
+        )
     path = ctx.store.version_dir(project_id, "reward", version)
     slot = "serving" if version == serving else "named"
-    return ctx.models.get(("reward", project_id, slot), path, lambda p: RewardScorer(
-        p, device=ctx.settings.device, batch_size=ctx.settings.predict_batch_size))
+    return ctx.models.get(
+        ("reward", project_id, slot),
+        path,
+        lambda p: RewardScorer(p, device=ctx.settings.device, batch_size=ctx.settings.predict_batch_size),
+    )
 
 
 def _queue(ctx: Context, kind: JobKind, project_id: int, reason: str) -> None:

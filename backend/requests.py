@@ -32,7 +32,11 @@ def require(body: dict[str, Any], key: str, kind: type | tuple[type, ...], where
     if key not in body or body[key] is None:
         raise BadRequest(f"{where} is missing {key!r}")
     value = body[key]
-    if not isinstance(value, kind) or isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+    if (
+        not isinstance(value, kind)
+        or isinstance(value, bool)
+        and bool not in (kind if isinstance(kind, tuple) else (kind,))
+    ):
         names = "/".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
         raise BadRequest(f"{where}[{key!r}] must be {names}, got {type(value).__name__}")
     return value

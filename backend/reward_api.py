@@ -46,11 +46,13 @@ def reward():
     if version is not None and not isinstance(version, str):
         raise BadRequest("body['version'] must be a reward-model version string like 'rm-20261127T061502123456'")
     if version is not None and not valid_version_name(version, "reward"):
-        raise ModelNotFound(f"reward version {version[:40]!r}{'...' if len(version) > 40 else ''} does not exist for "
-                            f"project {project_id} (a reward version is named rm-<timestamp>)")
+        raise ModelNotFound(
+            f"reward version {version[:40]!r}{'...' if len(version) > 40 else ''} does not exist for "
+            f"project {project_id} (a reward version is named rm-<timestamp>)"
+        )
     items = require(body, "items", list)
     if not items:
-        raise BadRequest("body['items'] is empty: send at least one {\"prompt\", \"response\"}")
+        raise BadRequest('body[\'items\'] is empty: send at least one {"prompt", "response"}')
     if len(items) > MAX_ITEMS:
         raise BadRequest(f"body['items'] has {len(items)} entries; send at most {MAX_ITEMS} per request")
     prompts, responses = [], []
@@ -84,13 +86,18 @@ def reward():
     rewards = scorer.score(prompts, responses, deadline=deadline)
     if any(r is None for r in rewards):
         done = sum(r is not None for r in rewards)
-        raise TooLarge(f"scored {done} of {len(items)} items within PREDICT_TIME_BUDGET={budget:g}s: send fewer or "
-                       "shorter items per request")
-    return jsonify(project_id=project_id, version=scorer.version, rewards=rewards,
-                   seconds=round(time.perf_counter() - started, 3))
+        raise TooLarge(
+            f"scored {done} of {len(items)} items within PREDICT_TIME_BUDGET={budget:g}s: send fewer or "
+            "shorter items per request"
+        )
+    return jsonify(
+        project_id=project_id, version=scorer.version, rewards=rewards, seconds=round(time.perf_counter() - started, 3)
+    )
 
 
 def _check_length(text: str, where: str, cap: int) -> None:
     if len(text) > cap:
-        raise TooLarge(f"{where} has {len(text)} characters, more than MAX_TEXT_CHARS={cap}: shorten it (the reward "
-                       "model reads at most its context length anyway)")
+        raise TooLarge(
+            f"{where} has {len(text)} characters, more than MAX_TEXT_CHARS={cap}: shorten it (the reward "
+            "model reads at most its context length anyway)"
+        )

@@ -44,8 +44,10 @@ def setup():
     project_id = parse_project_id(require(body, "project", (str, int)))
     schema = body.get("schema")
     if not isinstance(schema, str) or not schema.strip():
-        raise BadRequest("body['schema'] must be the project's label config XML (Label Studio sends it): prefloop "
-                         "serves only projects whose label config has a <Pairwise> tag")
+        raise BadRequest(
+            "body['schema'] must be the project's label config XML (Label Studio sends it): prefloop "
+            "serves only projects whose label config has a <Pairwise> tag"
+        )
     parse_label_config(schema)
     allowed_project(project_id)
     try:
@@ -94,8 +96,9 @@ def train():
     as open as /webhook and trains only when an annotation changed."""
     ctx = context()
     body = json_body()
-    return jsonify(handle_event(ctx, {"action": "START_TRAINING", "project": body.get("project")},
-                                force=ctx.settings.auth_enabled))
+    return jsonify(
+        handle_event(ctx, {"action": "START_TRAINING", "project": body.get("project")}, force=ctx.settings.auth_enabled)
+    )
 
 
 @bp.get("/versions")
@@ -137,4 +140,3 @@ def job(job_id: str):
         shown = job_id if len(job_id) <= 80 else job_id[:80] + "..."
         return jsonify(error="NotFound", message=f"no job {shown!r} (finished jobs expire after their TTL)"), 404
     return jsonify(described)
-

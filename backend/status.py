@@ -32,9 +32,9 @@ logger = logging.getLogger(__name__)
 bp = Blueprint("status", __name__)
 
 PLOT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,80}\.png$")
-HISTORY = 10          # versions listed per kind
-JOBS_SHOWN = 20       # jobs listed
-ERRORS_SHOWN = 5      # failed jobs listed with their messages
+HISTORY = 10  # versions listed per kind
+JOBS_SHOWN = 20  # jobs listed
+ERRORS_SHOWN = 5  # failed jobs listed with their messages
 REFRESH_S = 10
 
 
@@ -68,8 +68,9 @@ def status_page():
 def history_plot(project_id: int):
     """Eval accuracy (95% CI) against pairs used, and policy reward and KL, per version (SVG)."""
     store = context().store
-    svg = hist.history_svg(hist.reward_rows(store.versions(project_id, "reward")),
-                           hist.policy_rows(store.versions(project_id, "policy")))
+    svg = hist.history_svg(
+        hist.reward_rows(store.versions(project_id, "reward")), hist.policy_rows(store.versions(project_id, "policy"))
+    )
     return svg, 200, {"Content-Type": "image/svg+xml", "Cache-Control": "no-cache"}
 
 
@@ -93,7 +94,10 @@ def _jobs(ctx: Context, project_id: int | None) -> tuple[list[dict[str, Any]], s
     try:
         return ctx.queue.jobs(project_id, limit=200), None
     except redis.RedisError as exc:
-        return [], f"Redis at {ctx.queue.shown_url} is unreachable ({type(exc).__name__}): no job can be queued or shown"
+        return (
+            [],
+            f"Redis at {ctx.queue.shown_url} is unreachable ({type(exc).__name__}): no job can be queued or shown",
+        )
 
 
 def _known_projects(ctx: Context, jobs: list[dict[str, Any]]) -> list[int]:
@@ -134,15 +138,27 @@ def _model_note(base_model: str) -> str | None:
 
 def _shown_settings(ctx: Context) -> dict[str, Any]:
     s = ctx.settings
-    return {"BASE_MODEL": s.base_model, "DEVICE": s.device, "MIN_NEW_ANNOTATIONS": s.min_new_annotations,
-            "PPO_MIN_ACCURACY": s.ppo_min_accuracy, "POLICY_TRAINER": s.policy_trainer, "JOB_MIN_INTERVAL": s.job_min_interval,
-            "LABEL_STUDIO_URL": redact_url(s.label_studio_url), "KEEP_VERSIONS": s.keep_versions}
+    return {
+        "BASE_MODEL": s.base_model,
+        "DEVICE": s.device,
+        "MIN_NEW_ANNOTATIONS": s.min_new_annotations,
+        "PPO_MIN_ACCURACY": s.ppo_min_accuracy,
+        "POLICY_TRAINER": s.policy_trainer,
+        "JOB_MIN_INTERVAL": s.job_min_interval,
+        "LABEL_STUDIO_URL": redact_url(s.label_studio_url),
+        "KEEP_VERSIONS": s.keep_versions,
+    }
 
 
 def _project_view(ctx: Context, project_id: int, history: int) -> dict[str, Any]:
     current = ctx.store.current(project_id)
-    view: dict[str, Any] = {"id": project_id, "model_version": ctx.store.model_version(project_id), "kinds": [],
-                            "has_history": False, "annotators": []}
+    view: dict[str, Any] = {
+        "id": project_id,
+        "model_version": ctx.store.model_version(project_id),
+        "kinds": [],
+        "has_history": False,
+        "annotators": [],
+    }
     for kind in KINDS:
         versions = ctx.store.versions(project_id, kind)
         serving = next((v for v in versions if v["current"]), None)
@@ -151,20 +167,25 @@ def _project_view(ctx: Context, project_id: int, history: int) -> dict[str, Any]
         view["has_history"] = view["has_history"] or bool(versions)
         if kind == "reward" and serving:
             view["annotators"] = annotator_rows((serving["metrics"] or {}).get("annotators"))
-        view["kinds"].append({
-            "kind": kind,
-            "title": "Reward model" if kind == "reward" else "Policy",
-            "current": current.get(kind),
-            "verdict": hist.verdict(serving_row) if kind == "reward" and serving_row else None,
-            "metrics": flat_metrics({k: v for k, v in (serving["metrics"] or {}).items() if k != "annotators"})
-            if serving else [],  # annotators: their own table below
-            "plots": _plots(serving["path"]) if serving else [],
-            "history": [dict(r, summary=_summary(v["metrics"]), verdict=hist.verdict(r) if kind == "reward" else None)
-                        for v, r in list(zip(versions, rows))[::-1][:history]],
-            "count": len(versions),
-            "keep": ctx.settings.keep_versions,
-            "pinned": [v["version"] for v in versions if v.get("pinned")],
-        })
+        view["kinds"].append(
+            {
+                "kind": kind,
+                "title": "Reward model" if kind == "reward" else "Policy",
+                "current": current.get(kind),
+                "verdict": hist.verdict(serving_row) if kind == "reward" and serving_row else None,
+                "metrics": flat_metrics({k: v for k, v in (serving["metrics"] or {}).items() if k != "annotators"})
+                if serving
+                else [],  # annotators: their own table below
+                "plots": _plots(serving["path"]) if serving else [],
+                "history": [
+                    dict(r, summary=_summary(v["metrics"]), verdict=hist.verdict(r) if kind == "reward" else None)
+                    for v, r in list(zip(versions, rows))[::-1][:history]
+                ],
+                "count": len(versions),
+                "keep": ctx.settings.keep_versions,
+                "pinned": [v["version"] for v in versions if v.get("pinned")],
+            }
+        )
     return view
 
 
@@ -211,7 +232,9 @@ def _progress(job: dict[str, Any]) -> str:
         return str(p)
     done, total = p.get("done"), p.get("total")
     text = f"{done}/{total}" if total else (str(done) if done is not None else "")
-    extra = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in p.items() if k not in ("done", "total"))
+    extra = ", ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in p.items() if k not in ("done", "total")
+    )
     return " ".join(part for part in (job.get("stage") or "", text, f"({extra})" if extra else "") if part)
 
 

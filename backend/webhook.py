@@ -36,8 +36,10 @@ IGNORED = {
     "PROJECT_UPDATED": "project settings are read from Label Studio when a job runs",
 }
 CHANGES_WITHOUT_JOB = {"TASKS_DELETED"}  # deletes annotations: counted, so START_TRAINING trains next time
-UNCHANGED = ("no annotation was created, changed or deleted since the current reward model: nothing to train "
-             "(`prefloop train-reward --force` trains anyway)")
+UNCHANGED = (
+    "no annotation was created, changed or deleted since the current reward model: nothing to train "
+    "(`prefloop train-reward --force` trains anyway)"
+)
 
 
 def handle_event(ctx: Context, body: dict[str, Any], *, force: bool = False) -> dict[str, Any]:
@@ -67,8 +69,14 @@ def handle_event(ctx: Context, body: dict[str, Any], *, force: bool = False) -> 
     if enqueued.unchanged:
         logger.info("webhook %s for project %s: nothing changed since the current reward model", action, project_id)
         return {"status": "unchanged", "action": action, "project_id": project_id, "reason": UNCHANGED}
-    logger.info("webhook %s for project %s -> %s job %s%s", action, project_id, kind.value, enqueued.job_id,
-                " (coalesced)" if enqueued.coalesced else "")
+    logger.info(
+        "webhook %s for project %s -> %s job %s%s",
+        action,
+        project_id,
+        kind.value,
+        enqueued.job_id,
+        " (coalesced)" if enqueued.coalesced else "",
+    )
     out = {"status": "queued", "action": action, "project_id": project_id, "kind": kind.value, **enqueued.as_dict()}
     if kind == JobKind.TRAIN_REWARD and ctx.settings.policy_trainer == "dpo":
         # DPO trains on the pairs themselves: annotation events (DPO_MIN_NEW_ANNOTATIONS) and the Train

@@ -73,7 +73,9 @@ def accuracy(m: list[float], items: list) -> float:
     return sum((0 if x > 0 else 1) == i[3] for x, i in zip(m, items)) / len(items)
 
 
-def run(strategy: str, seed: int, budgets: list[int], base: Path, candidates: list, held: list, work: Path) -> list[dict]:
+def run(
+    strategy: str, seed: int, budgets: list[int], base: Path, candidates: list, held: list, work: Path
+) -> list[dict]:
     from worker.reward import train_reward
 
     rng = random.Random(seed)
@@ -92,12 +94,22 @@ def run(strategy: str, seed: int, budgets: list[int], base: Path, candidates: li
             labelled += [i for _, i in sorted(zip((abs(s) for s in scores), rest))[:need]]
         out = work / f"{strategy}-{seed}-{budget}"
         started = time.perf_counter()
-        metrics = train_reward([as_pair(candidates[i], i) for i in labelled], base, out,
-                               {"device": "cpu", "seed": seed})
+        metrics = train_reward(
+            [as_pair(candidates[i], i) for i in labelled], base, out, {"device": "cpu", "seed": seed}
+        )
         acc = accuracy(margins(out, held), held)
-        rows.append({"strategy": strategy, "seed": seed, "labels": budget, "held_out_accuracy": round(acc, 4),
-                     "eval/accuracy": metrics["eval/accuracy"], "eval/pairs": metrics["eval/pairs"],
-                     "train/steps": metrics["train/steps"], "wall_s": round(time.perf_counter() - started, 1)})
+        rows.append(
+            {
+                "strategy": strategy,
+                "seed": seed,
+                "labels": budget,
+                "held_out_accuracy": round(acc, 4),
+                "eval/accuracy": metrics["eval/accuracy"],
+                "eval/pairs": metrics["eval/pairs"],
+                "train/steps": metrics["train/steps"],
+                "wall_s": round(time.perf_counter() - started, 1),
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -122,8 +134,15 @@ def plot(summary: dict, budgets: list[int], path: Path, title: str) -> None:
     fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=110)
     for strategy, style in zip(STRATEGIES, ("tab:grey", "tab:green")):
         means, stds = summary[strategy]["mean"], summary[strategy]["std"]
-        ax.errorbar(budgets, means, yerr=stds, marker="o", capsize=4, color=style,
-                    label=strategy.replace("_", "-") + " (mean ± sd over seeds)")
+        ax.errorbar(
+            budgets,
+            means,
+            yerr=stds,
+            marker="o",
+            capsize=4,
+            color=style,
+            label=strategy.replace("_", "-") + " (mean ± sd over seeds)",
+        )
     ax.axhline(0.5, color="grey", linestyle=":", linewidth=1, label="chance")
     ax.set_xscale("log")
     ax.set_xticks(budgets)
@@ -160,33 +179,60 @@ def main() -> int:
         candidates, held = pool(base, args.held_out)
         if len(candidates) < budgets[-1]:
             raise SystemExit(f"bench_active: the pool has {len(candidates)} pairs, fewer than the largest budget")
-        rows = [r for seed in range(args.seeds) for strategy in STRATEGIES
-                for r in run(strategy, seed, budgets, base, candidates, held, work)]
+        rows = [
+            r
+            for seed in range(args.seeds)
+            for strategy in STRATEGIES
+            for r in run(strategy, seed, budgets, base, candidates, held, work)
+        ]
     summary = {}
     for strategy in STRATEGIES:
-        per_budget = [[r["held_out_accuracy"] for r in rows if r["strategy"] == strategy and r["labels"] == b]
-                      for b in budgets]
-        summary[strategy] = {"mean": [round(statistics.fmean(v), 4) for v in per_budget],
-                             "std": [round(statistics.pstdev(v), 4) for v in per_budget]}
+        per_budget = [
+            [r["held_out_accuracy"] for r in rows if r["strategy"] == strategy and r["labels"] == b] for b in budgets
+        ]
+        summary[strategy] = {
+            "mean": [round(statistics.fmean(v), 4) for v in per_budget],
+            "std": [round(statistics.pstdev(v), 4) for v in per_budget],
+        }
     target = summary["random"]["mean"][-1]
     reach = labels_to_reach(target, budgets, summary["least_certain"]["mean"])
     print(f"\nheld-out accuracy on {len(held)} pairs, pool {len(candidates)}, {args.seeds} seeds (mean ± sd)")
     print(f"{'labels':>7}  " + "  ".join(f"{s:>16}" for s in STRATEGIES))
     for i, b in enumerate(budgets):
-        print(f"{b:>7}  " + "  ".join(f"{summary[s]['mean'][i]:>9.3f} ± {summary[s]['std'][i]:.3f}" for s in STRATEGIES))
+        print(
+            f"{b:>7}  " + "  ".join(f"{summary[s]['mean'][i]:>9.3f} ± {summary[s]['std'][i]:.3f}" for s in STRATEGIES)
+        )
     saved = None if reach is None else round(budgets[-1] - reach)
-    verdict = (f"least-certain-first reaches random order's {budgets[-1]}-label accuracy ({target:.3f}) at "
-               f"{reach:.0f} labels: {saved} labels ({saved / budgets[-1]:.0%}) saved" if reach is not None else
-               f"least-certain-first does not reach random order's {budgets[-1]}-label accuracy ({target:.3f})")
+    verdict = (
+        f"least-certain-first reaches random order's {budgets[-1]}-label accuracy ({target:.3f}) at "
+        f"{reach:.0f} labels: {saved} labels ({saved / budgets[-1]:.0%}) saved"
+        if reach is not None
+        else f"least-certain-first does not reach random order's {budgets[-1]}-label accuracy ({target:.3f})"
+    )
     print(verdict)
     RESULTS.mkdir(parents=True, exist_ok=True)
     title = f"readable-answer preference, tiny GPT-2, {args.seeds} seeds; {verdict}"
     plot(summary, budgets, RESULTS / "bench_active.png", title.replace(": ", ":\n", 1))
-    (RESULTS / "bench_active.json").write_text(json.dumps({
-        "args": vars(args), "budgets": budgets, "pool": len(candidates), "held_out": len(held),
-        "summary": summary, "labels_to_reach_random_at_max": reach, "labels_saved": saved, "verdict": verdict,
-        "wall_s": round(time.perf_counter() - started, 1), "python": platform.python_version(),
-        "torch": torch.__version__, "runs": rows}, indent=2) + "\n")
+    (RESULTS / "bench_active.json").write_text(
+        json.dumps(
+            {
+                "args": vars(args),
+                "budgets": budgets,
+                "pool": len(candidates),
+                "held_out": len(held),
+                "summary": summary,
+                "labels_to_reach_random_at_max": reach,
+                "labels_saved": saved,
+                "verdict": verdict,
+                "wall_s": round(time.perf_counter() - started, 1),
+                "python": platform.python_version(),
+                "torch": torch.__version__,
+                "runs": rows,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"wrote bench/results/bench_active.json and bench_active.png ({time.perf_counter() - started:.0f} s)")
     return 0
 

@@ -43,8 +43,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "bench" / "results" / "bench_few_pairs.json"
-WORDS = ("cats dogs music art science history weather market news economy technology data model answer "
-         "sea city river school language food travel sport").split()
+WORDS = (
+    "cats dogs music art science history weather market news economy technology data model answer "
+    "sea city river school language food travel sport"
+).split()
 BEFORE = {"learning_rate": 1e-5, "num_train_epochs": 1, "lr_scheduler_type": "linear", "eval_points": 0}
 
 
@@ -61,6 +63,7 @@ def _prefer(value):
         """0 if the first answer is preferred, 1 if the second, None on a tie."""
         x, y = value(a), value(b)
         return None if x == y else (0 if x > y else 1)
+
     return pick
 
 
@@ -79,8 +82,15 @@ def answers(model_dir: Path, texts: list[str], seed: int) -> list[str]:
 
     cpu = torch.device("cpu")
     torch.manual_seed(seed)
-    return sample_texts(load_causal_lm(model_dir, device=cpu), load_tokenizer(model_dir), texts,
-                        max_new_tokens=24, max_prompt_tokens=64, batch_size=64, device=cpu)
+    return sample_texts(
+        load_causal_lm(model_dir, device=cpu),
+        load_tokenizer(model_dir),
+        texts,
+        max_new_tokens=24,
+        max_prompt_tokens=64,
+        batch_size=64,
+        device=cpu,
+    )
 
 
 def run_one(name: str, knobs: dict, pairs, unlabeled, base: Path, work: Path, seed: int) -> dict:
@@ -96,11 +106,25 @@ def run_one(name: str, knobs: dict, pairs, unlabeled, base: Path, work: Path, se
     right = scorer.score([u[0] for u in unlabeled], [u[2] for u in unlabeled])
     agree = sum((0 if lft > rgt else 1) == u[3] for lft, rgt, u in zip(left, right, unlabeled)) / len(unlabeled)
     config = json.loads((out / "train_config.json").read_text())
-    row = {"setting": name, "seed": seed, "agreement_unlabeled": round(agree, 4), "unlabeled": len(unlabeled),
-           "learning_rate": config["resolved"].get("learning_rate", config["config"]["learning_rate"]),
-           "steps": config["resolved"]["steps"], "wall_s": round(seconds, 1)}
-    for key in ("eval/accuracy", "eval/accuracy_ci_low", "eval/accuracy_ci_high", "eval/pairs", "train/loss_final",
-                "train/epochs", "train/best_epoch", "validation/pairs"):
+    row = {
+        "setting": name,
+        "seed": seed,
+        "agreement_unlabeled": round(agree, 4),
+        "unlabeled": len(unlabeled),
+        "learning_rate": config["resolved"].get("learning_rate", config["config"]["learning_rate"]),
+        "steps": config["resolved"]["steps"],
+        "wall_s": round(seconds, 1),
+    }
+    for key in (
+        "eval/accuracy",
+        "eval/accuracy_ci_low",
+        "eval/accuracy_ci_high",
+        "eval/pairs",
+        "train/loss_final",
+        "train/epochs",
+        "train/best_epoch",
+        "validation/pairs",
+    ):
         if key in metrics:
             row[key] = metrics[key]
     return row
@@ -116,14 +140,16 @@ def main() -> int:
     ap.add_argument("--tasks", type=int, default=300)
     ap.add_argument("--labels", type=int, default=136)
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--preferences", default=",".join(PREFERENCES),
-                    help=f"comma-separated, of {', '.join(PREFERENCES)}")
+    ap.add_argument(
+        "--preferences", default=",".join(PREFERENCES), help=f"comma-separated, of {', '.join(PREFERENCES)}"
+    )
     args = ap.parse_args()
     chosen_prefs = [p for p in args.preferences.split(",") if p]
     unknown = [p for p in chosen_prefs if p not in PREFERENCES]
     if unknown:
-        raise SystemExit(f"bench_few_pairs: unknown preference(s) {', '.join(unknown)}; "
-                         f"known: {', '.join(PREFERENCES)}")
+        raise SystemExit(
+            f"bench_few_pairs: unknown preference(s) {', '.join(unknown)}; known: {', '.join(PREFERENCES)}"
+        )
     torch.set_num_threads(2)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -152,23 +178,41 @@ def main() -> int:
     for preference in chosen_prefs:
         for name in ("before", "after"):
             mine = [r for r in rows if r["setting"] == name and r["preference"] == preference]
-            s = {key: round(statistics.fmean(r[key] for r in mine), 4)
-                 for key in ("agreement_unlabeled", "eval/accuracy", "steps", "wall_s") if key in mine[0]}
+            s = {
+                key: round(statistics.fmean(r[key] for r in mine), 4)
+                for key in ("agreement_unlabeled", "eval/accuracy", "steps", "wall_s")
+                if key in mine[0]
+            }
             s["learning_rate"] = mine[0]["learning_rate"]
             summary[f"{preference}/{name}"] = s
     print(f"\n{args.tasks} tasks, up to {args.labels} labelled pairs each, {args.seeds} seeds (means)")
-    print(f"{'preference':<11} {'setting':<7} {'labelled':>8} {'unlabeled':>9} {'lr':>8} {'steps':>6} {'eval acc':>9} "
-          f"{'agree unlabeled':>16} {'wall s':>7}")
+    print(
+        f"{'preference':<11} {'setting':<7} {'labelled':>8} {'unlabeled':>9} {'lr':>8} {'steps':>6} {'eval acc':>9} "
+        f"{'agree unlabeled':>16} {'wall s':>7}"
+    )
     for key, s in summary.items():
         preference, name = key.split("/")
         n = sizes[preference]
-        print(f"{preference:<11} {name:<7} {n['labelled']:>8} {n['unlabeled']:>9} {s['learning_rate']:>8.2g} "
-              f"{s['steps']:>6.0f} "
-              f"{s['eval/accuracy']:>9.3f} {s['agreement_unlabeled']:>16.3f} {s['wall_s']:>7.1f}")
+        print(
+            f"{preference:<11} {name:<7} {n['labelled']:>8} {n['unlabeled']:>9} {s['learning_rate']:>8.2g} "
+            f"{s['steps']:>6.0f} "
+            f"{s['eval/accuracy']:>9.3f} {s['agreement_unlabeled']:>16.3f} {s['wall_s']:>7.1f}"
+        )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"args": vars(args), "sizes": sizes,
-                                   "python": platform.python_version(), "torch": torch.__version__,
-                                   "summary": summary, "runs": rows}, indent=2) + "\n")
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "args": vars(args),
+                "sizes": sizes,
+                "python": platform.python_version(),
+                "torch": torch.__version__,
+                "summary": summary,
+                "runs": rows,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"wrote {RESULTS.relative_to(ROOT)}")
     return 0
 

@@ -27,16 +27,38 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-TOPICS = ["the stock market", "the economy", "new developments in technology", "cats and dogs", "the weather",
-          "how a language model works", "music at school", "a good breakfast", "history", "the ocean",
-          "learning to code", "a trip to the mountains", "electric cars", "the moon", "gardening", "chess"]
-TEMPLATES = ["What is the latest news on {}?", "Tell me something about {}.", "Write a short story about {}.",
-             "Explain {} to a child, step by step, in simple words and with one example."]
+TOPICS = [
+    "the stock market",
+    "the economy",
+    "new developments in technology",
+    "cats and dogs",
+    "the weather",
+    "how a language model works",
+    "music at school",
+    "a good breakfast",
+    "history",
+    "the ocean",
+    "learning to code",
+    "a trip to the mountains",
+    "electric cars",
+    "the moon",
+    "gardening",
+    "chess",
+]
+TEMPLATES = [
+    "What is the latest news on {}?",
+    "Tell me something about {}.",
+    "Write a short story about {}.",
+    "Explain {} to a child, step by step, in simple words and with one example.",
+]
 
 
 def make_prompts(n: int) -> list[str]:
-    return [TEMPLATES[i % len(TEMPLATES)].format(TOPICS[(i // len(TEMPLATES)) % len(TOPICS)]) + ("" if i < 64 else f" ({i})")
-            for i in range(n)]
+    return [
+        TEMPLATES[i % len(TEMPLATES)].format(TOPICS[(i // len(TEMPLATES)) % len(TOPICS)])
+        + ("" if i < 64 else f" ({i})")
+        for i in range(n)
+    ]
 
 
 def build_gpt2_size(out: Path) -> Path:
@@ -52,8 +74,11 @@ def build_gpt2_size(out: Path) -> Path:
     corpus = [t.format(topic) for t in TEMPLATES for topic in TOPICS] * 4
     trained.train_from_iterator(corpus, vocab_size=2000, min_frequency=1, show_progress=False)
     vocab = trained.get_vocab()
-    merges = [tuple(line.split(" ")) for line in
-              Path(trained.save_model(tempfile.mkdtemp())[1]).read_text().splitlines()[1:] if line]
+    merges = [
+        tuple(line.split(" "))
+        for line in Path(trained.save_model(tempfile.mkdtemp())[1]).read_text().splitlines()[1:]
+        if line
+    ]
     rng, letters = random.Random(0), "abcdefghijklmnopqrstuvwxyz"
     while len(vocab) < config.vocab_size - 1:
         word = "Ġ" + "".join(rng.choice(letters) for _ in range(rng.randint(3, 8)))
@@ -62,8 +87,13 @@ def build_gpt2_size(out: Path) -> Path:
     tok = Tokenizer(models.BPE(vocab=vocab, merges=merges))
     tok.pre_tokenizer, tok.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
     special = "<|endoftext|>"
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=special, eos_token=special, unk_token=special,
-                                        model_max_length=config.n_positions)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token=special,
+        eos_token=special,
+        unk_token=special,
+        model_max_length=config.n_positions,
+    )
     torch.manual_seed(0)
     GPT2LMHeadModel(config).save_pretrained(out)
     tokenizer.save_pretrained(out)
@@ -87,8 +117,13 @@ def seed_loop(model_dir: Path, prompts: list[str], max_new_tokens: int, device, 
     from transformers import pipeline, set_seed
 
     generator = pipeline("text-generation", model=str(model_dir), device=device)
-    kwargs = dict(max_new_tokens=max_new_tokens, num_return_sequences=2, do_sample=True, top_k=50,
-                  pad_token_id=generator.tokenizer.eos_token_id)
+    kwargs = dict(
+        max_new_tokens=max_new_tokens,
+        num_return_sequences=2,
+        do_sample=True,
+        top_k=50,
+        pad_token_id=generator.tokenizer.eos_token_id,
+    )
     generator(prompts[0], **kwargs)  # warm-up
     set_seed(42)
 
@@ -104,8 +139,15 @@ def seed_loop(model_dir: Path, prompts: list[str], max_new_tokens: int, device, 
     return median_time(run, repeats)
 
 
-def prefloop_engine(model_dir: Path, prompts: list[str], max_new_tokens: int, batch_size: int, device,
-                    fp32: bool = False, repeats: int = 1) -> tuple[float, dict]:
+def prefloop_engine(
+    model_dir: Path,
+    prompts: list[str],
+    max_new_tokens: int,
+    batch_size: int,
+    device,
+    fp32: bool = False,
+    repeats: int = 1,
+) -> tuple[float, dict]:
     from worker.generation import Generator, SamplingConfig, task_seed
 
     gen = Generator.load(str(model_dir), "pi-base")
@@ -126,8 +168,11 @@ def prefloop_engine(model_dir: Path, prompts: list[str], max_new_tokens: int, ba
         return time.perf_counter() - start
 
     elapsed = median_time(run, repeats)
-    stats = {"dtype": str(next(gen.model.parameters()).dtype), "resampled": sum(r.tries > 1 for r in results),
-             "failed": sum(r.answers is None for r in results)}
+    stats = {
+        "dtype": str(next(gen.model.parameters()).dtype),
+        "resampled": sum(r.tries > 1 for r in results),
+        "failed": sum(r.answers is None for r in results),
+    }
     return elapsed, stats
 
 
@@ -139,8 +184,12 @@ def main() -> int:
     parser.add_argument("--gpt2-size", action="store_true", help="GPT2Config() defaults, random weights (for a GPU)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per side; the median is reported")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads for both sides (1: stable numbers on a shared 2-core machine)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads for both sides (1: stable numbers on a shared 2-core machine)",
+    )
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "bench_generation.json"))
     args = parser.parse_args()
 
@@ -158,19 +207,28 @@ def main() -> int:
         model_dir = build_gpt2_size(Path(tmp)) if args.gpt2_size else build_tiny_gpt2(Path(tmp))
         params = sum(p.numel() for p in transformers.AutoModelForCausalLM.from_pretrained(tmp).parameters())
         seed_s = seed_loop(model_dir, prompts, args.max_new_tokens, device, args.repeats)
-        ours_s, stats = prefloop_engine(model_dir, prompts, args.max_new_tokens, args.batch_size, device,
-                                        repeats=args.repeats)
+        ours_s, stats = prefloop_engine(
+            model_dir, prompts, args.max_new_tokens, args.batch_size, device, repeats=args.repeats
+        )
         rows = {"seed_loop": seed_s, "prefloop": ours_s}
         if device.type == "cuda":  # separate batching from bf16
-            rows["prefloop_fp32"], _ = prefloop_engine(model_dir, prompts, args.max_new_tokens, args.batch_size,
-                                                       device, fp32=True, repeats=args.repeats)
+            rows["prefloop_fp32"], _ = prefloop_engine(
+                model_dir, prompts, args.max_new_tokens, args.batch_size, device, fp32=True, repeats=args.repeats
+            )
     report = {
         "model": "gpt2-size (GPT2Config(), random weights)" if args.gpt2_size else "tiny GPT-2 (2 layers, 64 wide)",
-        "parameters": params, "device": str(device),
+        "parameters": params,
+        "device": str(device),
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-        "torch_threads": torch.get_num_threads(), "prompts": len(prompts), "max_new_tokens": args.max_new_tokens,
-        "batch_size": args.batch_size, "repeats": args.repeats, "prefloop_stats": stats,
-        "results": {name: {"seconds": round(s, 3), "prompts_per_s": round(len(prompts) / s, 2)} for name, s in rows.items()},
+        "torch_threads": torch.get_num_threads(),
+        "prompts": len(prompts),
+        "max_new_tokens": args.max_new_tokens,
+        "batch_size": args.batch_size,
+        "repeats": args.repeats,
+        "prefloop_stats": stats,
+        "results": {
+            name: {"seconds": round(s, 3), "prompts_per_s": round(len(prompts) / s, 2)} for name, s in rows.items()
+        },
         "ratio": round(seed_s / ours_s, 2),
     }
     if "prefloop_fp32" in rows:

@@ -58,8 +58,15 @@ def main() -> int:
     model = build_tiny_gpt2(tmp / "tiny")
     publish_copy(ArtifactStore(tmp / "models"), 7, model)
     port = free_port()
-    env = prefloop_env(redis_url=redis_server.url, model_dir=tmp / "models", device="cpu", workers=1, threads=4,
-                       predict_time_budget=args.budget, omp_num_threads=1)
+    env = prefloop_env(
+        redis_url=redis_server.url,
+        model_dir=tmp / "models",
+        device="cpu",
+        workers=1,
+        threads=4,
+        predict_time_budget=args.budget,
+        omp_num_threads=1,
+    )
     proc = start_server(env, port, tmp / "serve.log")
     url = f"http://127.0.0.1:{port}"
     out: dict = {"budget_s": args.budget, "cases": {}}
@@ -72,16 +79,26 @@ def main() -> int:
         cases = {
             "reward_10MB_prompt": {"project": 7, "items": [{"prompt": big, "response": "a"}]},
             "predict_10MB_prompt": None,
-            "reward_1000_items_at_MAX_TEXT_CHARS": {"project": 7, "items": [{"prompt": "word " * 4000, "response": "a"}] * 1000},
+            "reward_1000_items_at_MAX_TEXT_CHARS": {
+                "project": 7,
+                "items": [{"prompt": "word " * 4000, "response": "a"}] * 1000,
+            },
         }
         for name, body in cases.items():
             path = "/reward" if name.startswith("reward") else "/predict"
             if body is None:
-                body = {"project": "7.1", "label_config": CONFIG,
-                        "tasks": [{"id": 1, "data": {"prompt": big, "answer1": "a", "answer2": "b"}}]}
+                body = {
+                    "project": "7.1",
+                    "label_config": CONFIG,
+                    "tasks": [{"id": 1, "data": {"prompt": big, "answer1": "a", "answer2": "b"}}],
+                }
             seconds, status, text = timed("POST", url + path, json=body)
-            out["cases"][name] = {"seconds": round(seconds, 3), "status": status, "answer": text,
-                                  "rss_mb_after": round(rss_mb(proc.proc.pid))}
+            out["cases"][name] = {
+                "seconds": round(seconds, 3),
+                "status": status,
+                "answer": text,
+                "rss_mb_after": round(rss_mb(proc.proc.pid)),
+            }
             rss = out["cases"][name]["rss_mb_after"]
             print(f"{name:40s} {status}  {seconds:7.2f} s  server RSS {rss} MB  {text[:90]}")
     finally:

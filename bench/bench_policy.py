@@ -244,8 +244,10 @@ def main() -> int:
             print(done.stdout[-2000:], done.stderr[-4000:])
             raise SystemExit(f"{trainer} failed")
         rows.append(json.loads(line[len("RESULT ") :]))
-    header = (f"{'trainer':8} {'wall s':>7} {'peak MB':>8} {'win rate [95% CI]':>22} {'final KL':>9} "
-              f"{'reward gain':>12} {'gain/s':>8}")
+    header = (
+        f"{'trainer':8} {'wall s':>7} {'peak MB':>8} {'win rate [95% CI]':>22} {'final KL':>9} "
+        f"{'reward gain':>12} {'gain/s':>8}"
+    )
     print(header)
     for r in rows:
         ci = f"{r['win_rate']:.2f} [{r['win_rate_ci95'][0]:.2f}-{r['win_rate_ci95'][1]:.2f}]"

@@ -92,8 +92,9 @@ def build_models(size: str, root: Path) -> tuple[Path, Path]:
 
 def run_side(python: str, side: str, spec: Path) -> dict:
     env = dict(os.environ, PYTHONPATH=str(REPO), TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1")
-    proc = subprocess.run([python, __file__, "--side", side, "--spec", str(spec)], env=env, cwd=REPO,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [python, __file__, "--side", side, "--spec", str(spec)], env=env, cwd=REPO, capture_output=True, text=True
+    )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith('{"side"')]
     if proc.returncode != 0 or not lines:
         raise SystemExit(f"{side} side failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
@@ -106,7 +107,7 @@ def peak_memory_mb(cuda: bool) -> dict:
 
     out = {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
     if cuda:
-        out["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2 ** 20, 1)
+        out["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     return out
 
 
@@ -117,10 +118,20 @@ def prefloop_side(spec: dict) -> dict:
     from worker.ppo.config import PPOConfig
     from worker.ppo.trainer import PPOTrainer
 
-    cfg = PPOConfig(steps=spec["steps"], rollout_batch_size=spec["batch"], mini_batch_size=spec["mini"],
-                    micro_batch_size=spec["mini"], forward_batch_size=spec["batch"], ppo_epochs=spec["epochs"],
-                    max_new_tokens=spec["new_tokens"], max_prompt_tokens=64, learning_rate=spec["lr"],
-                    init_kl_coef=0.05, target_kl=None, vf_coef=0.1)
+    cfg = PPOConfig(
+        steps=spec["steps"],
+        rollout_batch_size=spec["batch"],
+        mini_batch_size=spec["mini"],
+        micro_batch_size=spec["mini"],
+        forward_batch_size=spec["batch"],
+        ppo_epochs=spec["epochs"],
+        max_new_tokens=spec["new_tokens"],
+        max_prompt_tokens=64,
+        learning_rate=spec["lr"],
+        init_kl_coef=0.05,
+        target_kl=None,
+        vf_coef=0.1,
+    )
     trainer = PPOTrainer(cfg, spec["policy"], device=spec["device"])
     scorer = RewardScorer(spec["reward"], device=str(trainer.accelerator.device), batch_size=spec["batch"])
     trainer.score = scorer.score
@@ -145,25 +156,55 @@ def trl_side(spec: dict) -> dict:
     cuda = spec["device"] != "cpu" and torch.cuda.is_available()
     tok = AutoTokenizer.from_pretrained(spec["policy"], padding_side="left")
     tok.pad_token = tok.eos_token
-    models = [AutoModelForCausalLM.from_pretrained(spec["policy"]), AutoModelForCausalLM.from_pretrained(spec["policy"]),
-              AutoModelForSequenceClassification.from_pretrained(spec["policy"], num_labels=1),
-              AutoModelForSequenceClassification.from_pretrained(spec["reward"], num_labels=1)]
+    models = [
+        AutoModelForCausalLM.from_pretrained(spec["policy"]),
+        AutoModelForCausalLM.from_pretrained(spec["policy"]),
+        AutoModelForSequenceClassification.from_pretrained(spec["policy"], num_labels=1),
+        AutoModelForSequenceClassification.from_pretrained(spec["reward"], num_labels=1),
+    ]
     for m in models:
         m.config.pad_token_id = tok.pad_token_id
     policy, ref, value, reward = models
     ids = [tok(p).input_ids[-64:] for p in spec["prompts"]]
     data = Dataset.from_dict({"input_ids": ids})
     with tempfile.TemporaryDirectory() as out:
-        args = PPOConfig(output_dir=out, per_device_train_batch_size=spec["batch"], gradient_accumulation_steps=1,
-                         num_mini_batches=spec["batch"] // spec["mini"], num_ppo_epochs=spec["epochs"],
-                         total_episodes=spec["steps"] * spec["batch"], response_length=spec["new_tokens"],
-                         local_rollout_forward_batch_size=spec["batch"], temperature=1.0, stop_token="eos",
-                         learning_rate=spec["lr"], kl_coef=0.05, vf_coef=0.1, cliprange=0.2, cliprange_value=0.2,
-                         gamma=1.0, lam=0.95, num_sample_generations=0, report_to="none", save_strategy="no",
-                         use_cpu=not cuda, bf16=cuda and torch.cuda.is_bf16_supported(), seed=0, disable_tqdm=True,
-                         logging_steps=1000)
-        trainer = PPOTrainer(args=args, processing_class=tok, model=policy, ref_model=ref, reward_model=reward,
-                             train_dataset=data, eval_dataset=data.select(range(8)), value_model=value)
+        args = PPOConfig(
+            output_dir=out,
+            per_device_train_batch_size=spec["batch"],
+            gradient_accumulation_steps=1,
+            num_mini_batches=spec["batch"] // spec["mini"],
+            num_ppo_epochs=spec["epochs"],
+            total_episodes=spec["steps"] * spec["batch"],
+            response_length=spec["new_tokens"],
+            local_rollout_forward_batch_size=spec["batch"],
+            temperature=1.0,
+            stop_token="eos",
+            learning_rate=spec["lr"],
+            kl_coef=0.05,
+            vf_coef=0.1,
+            cliprange=0.2,
+            cliprange_value=0.2,
+            gamma=1.0,
+            lam=0.95,
+            num_sample_generations=0,
+            report_to="none",
+            save_strategy="no",
+            use_cpu=not cuda,
+            bf16=cuda and torch.cuda.is_bf16_supported(),
+            seed=0,
+            disable_tqdm=True,
+            logging_steps=1000,
+        )
+        trainer = PPOTrainer(
+            args=args,
+            processing_class=tok,
+            model=policy,
+            ref_model=ref,
+            reward_model=reward,
+            train_dataset=data,
+            eval_dataset=data.select(range(8)),
+            value_model=value,
+        )
         if cuda:
             torch.cuda.reset_peak_memory_stats()
         started = time.perf_counter()
@@ -187,9 +228,13 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=1e-5)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--repeats", type=int, default=1, help="alternate the sides this many times; best run counts")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch threads per side (0: torch's default). One by default: on a shared CPU, OpenMP "
-                        "threads competing with other processes made single runs swing more than 10x")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads per side (0: torch's default). One by default: on a shared CPU, OpenMP "
+        "threads competing with other processes made single runs swing more than 10x",
+    )
     p.add_argument("--trl-python", default=str(TRL_VENV / "bin" / "python"))
     p.add_argument("--side", choices=["prefloop", "trl"], help=argparse.SUPPRESS)
     p.add_argument("--spec", help=argparse.SUPPRESS)
@@ -202,15 +247,29 @@ def main() -> None:
             torch.set_num_threads(spec["threads"])
         result = (prefloop_side if args.side == "prefloop" else trl_side)(spec)
         episodes = spec["steps"] * spec["batch"]
-        print(json.dumps({"side": args.side, "episodes": episodes, "episodes_per_s": episodes / result["seconds"], **result}))
+        print(
+            json.dumps(
+                {"side": args.side, "episodes": episodes, "episodes_per_s": episodes / result["seconds"], **result}
+            )
+        )
         return
     size = "gpt2" if args.gpt2_size else args.size
     ensure_trl_venv(Path(args.trl_python))
     RESULTS.mkdir(parents=True, exist_ok=True)
     policy, reward = build_models(size, REPO / ".prefloop" / "bench" / "ppo-models")  # git-ignored cache
-    spec = {"policy": str(policy), "reward": str(reward), "prompts": PROMPTS, "steps": args.steps, "batch": args.batch,
-            "mini": args.mini, "epochs": args.epochs, "new_tokens": args.new_tokens, "lr": args.lr, "device": args.device,
-            "threads": args.threads}
+    spec = {
+        "policy": str(policy),
+        "reward": str(reward),
+        "prompts": PROMPTS,
+        "steps": args.steps,
+        "batch": args.batch,
+        "mini": args.mini,
+        "epochs": args.epochs,
+        "new_tokens": args.new_tokens,
+        "lr": args.lr,
+        "device": args.device,
+        "threads": args.threads,
+    }
     spec_path = RESULTS / "bench_ppo_spec.json"
     spec_path.write_text(json.dumps(spec))
     runs: dict[str, list[dict]] = {"prefloop": [], "trl": []}
@@ -218,17 +277,29 @@ def main() -> None:
         for side, python in (("prefloop", sys.executable), ("trl", args.trl_python)):
             runs[side].append(run_side(python, side, spec_path))
             r = runs[side][-1]
-            print(f"{side:9} {r['episodes_per_s']:8.2f} episodes/s  {r['seconds']:7.1f} s  "
-                  f"peak RSS {r['peak_rss_mb']:8.1f} MB"
-                  + (f"  peak CUDA {r['peak_cuda_mb']:8.1f} MB" if "peak_cuda_mb" in r else ""), flush=True)
+            print(
+                f"{side:9} {r['episodes_per_s']:8.2f} episodes/s  {r['seconds']:7.1f} s  "
+                f"peak RSS {r['peak_rss_mb']:8.1f} MB"
+                + (f"  peak CUDA {r['peak_cuda_mb']:8.1f} MB" if "peak_cuda_mb" in r else ""),
+                flush=True,
+            )
     best = {side: max(rs, key=lambda r: r["episodes_per_s"]) for side, rs in runs.items()}
     ratio = best["prefloop"]["episodes_per_s"] / best["trl"]["episodes_per_s"]
     median = statistics.median(a["episodes_per_s"] / b["episodes_per_s"] for a, b in zip(runs["prefloop"], runs["trl"]))
-    print(f"model={size} steps={args.steps} batch={args.batch} mini={args.mini} epochs={args.epochs} "
-          f"new_tokens={args.new_tokens}: prefloop/TRL throughput ratio {ratio:.2f}x (best runs), "
-          f"{median:.2f}x (median of paired runs)")
-    out = {"model": size, "settings": {k: v for k, v in spec.items() if k != "prompts"}, "runs": runs, "best": best,
-           "ratio": ratio, "ratio_median_paired": median, "machine": {"cpus": os.cpu_count()}}
+    print(
+        f"model={size} steps={args.steps} batch={args.batch} mini={args.mini} epochs={args.epochs} "
+        f"new_tokens={args.new_tokens}: prefloop/TRL throughput ratio {ratio:.2f}x (best runs), "
+        f"{median:.2f}x (median of paired runs)"
+    )
+    out = {
+        "model": size,
+        "settings": {k: v for k, v in spec.items() if k != "prompts"},
+        "runs": runs,
+        "best": best,
+        "ratio": ratio,
+        "ratio_median_paired": median,
+        "machine": {"cpus": os.cpu_count()},
+    }
     (RESULTS / "bench_ppo.json").write_text(json.dumps(out, indent=2))
 
 

@@ -74,8 +74,11 @@ def main() -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-predictions-"))
     port = os.environ.get("PREFLOOP_TEST_LS_PORT")
-    ls = LabelStudioServer(data_dir=tmp / "ls", port=int(port)) if port else \
-        LabelStudioServer(data_dir=tmp / "ls").start()
+    ls = (
+        LabelStudioServer(data_dir=tmp / "ls", port=int(port))
+        if port
+        else LabelStudioServer(data_dir=tmp / "ls").start()
+    )
     stack = Stack(tmp / "stack", ls, ROOT, extra={"omp_num_threads": args.threads}).start()
     project = None
     try:
@@ -85,16 +88,25 @@ def main() -> int:
         model_version = stack.model_version(project)
         tokenizer = AutoTokenizer.from_pretrained(stack.store.version_dir(project, "reward", version))
         rng = random.Random(0)
-        tasks = [{"data": {"prompt": f"Task {i}: " + text_of(tokenizer, rng, 15),
-                           "answer1": text_of(tokenizer, rng, 50), "answer2": text_of(tokenizer, rng, 50)}}
-                 for i in range(args.tasks)]
+        tasks = [
+            {
+                "data": {
+                    "prompt": f"Task {i}: " + text_of(tokenizer, rng, 15),
+                    "answer1": text_of(tokenizer, rng, 50),
+                    "answer2": text_of(tokenizer, rng, 50),
+                }
+            }
+            for i in range(args.tasks)
+        ]
 
         load_start = round(os.getloadavg()[0], 1)  # other work on a shared machine slows every number
         started = time.perf_counter()
         ls.import_tasks(project, tasks)
         imported_s = time.perf_counter() - started
-        print(f"imported {args.tasks} tasks in {imported_s:.1f}s; waiting for the worker's predictions "
-              f"({model_version})", flush=True)
+        print(
+            f"imported {args.tasks} tasks in {imported_s:.1f}s; waiting for the worker's predictions ({model_version})",
+            flush=True,
+        )
 
         def all_predicted():
             counts = ls.api("GET", f"/api/projects/{project}/model-versions/")
@@ -102,14 +114,23 @@ def main() -> int:
 
         counts = wait_until(all_predicted, args.timeout, "every task with a prediction", interval=1.0)
         predicted_s = time.perf_counter() - started
-        job = wait_until(lambda: next((j for j in stack.jobs(project) if j["kind"] == "predict"
-                                       and j["status"] == "finished"), None), 120, "the PREDICT job's end")
+        job = wait_until(
+            lambda: next(
+                (j for j in stack.jobs(project) if j["kind"] == "predict" and j["status"] == "finished"), None
+            ),
+            120,
+            "the PREDICT job's end",
+        )
         stored = ls.tasks(project)
         assert all(any(p["model_version"] == model_version for p in t["predictions"]) for t in stored)
         assert ls.api("GET", f"/api/projects/{project}")["model_version"] == model_version
 
-        body = {"project": f"{project}.1700000000", "label_config": load_label_config("pairwise"), "params": {},
-                "tasks": [{"id": t["id"], "data": t["data"]} for t in stored]}
+        body = {
+            "project": f"{project}.1700000000",
+            "label_config": load_label_config("pairwise"),
+            "params": {},
+            "tasks": [{"id": t["id"], "data": t["data"]} for t in stored],
+        }
         t0 = time.perf_counter()
         r = requests.post(f"{stack.url}/predict", json=body, timeout=120)
         predict_s = time.perf_counter() - t0
@@ -117,28 +138,41 @@ def main() -> int:
         answered = sum(isinstance(e, dict) and "result" in e for e in r.json()["results"])
         result = job["result"] or {}
         out = {
-            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "worker_threads": args.threads,
-                        "load_average_1m_at_start_and_end": [load_start, round(os.getloadavg()[0], 1)]},
-            "model": "GPT2Config() defaults (12 layers, 768 wide, random weights)", "parameters": params,
-            "tasks": args.tasks, "tokens": {"prompt": 15, "answer": 50},
+            "machine": {
+                "platform": platform.platform(),
+                "cpus": os.cpu_count(),
+                "worker_threads": args.threads,
+                "load_average_1m_at_start_and_end": [load_start, round(os.getloadavg()[0], 1)],
+            },
+            "model": "GPT2Config() defaults (12 layers, 768 wide, random weights)",
+            "parameters": params,
+            "tasks": args.tasks,
+            "tokens": {"prompt": 15, "answer": 50},
             "import_s": round(imported_s, 2),
             "import_to_every_task_predicted_s": round(predicted_s, 2),
-            "predict_job": {k: result.get(k) for k in ("seconds", "scoring_s", "scoring_cpu_s", "writing_s",
-                                                        "scored", "reused", "written")},
+            "predict_job": {
+                k: result.get(k)
+                for k in ("seconds", "scoring_s", "scoring_cpu_s", "writing_s", "scored", "reused", "written")
+            },
             "model_versions_in_label_studio": counts,
-            "predict_after_push": {"tasks": len(stored), "seconds": round(predict_s, 3),
-                                   "answered_from_store": answered},
+            "predict_after_push": {
+                "tasks": len(stored),
+                "seconds": round(predict_s, 3),
+                "answered_from_store": answered,
+            },
         }
         if job.get("started_at") and job.get("enqueued_at"):
             from datetime import datetime
 
             waited = datetime.fromisoformat(job["started_at"]) - datetime.fromisoformat(job["enqueued_at"])
             out["predict_job_queue_wait_s"] = round(waited.total_seconds(), 2)
-        print(f"import -> all {args.tasks} tasks have a prediction: {predicted_s:.1f}s "
-              f"(PREDICT job {result.get('seconds')}s: scoring {result.get('scoring_s')}s "
-              f"({result.get('scoring_cpu_s')} CPU-s), "
-              f"writing {result.get('writing_s')}s; "
-              f"{result.get('scored')} scored, {result.get('written')} written)")
+        print(
+            f"import -> all {args.tasks} tasks have a prediction: {predicted_s:.1f}s "
+            f"(PREDICT job {result.get('seconds')}s: scoring {result.get('scoring_s')}s "
+            f"({result.get('scoring_cpu_s')} CPU-s), "
+            f"writing {result.get('writing_s')}s; "
+            f"{result.get('scored')} scored, {result.get('written')} written)"
+        )
         print(f"/predict over {len(stored)} tasks afterwards: {predict_s:.3f}s, {answered} answered from stored picks")
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(out, indent=2))

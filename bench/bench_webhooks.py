@@ -43,8 +43,14 @@ def main() -> int:
     redis_server = RedisServer().start()
     tmp = Path(tempfile.mkdtemp(prefix="bench-webhooks-"))
     port = free_port()
-    env = prefloop_env(redis_url=redis_server.url, model_dir=tmp / "models", workers=args.workers, threads=args.threads,
-                       job_min_interval=10, log_level="WARNING")
+    env = prefloop_env(
+        redis_url=redis_server.url,
+        model_dir=tmp / "models",
+        workers=args.workers,
+        threads=args.threads,
+        job_min_interval=10,
+        log_level="WARNING",
+    )
     t0 = time.perf_counter()
     server = start_server(env, port, tmp / "serve.log")
     startup = time.perf_counter() - t0
@@ -52,7 +58,9 @@ def main() -> int:
     try:
         projects = list(range(1, args.projects + 1))
         for p in projects:
-            requests.post(f"{base}/setup", json={"project": f"{p}.1700000000", "schema": load_label_config()}, timeout=5).raise_for_status()
+            requests.post(
+                f"{base}/setup", json={"project": f"{p}.1700000000", "schema": load_label_config()}, timeout=5
+            ).raise_for_status()
         bodies = []
         for i in range(args.requests):
             event = dict(FIXTURES[EVENTS[i % len(EVENTS)]])
@@ -83,8 +91,11 @@ def main() -> int:
         queued = conn.llen("rq:queue:prefloop-gpu") + conn.zcard("rq:scheduled:prefloop-gpu")
         kinds = len({(p, k) for p in projects for k in ("generate", "train_reward")})
         out = {
-            "requests": args.requests, "clients": args.clients, "projects": args.projects,
-            "gunicorn_workers": args.workers, "gunicorn_threads": args.threads,
+            "requests": args.requests,
+            "clients": args.clients,
+            "projects": args.projects,
+            "gunicorn_workers": args.workers,
+            "gunicorn_threads": args.threads,
             "serve_startup_to_health_s": round(startup, 3),
             "p50_ms": round(statistics.median(latencies), 2),
             "p90_ms": round(latencies[int(0.90 * len(latencies)) - 1], 2),

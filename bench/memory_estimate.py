@@ -24,15 +24,35 @@ import argparse
 import json
 from pathlib import Path
 
-GiB = 1024 ** 3
+GiB = 1024**3
 MODELS = {
     "gpt2 (124M)": ("gpt2", dict(n_layer=12, n_embd=768, n_head=12, vocab_size=50257, n_positions=1024)),
-    "Qwen2.5-0.5B-Instruct": ("qwen2", dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
-                                            num_attention_heads=14, num_key_value_heads=2, vocab_size=151936,
-                                            tie_word_embeddings=True, max_position_embeddings=32768)),
-    "Llama-3.2-1B-Instruct": ("llama", dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
-                                            num_attention_heads=32, num_key_value_heads=8, vocab_size=128256,
-                                            tie_word_embeddings=True, max_position_embeddings=131072)),
+    "Qwen2.5-0.5B-Instruct": (
+        "qwen2",
+        dict(
+            hidden_size=896,
+            intermediate_size=4864,
+            num_hidden_layers=24,
+            num_attention_heads=14,
+            num_key_value_heads=2,
+            vocab_size=151936,
+            tie_word_embeddings=True,
+            max_position_embeddings=32768,
+        ),
+    ),
+    "Llama-3.2-1B-Instruct": (
+        "llama",
+        dict(
+            hidden_size=2048,
+            intermediate_size=8192,
+            num_hidden_layers=16,
+            num_attention_heads=32,
+            num_key_value_heads=8,
+            vocab_size=128256,
+            tie_word_embeddings=True,
+            max_position_embeddings=131072,
+        ),
+    ),
 }
 
 
@@ -51,8 +71,13 @@ def counts(family: str, kwargs: dict, lora_r: int) -> dict:
     trainable = sum(p.numel() for p in adapted.parameters() if p.requires_grad)
     hidden = getattr(config, "hidden_size", None) or config.n_embd
     layers = getattr(config, "num_hidden_layers", None) or config.n_layer
-    return {"parameters": total, "lora_parameters": trainable, "hidden": hidden, "layers": layers,
-            "vocab": config.vocab_size}
+    return {
+        "parameters": total,
+        "lora_parameters": trainable,
+        "hidden": hidden,
+        "layers": layers,
+        "vocab": config.vocab_size,
+    }
 
 
 def estimate(c: dict) -> dict:
@@ -77,10 +102,12 @@ def main() -> int:
         c = counts(family, kwargs, args.lora_r)
         rows[name] = {**c, **estimate(c)}
         r = rows[name]
-        print(f"{name:24} {c['parameters'] / 1e6:7.0f}M params, LoRA r={args.lora_r}: "
-              f"{c['lora_parameters'] / 1e6:5.2f}M | generate {r['generation_gib']:5.2f} GiB | "
-              f"PPO full {r['ppo_full_gib']:5.1f}, LoRA {r['ppo_lora_gib']:5.1f} GiB | "
-              f"reward full {r['reward_full_gib']:5.1f}, LoRA {r['reward_lora_gib']:5.1f} GiB")
+        print(
+            f"{name:24} {c['parameters'] / 1e6:7.0f}M params, LoRA r={args.lora_r}: "
+            f"{c['lora_parameters'] / 1e6:5.2f}M | generate {r['generation_gib']:5.2f} GiB | "
+            f"PPO full {r['ppo_full_gib']:5.1f}, LoRA {r['ppo_lora_gib']:5.1f} GiB | "
+            f"reward full {r['reward_full_gib']:5.1f}, LoRA {r['reward_lora_gib']:5.1f} GiB"
+        )
     out = Path(__file__).parent / "results" / "memory_estimate.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({"lora_r": args.lora_r, "measured": False, "models": rows}, indent=2))

@@ -38,8 +38,9 @@ def label_studio_bin(venv: Path | None = None) -> Path:
     return (venv or REPO / ".venv-ls") / "bin" / "label-studio"
 
 
-def install_label_studio(venv: Path | None = None, log: Path | None = None, script: Path = INSTALL_SCRIPT,
-                         say: Callable[[str], None] = print) -> Path:
+def install_label_studio(
+    venv: Path | None = None, log: Path | None = None, script: Path = INSTALL_SCRIPT, say: Callable[[str], None] = print
+) -> Path:
     """Install Label Studio into its own virtualenv with scripts/install-label-studio.sh (the same
     script `scripts/setup.sh --test` runs). Returns the `label-studio` executable.
 
@@ -51,8 +52,10 @@ def install_label_studio(venv: Path | None = None, log: Path | None = None, scri
     if exe.exists():
         return exe
     if not script.exists():
-        raise ServiceError(f"Label Studio is not installed at {venv} and {script} is missing: run "
-                           f"`python3 -m venv {venv} && {venv}/bin/pip install {LABEL_STUDIO_SPEC}`")
+        raise ServiceError(
+            f"Label Studio is not installed at {venv} and {script} is missing: run "
+            f"`python3 -m venv {venv} && {venv}/bin/pip install {LABEL_STUDIO_SPEC}`"
+        )
     log = log or venv.parent / "install-label-studio.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     say(f"installing {LABEL_STUDIO_SPEC} into {venv} (once, about 2 minutes; pip's output goes to {log})")
@@ -60,8 +63,10 @@ def install_label_studio(venv: Path | None = None, log: Path | None = None, scri
     with open(log, "wb") as fh:
         r = subprocess.run(["bash", str(script), str(venv)], cwd=REPO, stdout=fh, stderr=subprocess.STDOUT, env=env)
     if r.returncode != 0 or not exe.exists():
-        raise ServiceError(f"installing {LABEL_STUDIO_SPEC} into {venv} failed (exit {r.returncode}):\n"
-                           f"{_errors(log)}\nthe whole pip output is in {log}")
+        raise ServiceError(
+            f"installing {LABEL_STUDIO_SPEC} into {venv} failed (exit {r.returncode}):\n"
+            f"{_errors(log)}\nthe whole pip output is in {log}"
+        )
     say(f"installed {LABEL_STUDIO_SPEC} into {venv}")
     return exe
 
@@ -74,17 +79,26 @@ def _errors(log: Path, keep: int = 15) -> str:
     return "\n".join((wanted or lines)[-keep:])
 
 
-def label_studio_env(data_dir: Path, base: dict[str, str] | None = None, *, username: str = "", password: str = "",
-                     token: str = "") -> dict[str, str]:
+def label_studio_env(
+    data_dir: Path, base: dict[str, str] | None = None, *, username: str = "", password: str = "", token: str = ""
+) -> dict[str, str]:
     """Label Studio's environment. The admin login and API token go here, never into its arguments:
     any local user reads a process's arguments (`ps`, /proc/<pid>/cmdline), while its environment
     (/proc/<pid>/environ) is readable only by its owner. `label-studio start` reads them as
     LABEL_STUDIO_USERNAME, LABEL_STUDIO_PASSWORD and LABEL_STUDIO_USER_TOKEN (its server.py), creates
     that user and token on the first start and keeps them on later starts."""
     env = dict(os.environ if base is None else base)
-    env.update(LABEL_STUDIO_BASE_DATA_DIR=str(data_dir), LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN="true",
-               ML_BLOCK_LOCAL_IP="false", SSRF_PROTECTION_ENABLED="false", LATEST_VERSION_CHECK="false",
-               COLLECT_ANALYTICS="false", SENTRY_DSN="", FRONTEND_SENTRY_DSN="", DJANGO_DB="sqlite")
+    env.update(
+        LABEL_STUDIO_BASE_DATA_DIR=str(data_dir),
+        LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN="true",
+        ML_BLOCK_LOCAL_IP="false",
+        SSRF_PROTECTION_ENABLED="false",
+        LATEST_VERSION_CHECK="false",
+        COLLECT_ANALYTICS="false",
+        SENTRY_DSN="",
+        FRONTEND_SENTRY_DSN="",
+        DJANGO_DB="sqlite",
+    )
     if username:
         env.update(LABEL_STUDIO_USERNAME=username, LABEL_STUDIO_PASSWORD=password, LABEL_STUDIO_USER_TOKEN=token)
     env.pop("PYTHONPATH", None)  # its own virtualenv: nothing of prefloop's environment
@@ -102,8 +116,9 @@ def label_studio_argv(exe: Path, port: int) -> list[str]:
 def redis_server_bin() -> str:
     exe = shutil.which("redis-server")
     if exe is None:
-        raise ServiceError("redis-server is not installed: run `sudo apt-get install -y redis-server` "
-                           "(bash scripts/setup.sh does it)")
+        raise ServiceError(
+            "redis-server is not installed: run `sudo apt-get install -y redis-server` (bash scripts/setup.sh does it)"
+        )
     return exe
 
 
@@ -152,8 +167,15 @@ class Service:
     def start(self) -> Service:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as fh:
-            self.proc = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd, stdout=fh, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+            self.proc = subprocess.Popen(
+                self.argv,
+                env=self.env,
+                cwd=self.cwd,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent,
+            )
         return self
 
     def alive(self) -> bool:
@@ -185,12 +207,16 @@ class Service:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not self.alive():
-                raise ServiceError(f"{self.name} exited with code {self.proc.returncode}{hint}; last lines of "
-                                   f"{self.log}:\n{self.tail()}")
+                raise ServiceError(
+                    f"{self.name} exited with code {self.proc.returncode}{hint}; last lines of "
+                    f"{self.log}:\n{self.tail()}"
+                )
             if ready():
                 return
             time.sleep(0.5)
-        raise ServiceError(f"{self.name} did not become ready within {timeout:.0f}s{hint}; last lines of {self.log}:\n{self.tail()}")
+        raise ServiceError(
+            f"{self.name} did not become ready within {timeout:.0f}s{hint}; last lines of {self.log}:\n{self.tail()}"
+        )
 
 
 def prefloop_argv(*args: str) -> list[str]:
@@ -208,8 +234,15 @@ def http_ok(url: str, timeout: float = 2.0) -> bool:
 
 
 # --- where the commands find a local stack ------------------------------------------------------
-STACK_KEYS = ("LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY", "REDIS_URL", "MODEL_DIR", "BACKEND_URL", "BASE_MODEL",
-              "WEBHOOK_SECRET")
+STACK_KEYS = (
+    "LABEL_STUDIO_URL",
+    "LABEL_STUDIO_API_KEY",
+    "REDIS_URL",
+    "MODEL_DIR",
+    "BACKEND_URL",
+    "BASE_MODEL",
+    "WEBHOOK_SECRET",
+)
 """What `prefloop up` writes to `<state dir>/env` and every other command reads from there; the file
 is read only when none of these is set in the environment."""
 STACK_EXTRA = ("PROJECT_TITLE",)
@@ -232,10 +265,11 @@ def write_stack_env(state_dir: Path, values: dict[str, str]) -> Path:
     path = stack_env_file(state_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text("# written by `prefloop up`: the settings of the stack it runs; other prefloop commands\n"
-                   "# started in this directory read them (or: eval \"$(prefloop env)\")\n"
-                   + "".join(f"{key}={shlex.quote(str(values[key]))}\n" for key in STACK_KEYS + STACK_EXTRA
-                             if values.get(key)))
+    tmp.write_text(
+        "# written by `prefloop up`: the settings of the stack it runs; other prefloop commands\n"
+        '# started in this directory read them (or: eval "$(prefloop env)")\n'
+        + "".join(f"{key}={shlex.quote(str(values[key]))}\n" for key in STACK_KEYS + STACK_EXTRA if values.get(key))
+    )
     tmp.chmod(0o600)
     os.replace(tmp, path)
     return path

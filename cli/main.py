@@ -18,11 +18,21 @@ import sys
 from prefloop.errors import PrefloopError, SettingsError
 
 COMMANDS = [
-    "up", "serve", "worker", "tiny_model", "train_ppo", "train_policy",
-    "init", "download_model",
+    "up",
+    "serve",
+    "worker",
+    "tiny_model",
+    "train_ppo",
+    "train_policy",
+    "init",
+    "download_model",
     "import_prompts",
-    "export", "train_reward", "versions", "jobs",
-    "env", "doctor",
+    "export",
+    "train_reward",
+    "versions",
+    "jobs",
+    "env",
+    "doctor",
 ]
 OWN_SETTINGS = {"up", "env"}
 """Commands that do not read the local stack's env file: `up` writes it, `env` prints it."""

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 # A small English corpus so the BPE learns real merges; the model itself starts random.
-_CORPUS = """
+_CORPUS = (
+    """
 The quick brown fox jumps over the lazy dog. What is the latest news on the stock market?
 What is the current state of the economy? What are the latest developments in technology?
 Label Studio helps people annotate data. A reward model learns which answer people prefer.
@@ -23,7 +24,9 @@ I think the answer is yes, because the data shows a clear trend. No, that is not
 Please explain how a language model works. It predicts the next token from the previous ones.
 Good morning! How can I help you today? The weather is sunny and warm, with a light breeze.
 Cats and dogs are popular pets. Science, history, music and art are subjects at school.
-""" * 4
+"""
+    * 4
+)
 
 LLAMA_CHAT_TEMPLATE = (
     "{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n"
@@ -41,8 +44,9 @@ def _bpe(special: list[str], vocab_size: int):
     from tokenizers import ByteLevelBPETokenizer
 
     bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(_CORPUS.splitlines(), vocab_size=vocab_size, min_frequency=1,
-                            special_tokens=special, show_progress=False)
+    bpe.train_from_iterator(
+        _CORPUS.splitlines(), vocab_size=vocab_size, min_frequency=1, special_tokens=special, show_progress=False
+    )
     return bpe._tokenizer
 
 
@@ -54,24 +58,51 @@ def _save(out_dir: str | Path, model: Any, tokenizer: Any) -> Path:
     return out
 
 
-def build_tiny_gpt2(out_dir: str | Path, *, n_layer: int = 2, n_embd: int = 64, n_head: int = 2,
-                    n_positions: int = 256, vocab_size: int = 512, seed: int = 0) -> Path:
+def build_tiny_gpt2(
+    out_dir: str | Path,
+    *,
+    n_layer: int = 2,
+    n_embd: int = 64,
+    n_head: int = 2,
+    n_positions: int = 256,
+    vocab_size: int = 512,
+    seed: int = 0,
+) -> Path:
     """GPT-2: one <|endoftext|> token (BOS = EOS, no pad), no chat template."""
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=_bpe(["<|endoftext|>"], vocab_size), bos_token="<|endoftext|>",
-                                        eos_token="<|endoftext|>", unk_token="<|endoftext|>",
-                                        model_max_length=n_positions)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=_bpe(["<|endoftext|>"], vocab_size),
+        bos_token="<|endoftext|>",
+        eos_token="<|endoftext|>",
+        unk_token="<|endoftext|>",
+        model_max_length=n_positions,
+    )
     eos_id = tokenizer.convert_tokens_to_ids("<|endoftext|>")
-    config = GPT2Config(vocab_size=len(tokenizer), n_positions=n_positions, n_embd=n_embd, n_layer=n_layer,
-                        n_head=n_head, bos_token_id=eos_id, eos_token_id=eos_id)
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=n_positions,
+        n_embd=n_embd,
+        n_layer=n_layer,
+        n_head=n_head,
+        bos_token_id=eos_id,
+        eos_token_id=eos_id,
+    )
     torch.manual_seed(seed)
     return _save(out_dir, GPT2LMHeadModel(config), tokenizer)
 
 
-def build_tiny_llama(out_dir: str | Path, *, n_layer: int = 2, n_embd: int = 64, n_head: int = 4,
-                     n_positions: int = 256, vocab_size: int = 512, seed: int = 0) -> Path:
+def build_tiny_llama(
+    out_dir: str | Path,
+    *,
+    n_layer: int = 2,
+    n_embd: int = 64,
+    n_head: int = 4,
+    n_positions: int = 256,
+    vocab_size: int = 512,
+    seed: int = 0,
+) -> Path:
     """Llama-3-instruct style: BOS added to plain text, a header/eot chat template, tokenizer EOS =
     <|eot_id|>, EOS ids [<|end_of_text|>, <|eot_id|>] in the configs, no pad token, grouped-query
     attention, no `n_positions` (context from max_position_embeddings)."""
@@ -82,46 +113,84 @@ def build_tiny_llama(out_dir: str | Path, *, n_layer: int = 2, n_embd: int = 64,
     special = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
     backend = _bpe(special, vocab_size)
     bos = backend.token_to_id("<|begin_of_text|>")
-    backend.post_processor = TemplateProcessing(single="<|begin_of_text|> $A", pair="<|begin_of_text|> $A $B",
-                                                special_tokens=[("<|begin_of_text|>", bos)])
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>",
-                                        model_max_length=n_positions)
+    backend.post_processor = TemplateProcessing(
+        single="<|begin_of_text|> $A", pair="<|begin_of_text|> $A $B", special_tokens=[("<|begin_of_text|>", bos)]
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>", model_max_length=n_positions
+    )
     tokenizer.chat_template = LLAMA_CHAT_TEMPLATE
     eos = [tokenizer.convert_tokens_to_ids(t) for t in ("<|end_of_text|>", "<|eot_id|>")]
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=n_embd, intermediate_size=2 * n_embd,
-                         num_hidden_layers=n_layer, num_attention_heads=n_head, num_key_value_heads=max(1, n_head // 2),
-                         max_position_embeddings=n_positions, bos_token_id=bos, eos_token_id=eos,
-                         tie_word_embeddings=True)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=n_embd,
+        intermediate_size=2 * n_embd,
+        num_hidden_layers=n_layer,
+        num_attention_heads=n_head,
+        num_key_value_heads=max(1, n_head // 2),
+        max_position_embeddings=n_positions,
+        bos_token_id=bos,
+        eos_token_id=eos,
+        tie_word_embeddings=True,
+    )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
     model.generation_config = GenerationConfig(bos_token_id=bos, eos_token_id=eos)
     return _save(out_dir, model, tokenizer)
 
 
-def build_tiny_qwen2(out_dir: str | Path, *, n_layer: int = 2, n_embd: int = 64, n_head: int = 4,
-                     n_positions: int = 256, vocab_size: int = 512, seed: int = 0) -> Path:
+def build_tiny_qwen2(
+    out_dir: str | Path,
+    *,
+    n_layer: int = 2,
+    n_embd: int = 64,
+    n_head: int = 4,
+    n_positions: int = 256,
+    vocab_size: int = 512,
+    seed: int = 0,
+) -> Path:
     """Qwen2-instruct style: no BOS, ChatML template, tokenizer EOS = <|im_end|>, pad = <|endoftext|>,
     config EOS <|endoftext|> and EOS ids [<|im_end|>, <|endoftext|>] in generation_config.json."""
     import torch
     from transformers import GenerationConfig, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
     special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=_bpe(special, vocab_size), eos_token="<|im_end|>",
-                                        pad_token="<|endoftext|>", model_max_length=n_positions)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=_bpe(special, vocab_size),
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        model_max_length=n_positions,
+    )
     tokenizer.chat_template = QWEN2_CHAT_TEMPLATE
     im_end, text_end = (tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>"))
-    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=n_embd, intermediate_size=2 * n_embd,
-                         num_hidden_layers=n_layer, num_attention_heads=n_head, num_key_value_heads=max(1, n_head // 2),
-                         max_position_embeddings=n_positions, eos_token_id=text_end, pad_token_id=text_end,
-                         tie_word_embeddings=True)
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=n_embd,
+        intermediate_size=2 * n_embd,
+        num_hidden_layers=n_layer,
+        num_attention_heads=n_head,
+        num_key_value_heads=max(1, n_head // 2),
+        max_position_embeddings=n_positions,
+        eos_token_id=text_end,
+        pad_token_id=text_end,
+        tie_word_embeddings=True,
+    )
     torch.manual_seed(seed)
     model = Qwen2ForCausalLM(config)
     model.generation_config = GenerationConfig(eos_token_id=[im_end, text_end], pad_token_id=text_end)
     return _save(out_dir, model, tokenizer)
 
 
-def build_tiny_bert(out_dir: str | Path, *, n_layer: int = 2, n_embd: int = 64, n_head: int = 2,
-                    n_positions: int = 256, vocab_size: int = 512, seed: int = 0) -> Path:
+def build_tiny_bert(
+    out_dir: str | Path,
+    *,
+    n_layer: int = 2,
+    n_embd: int = 64,
+    n_head: int = 2,
+    n_positions: int = 256,
+    vocab_size: int = 512,
+    seed: int = 0,
+) -> Path:
     """A BERT-style encoder (WordPiece, [CLS] ... [SEP], pad [PAD]) for the reward model: what
     `AutoModelForSequenceClassification` puts a fresh head on, like a DeBERTa or MiniLM backbone."""
     import torch
@@ -130,23 +199,45 @@ def build_tiny_bert(out_dir: str | Path, *, n_layer: int = 2, n_embd: int = 64, 
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
     wp = BertWordPieceTokenizer(lowercase=True)
-    wp.train_from_iterator(_CORPUS.splitlines(), vocab_size=vocab_size, min_frequency=1, show_progress=False,
-                           special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
+    wp.train_from_iterator(
+        _CORPUS.splitlines(),
+        vocab_size=vocab_size,
+        min_frequency=1,
+        show_progress=False,
+        special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"],
+    )
     backend = wp._tokenizer
-    backend.post_processor = BertProcessing(("[SEP]", backend.token_to_id("[SEP]")),
-                                            ("[CLS]", backend.token_to_id("[CLS]")))
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]", sep_token="[SEP]",
-                                        pad_token="[PAD]", cls_token="[CLS]", mask_token="[MASK]",
-                                        model_max_length=n_positions)
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=n_embd, num_hidden_layers=n_layer,
-                        num_attention_heads=n_head, intermediate_size=2 * n_embd, max_position_embeddings=n_positions,
-                        pad_token_id=tokenizer.pad_token_id)
+    backend.post_processor = BertProcessing(
+        ("[SEP]", backend.token_to_id("[SEP]")), ("[CLS]", backend.token_to_id("[CLS]"))
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        unk_token="[UNK]",
+        sep_token="[SEP]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        mask_token="[MASK]",
+        model_max_length=n_positions,
+    )
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=n_embd,
+        num_hidden_layers=n_layer,
+        num_attention_heads=n_head,
+        intermediate_size=2 * n_embd,
+        max_position_embeddings=n_positions,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     torch.manual_seed(seed)
     return _save(out_dir, BertModel(config), tokenizer)
 
 
-BUILDERS: dict[str, Callable[..., Path]] = {"gpt2": build_tiny_gpt2, "llama": build_tiny_llama,
-                                           "qwen2": build_tiny_qwen2, "bert": build_tiny_bert}
+BUILDERS: dict[str, Callable[..., Path]] = {
+    "gpt2": build_tiny_gpt2,
+    "llama": build_tiny_llama,
+    "qwen2": build_tiny_qwen2,
+    "bert": build_tiny_bert,
+}
 
 
 def build_tiny(family: str, out_dir: str | Path, **kwargs: Any) -> Path:

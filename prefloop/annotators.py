@@ -21,8 +21,8 @@ from typing import Any
 
 from prefloop.stats import wilson_interval
 
-Comparison = tuple[Any, ...]   # prompt, answer a, answer b, {annotator: chosen text}[, conversation]
-ModelPick = Callable[[str, str, str], str | None]       # (prompt, a, b) -> the answer the model prefers
+Comparison = tuple[Any, ...]  # prompt, answer a, answer b, {annotator: chosen text}[, conversation]
+ModelPick = Callable[[str, str, str], str | None]  # (prompt, a, b) -> the answer the model prefers
 
 
 def rate(successes: int, n: int) -> dict[str, Any] | None:
@@ -32,10 +32,11 @@ def rate(successes: int, n: int) -> dict[str, Any] | None:
     return {"rate": round(successes / n, 4), "low": round(low, 4), "high": round(high, 4), "n": n}
 
 
-def annotator_stats(comparisons: Iterable[Comparison],
-                    model_pick: ModelPick | None = None) -> dict[str, dict[str, Any]]:
+def annotator_stats(
+    comparisons: Iterable[Comparison], model_pick: ModelPick | None = None
+) -> dict[str, dict[str, Any]]:
     """{annotator: {"votes", "majority", "model"}}; a rate is None where nothing was measured."""
-    counts: dict[str, list[int]] = {}   # votes, majority agree, majority n, model agree, model n
+    counts: dict[str, list[int]] = {}  # votes, majority agree, majority n, model agree, model n
     for item in comparisons:
         prompt, a, b, votes = item[:4]
         model = model_pick(prompt, a, b) if model_pick else None
@@ -50,8 +51,10 @@ def annotator_stats(comparisons: Iterable[Comparison],
             if model is not None:
                 c[4] += 1
                 c[3] += model == chosen
-    return {who: {"votes": c[0], "majority": rate(c[1], c[2]), "model": rate(c[3], c[4])}
-            for who, c in sorted(counts.items(), key=lambda item: -item[1][0])}
+    return {
+        who: {"votes": c[0], "majority": rate(c[1], c[2]), "model": rate(c[3], c[4])}
+        for who, c in sorted(counts.items(), key=lambda item: -item[1][0])
+    }
 
 
 def describe(stats: Mapping[str, Mapping[str, Any]], model: str | None = None) -> str:

@@ -46,15 +46,19 @@ DEFAULT_KEEP_VERSIONS = 5
 MAX_VERSION_CHARS = 64
 """Versions are named rm-/pi- plus a timestamp (25 characters); anything much longer is not one, and
 is refused before it reaches the filesystem (a 300-character name fails with "File name too long")."""
-MAX_PROJECT_ID = 10 ** 10 - 1  # prefloop.labelstudio.MAX_PROJECT_ID_DIGITS
+MAX_PROJECT_ID = 10**10 - 1  # prefloop.labelstudio.MAX_PROJECT_ID_DIGITS
 
 
 def valid_version_name(version: object, kind: str | None = None) -> bool:
     """Whether `version` can be a published version's directory name (of `kind`, when given)."""
     prefixes = [VERSION_PREFIX[kind]] if kind else list(VERSION_PREFIX.values())
-    return (isinstance(version, str) and 3 < len(version) <= MAX_VERSION_CHARS
-            and any(version.startswith(p + "-") for p in prefixes)
-            and all(c.isascii() and (c.isalnum() or c in "-_.") for c in version) and ".." not in version)
+    return (
+        isinstance(version, str)
+        and 3 < len(version) <= MAX_VERSION_CHARS
+        and any(version.startswith(p + "-") for p in prefixes)
+        and all(c.isascii() and (c.isalnum() or c in "-_.") for c in version)
+        and ".." not in version
+    )
 
 
 def new_version(kind: str) -> str:
@@ -89,8 +93,10 @@ class ArtifactStore:
         if not valid_version_name(version, kind):
             short = isinstance(version, str) and len(version) <= MAX_VERSION_CHARS
             shown = version if short else f"{str(version)[:40]}..."
-            raise ModelNotFound(f"{kind} version {shown!r} does not exist for project {project_id} (a {kind} version "
-                                f"is named {VERSION_PREFIX[kind]}-<timestamp>)")
+            raise ModelNotFound(
+                f"{kind} version {shown!r} does not exist for project {project_id} (a {kind} version "
+                f"is named {VERSION_PREFIX[kind]}-<timestamp>)"
+            )
         path = self.kind_dir(project_id, kind) / version
         if not path.is_dir():
             raise ModelNotFound(f"{kind} version {version!r} does not exist for project {project_id}")
@@ -140,11 +146,14 @@ class ArtifactStore:
         """Rename a finished staging directory into place as a new version and (by default) switch
         the pointer to it. Returns the version."""
         if not any((staged / name).exists() for name in ("config.json", "adapter_config.json")):  # weights or adapter
-            raise ModelNotFound(f"refusing to publish {staged}: it holds no config.json or adapter_config.json "
-                                "(an unfinished run?)")
+            raise ModelNotFound(
+                f"refusing to publish {staged}: it holds no config.json or adapter_config.json (an unfinished run?)"
+            )
         version = new_version(kind)
         target = self.kind_dir(project_id, kind) / version
-        (staged / "version.json").write_text(json.dumps({"version": version, "kind": kind, "published_at": time.time()}))
+        (staged / "version.json").write_text(
+            json.dumps({"version": version, "kind": kind, "published_at": time.time()})
+        )
         os.replace(staged, target)  # atomic on one filesystem
         _fsync_dir(target.parent)
         if make_current:
@@ -184,8 +193,14 @@ class ArtifactStore:
                 os.replace(parent / name, trash)
                 shutil.rmtree(trash, ignore_errors=True)
         if doomed:
-            logger.info("project %s: deleted %d old %s version(s) (KEEP_VERSIONS=%d): %s", project_id, len(doomed),
-                        kind, keep, ", ".join(doomed))
+            logger.info(
+                "project %s: deleted %d old %s version(s) (KEEP_VERSIONS=%d): %s",
+                project_id,
+                len(doomed),
+                kind,
+                keep,
+                ", ".join(doomed),
+            )
         return doomed
 
     # --- listing ---------------------------------------------------------------------------------
@@ -201,8 +216,16 @@ class ArtifactStore:
             if path.name.startswith(".") or not path.is_dir():
                 continue
             metrics = read_json(path / "metrics.json")
-            out.append({"version": path.name, "kind": kind, "current": path.name == current,
-                        "pinned": path.name in pinned, "path": str(path), "metrics": metrics})
+            out.append(
+                {
+                    "version": path.name,
+                    "kind": kind,
+                    "current": path.name == current,
+                    "pinned": path.name in pinned,
+                    "path": str(path),
+                    "metrics": metrics,
+                }
+            )
         return out
 
     def all_versions(self, project_id: int) -> list[dict[str, Any]]:
@@ -211,8 +234,11 @@ class ArtifactStore:
     def projects(self) -> list[int]:
         if not self.root.is_dir():
             return []
-        return sorted(int(p.name) for p in self.root.iterdir()
-                      if p.name.isascii() and p.name.isdigit() and 0 < int(p.name) <= MAX_PROJECT_ID)
+        return sorted(
+            int(p.name)
+            for p in self.root.iterdir()
+            if p.name.isascii() and p.name.isdigit() and 0 < int(p.name) <= MAX_PROJECT_ID
+        )
 
     def sweep_staging(self, project_id: int, older_than_s: float = 6 * 3600) -> int:
         """Remove leftovers of killed runs. Returns how many were removed."""

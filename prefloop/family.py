@@ -41,9 +41,7 @@ Message = dict[str, str]
 Purpose = Literal["generate", "score"]
 PADDING_SIDE: dict[str, str] = {"generate": "left", "score": "right"}
 
-DEFAULT_CHAT_TEMPLATE = (
-    "{% for m in messages %}{{ m.role | capitalize }}: {{ m.content }}\n{% endfor %}Assistant:"
-)
+DEFAULT_CHAT_TEMPLATE = "{% for m in messages %}{{ m.role | capitalize }}: {{ m.content }}\n{% endfor %}Assistant:"
 """The built-in rendering of a chat for a model without a chat template of its own (GPT-2)."""
 RESPONSE_SEPARATOR = " "
 """Joins a rendered prompt and an answer for scoring when no native chat template does."""
@@ -82,11 +80,11 @@ class Conversation:
 
 def validate_messages(messages: Any, where: str = "chat") -> list[Message]:
     if not isinstance(messages, list) or not messages:
-        raise InputError(f"{where}: a chat must be a non-empty list of {{\"role\", \"content\"}} messages")
+        raise InputError(f'{where}: a chat must be a non-empty list of {{"role", "content"}} messages')
     out = []
     for i, m in enumerate(messages):
         if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
-            raise InputError(f"{where}: message {i} must be an object with string \"role\" and \"content\"")
+            raise InputError(f'{where}: message {i} must be an object with string "role" and "content"')
         if not m["content"].strip():
             raise InputError(f"{where}: message {i} has empty content")
         out.append({"role": m["role"], "content": m["content"]})
@@ -148,8 +146,9 @@ def generation_ids(tokenizer: Any, conv: Conversation | str, template: str = "")
     return ids or [eos_ids(tokenizer)[0]]
 
 
-def scoring_ids(tokenizer: Any, conv: Conversation | str, response: str, template: str = "",
-                max_length: int | None = None) -> list[int]:
+def scoring_ids(
+    tokenizer: Any, conv: Conversation | str, response: str, template: str = "", max_length: int | None = None
+) -> list[int]:
     """Token ids a reward model scores. Longer than `max_length`: the start is cut (the end of the
     answer is what gets scored), keeping a leading BOS/[CLS]."""
     conv = Conversation.of(conv)
@@ -158,7 +157,7 @@ def scoring_ids(tokenizer: Any, conv: Conversation | str, response: str, templat
     if max_length is not None and len(ids) > max_length:
         starts = {getattr(tokenizer, "bos_token_id", None), getattr(tokenizer, "cls_token_id", None)} - {None}
         head = ids[:1] if ids and ids[0] in starts else []
-        ids = head + ids[len(ids) - (max_length - len(head)):]
+        ids = head + ids[len(ids) - (max_length - len(head)) :]
     return ids
 
 
@@ -259,6 +258,11 @@ def lora_config(model_type: str, lora: LoraSettings, task: Literal["causal_lm", 
     from peft import LoraConfig, TaskType
 
     targets: list[str] | str = list(lora.target_modules) or lora_targets(model_type)
-    return LoraConfig(r=lora.r, lora_alpha=int(lora.alpha or 2 * lora.r), lora_dropout=lora.dropout,
-                      target_modules=targets, fan_in_fan_out=model_type == "gpt2",
-                      task_type=TaskType.CAUSAL_LM if task == "causal_lm" else TaskType.SEQ_CLS)
+    return LoraConfig(
+        r=lora.r,
+        lora_alpha=int(lora.alpha or 2 * lora.r),
+        lora_dropout=lora.dropout,
+        target_modules=targets,
+        fan_in_fan_out=model_type == "gpt2",
+        task_type=TaskType.CAUSAL_LM if task == "causal_lm" else TaskType.SEQ_CLS,
+    )

@@ -17,11 +17,11 @@ _OBJECT_TAGS = {"Text", "HyperText", "Paragraphs"}
 
 @dataclass(frozen=True)
 class PairwiseConfig:
-    from_name: str              # the Pairwise tag's name, e.g. "pw"
-    to_names: tuple[str, str]   # the two object tags it compares, e.g. ("answer1", "answer2")
+    from_name: str  # the Pairwise tag's name, e.g. "pw"
+    to_names: tuple[str, str]  # the two object tags it compares, e.g. ("answer1", "answer2")
     answer_fields: tuple[str, str]  # task.data keys shown by those objects, e.g. ("answer1", "answer2")
-    prompt_field: str | None    # task.data key of the prompt (a Text), if any
-    chat_field: str | None      # task.data key of the dialogue (a Paragraphs), if any
+    prompt_field: str | None  # task.data key of the prompt (a Text), if any
+    chat_field: str | None  # task.data key of the dialogue (a Paragraphs), if any
 
     @property
     def data_fields(self) -> tuple[str, ...]:
@@ -38,15 +38,18 @@ def parse_pairwise_config(xml: str) -> PairwiseConfig:
         raise LabelConfigError(f"the label config is not valid XML: {exc}") from None
     pairwise = [el for el in root.iter() if el.tag == "Pairwise"]
     if not pairwise:
-        raise LabelConfigError("the label config has no <Pairwise> tag; use label_config/pairwise.xml "
-                               "or label_config/pairwise_chat.xml")
+        raise LabelConfigError(
+            "the label config has no <Pairwise> tag; use label_config/pairwise.xml or label_config/pairwise_chat.xml"
+        )
     if len(pairwise) > 1:
         raise LabelConfigError("the label config has several <Pairwise> tags; prefloop supports exactly one")
     tag = pairwise[0]
     name = tag.get("name")
     to_names = [n.strip() for n in (tag.get("toName") or "").split(",") if n.strip()]
     if not name or len(to_names) != 2:
-        raise LabelConfigError('<Pairwise> needs a name and toName naming exactly two objects, like toName="answer1,answer2"')
+        raise LabelConfigError(
+            '<Pairwise> needs a name and toName naming exactly two objects, like toName="answer1,answer2"'
+        )
     objects = {el.get("name"): el for el in root.iter() if el.tag in _OBJECT_TAGS and el.get("name")}
     answer_fields = []
     for to_name in to_names:
@@ -63,9 +66,13 @@ def parse_pairwise_config(xml: str) -> PairwiseConfig:
         elif el.tag in ("Text", "HyperText") and prompt_field is None:
             prompt_field = _data_key(el)
     if prompt_field is None and chat_field is None:
-        raise LabelConfigError("the label config shows no prompt: add a <Text value=\"$prompt\"/> "
-                               "(or a <Paragraphs value=\"$messages\"/> for chats) besides the two answers")
-    return PairwiseConfig(name, (to_names[0], to_names[1]), (answer_fields[0], answer_fields[1]), prompt_field, chat_field)
+        raise LabelConfigError(
+            'the label config shows no prompt: add a <Text value="$prompt"/> '
+            '(or a <Paragraphs value="$messages"/> for chats) besides the two answers'
+        )
+    return PairwiseConfig(
+        name, (to_names[0], to_names[1]), (answer_fields[0], answer_fields[1]), prompt_field, chat_field
+    )
 
 
 @dataclass(frozen=True)
@@ -74,9 +81,9 @@ class RankingConfig:
     <Ranker> lets the annotator drag them into order; prefloop/ranking.py turns each ranking into the
     K(K-1)/2 pairs it implies."""
 
-    from_name: str              # the Ranker tag's name, e.g. "rank"
-    list_name: str              # the List tag it orders, e.g. "answers"
-    list_field: str             # task.data key of the items ([{"id", "title", "body"}, ...])
+    from_name: str  # the Ranker tag's name, e.g. "rank"
+    list_name: str  # the List tag it orders, e.g. "answers"
+    list_field: str  # task.data key of the items ([{"id", "title", "body"}, ...])
     prompt_field: str | None
     chat_field: str | None
 
@@ -122,8 +129,9 @@ def parse_ranking_config(xml: str) -> RankingConfig:
         raise LabelConfigError(f"the label config is not valid XML: {exc}") from None
     rankers = [el for el in root.iter() if el.tag == "Ranker"]
     if len(rankers) != 1 or not rankers[0].get("name") or not rankers[0].get("toName"):
-        raise LabelConfigError("a ranking config needs exactly one <Ranker name=... toName=...> "
-                               "(label_config/ranking.xml)")
+        raise LabelConfigError(
+            "a ranking config needs exactly one <Ranker name=... toName=...> (label_config/ranking.xml)"
+        )
     ranker = rankers[0]
     lists = {el.get("name"): el for el in root.iter() if el.tag == "List" and el.get("name")}
     target = lists.get((ranker.get("toName") or "").strip())
@@ -136,14 +144,16 @@ def parse_ranking_config(xml: str) -> RankingConfig:
         elif el.tag in ("Text", "HyperText") and el.get("name") and prompt_field is None:
             prompt_field = _data_key(el)
     if prompt_field is None and chat_field is None:
-        raise LabelConfigError("the ranking config shows no prompt: add a <Text value=\"$prompt\"/> besides the <List>")
+        raise LabelConfigError('the ranking config shows no prompt: add a <Text value="$prompt"/> besides the <List>')
     return RankingConfig(str(ranker.get("name")), str(target.get("name")), _data_key(target), prompt_field, chat_field)
 
 
 def _data_key(el: ET.Element) -> str:
     value = el.get("value") or ""
     if not value.startswith("$") or len(value) < 2:
-        raise LabelConfigError(f"<{el.tag} name={el.get('name')!r}> must take its value from task data, like value=\"$answer1\"")
+        raise LabelConfigError(
+            f'<{el.tag} name={el.get("name")!r}> must take its value from task data, like value="$answer1"'
+        )
     return value[1:]
 
 

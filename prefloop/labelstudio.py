@@ -48,15 +48,18 @@ def parse_project_id(raw: Any) -> int:
         raise BadRequest(f"project must be an id, got {raw!r}")
     if isinstance(raw, int):
         value = raw
-        if not 0 < value < 10 ** MAX_PROJECT_ID_DIGITS:
-            shown = str(value) if abs(value) < 10 ** 40 else f"an integer of {value.bit_length()} bits"
-            raise BadRequest(f"project id must be a positive integer of at most {MAX_PROJECT_ID_DIGITS} digits, "
-                             f"got {shown}")
+        if not 0 < value < 10**MAX_PROJECT_ID_DIGITS:
+            shown = str(value) if abs(value) < 10**40 else f"an integer of {value.bit_length()} bits"
+            raise BadRequest(
+                f"project id must be a positive integer of at most {MAX_PROJECT_ID_DIGITS} digits, got {shown}"
+            )
     elif isinstance(raw, str) and _PROJECT_ID.fullmatch(raw.split(".", 1)[0]):
         value = int(raw.split(".", 1)[0])
     else:
-        raise BadRequest("project must be a Label Studio project id like 12 or \"12.1700000000\" (ASCII digits, at most "
-                         f"{MAX_PROJECT_ID_DIGITS}), got {_short(repr(raw), 40)}")
+        raise BadRequest(
+            'project must be a Label Studio project id like 12 or "12.1700000000" (ASCII digits, at most '
+            f"{MAX_PROJECT_ID_DIGITS}), got {_short(repr(raw), 40)}"
+        )
     if value <= 0:
         raise BadRequest(f"project id must be positive, got {value}")
     return value
@@ -73,8 +76,10 @@ def _as_dict(obj: Any) -> dict[str, Any]:
 class LabelStudioClient:
     def __init__(self, settings: Settings, *, retries: int = 3, backoff: float = 0.5, timeout: float = 30.0):
         if not settings.label_studio_api_key:
-            raise LabelStudioError("LABEL_STUDIO_API_KEY is empty: set it to a personal access token or a legacy "
-                                   "token from Label Studio (Account & Settings)")
+            raise LabelStudioError(
+                "LABEL_STUDIO_API_KEY is empty: set it to a personal access token or a legacy "
+                "token from Label Studio (Account & Settings)"
+            )
         self.url = settings.label_studio_url.rstrip("/")
         self.shown_url = redact_url(self.url)  # for messages and logs: no password
         self._api_key = settings.label_studio_api_key
@@ -105,24 +110,32 @@ class LabelStudioClient:
             except ApiError as exc:
                 status = exc.status_code or 0
                 if status == 404 and project_id is not None:
-                    raise UnknownProject(f"Label Studio at {self.shown_url} has no project {project_id} "
-                                         f"({what})") from None
+                    raise UnknownProject(
+                        f"Label Studio at {self.shown_url} has no project {project_id} ({what})"
+                    ) from None
                 if status in (401, 403):
-                    raise LabelStudioError(f"Label Studio refused {what} with {status}: check LABEL_STUDIO_API_KEY "
-                                           "(a personal access token, or a legacy token if those are enabled)") from None
+                    raise LabelStudioError(
+                        f"Label Studio refused {what} with {status}: check LABEL_STUDIO_API_KEY "
+                        "(a personal access token, or a legacy token if those are enabled)"
+                    ) from None
                 if status < 500:
                     raise LabelStudioError(f"Label Studio refused {what} with {status}: {_short(exc.body)}") from None
                 error = f"{what}: Label Studio answered {status}"
             except (httpx.TransportError, OSError) as exc:
                 error = f"{what}: {type(exc).__name__}: {exc}"
             if attempt < self.retries:
-                time.sleep(self.backoff * 2 ** attempt)
-        raise LabelStudioUnavailable(f"Label Studio at {self.shown_url} is unreachable ({redact(error)}) after "
-                                     f"{self.retries + 1} tries")
+                time.sleep(self.backoff * 2**attempt)
+        raise LabelStudioUnavailable(
+            f"Label Studio at {self.shown_url} is unreachable ({redact(error)}) after {self.retries + 1} tries"
+        )
 
     # --- projects --------------------------------------------------------------------------------
     def get_project(self, project_id: int) -> dict[str, Any]:
-        return _as_dict(self.call(f"reading project {project_id}", lambda: self.sdk.projects.get(id=project_id), project_id=project_id))
+        return _as_dict(
+            self.call(
+                f"reading project {project_id}", lambda: self.sdk.projects.get(id=project_id), project_id=project_id
+            )
+        )
 
     def get_label_config(self, project_id: int) -> str:
         return self.get_project(project_id).get("label_config") or ""
@@ -134,8 +147,12 @@ class LabelStudioClient:
         return [p for p in projects if title is None or p.get("title") == title]
 
     def create_project(self, title: str, label_config: str, description: str = "") -> dict[str, Any]:
-        return _as_dict(self.call(f"creating project {title!r}", lambda: self.sdk.projects.create(
-            title=title, label_config=label_config, description=description)))
+        return _as_dict(
+            self.call(
+                f"creating project {title!r}",
+                lambda: self.sdk.projects.create(title=title, label_config=label_config, description=description),
+            )
+        )
 
     def whoami(self) -> dict[str, Any]:
         """The account the token belongs to (its email is the login)."""
@@ -143,32 +160,54 @@ class LabelStudioClient:
 
     # --- ML backends -----------------------------------------------------------------------------
     def list_ml_backends(self, project_id: int) -> list[dict[str, Any]]:
-        backends = self.call(f"listing ML backends of project {project_id}", lambda: self.sdk.ml.list(project=project_id),
-                             project_id=project_id)
+        backends = self.call(
+            f"listing ML backends of project {project_id}",
+            lambda: self.sdk.ml.list(project=project_id),
+            project_id=project_id,
+        )
         return [_as_dict(b) for b in backends or []]
 
-    def create_ml_backend(self, project_id: int, url: str, title: str, *, basic_auth: tuple[str, str] | None = None) -> dict[str, Any]:
+    def create_ml_backend(
+        self, project_id: int, url: str, title: str, *, basic_auth: tuple[str, str] | None = None
+    ) -> dict[str, Any]:
         """POST /api/ml: Label Studio checks the backend's /health and /setup and creates the project webhook."""
-        auth = dict(auth_method="BASIC_AUTH", basic_auth_user=basic_auth[0], basic_auth_pass=basic_auth[1]) if basic_auth else {}
-        return _as_dict(self.call(f"connecting the ML backend {url} to project {project_id}", lambda: self.sdk.ml.create(
-            project=project_id, url=url, title=title, **auth), project_id=project_id))
+        auth = (
+            dict(auth_method="BASIC_AUTH", basic_auth_user=basic_auth[0], basic_auth_pass=basic_auth[1])
+            if basic_auth
+            else {}
+        )
+        return _as_dict(
+            self.call(
+                f"connecting the ML backend {url} to project {project_id}",
+                lambda: self.sdk.ml.create(project=project_id, url=url, title=title, **auth),
+                project_id=project_id,
+            )
+        )
 
     # --- webhooks --------------------------------------------------------------------------------
     def list_webhooks(self, project_id: int) -> list[dict[str, Any]]:
-        hooks = self.call(f"listing webhooks of project {project_id}",
-                          lambda: self.sdk.webhooks.list(project=str(project_id)), project_id=project_id)
+        hooks = self.call(
+            f"listing webhooks of project {project_id}",
+            lambda: self.sdk.webhooks.list(project=str(project_id)),
+            project_id=project_id,
+        )
         return [_as_dict(h) for h in hooks or []]
 
     def set_webhook_headers(self, webhook_id: int, headers: dict[str, str]) -> dict[str, Any]:
         """Replace the custom headers Label Studio sends with every call of a webhook."""
-        return _as_dict(self.call(f"setting the headers of webhook {webhook_id}",
-                                  lambda: self.sdk.webhooks.update(id=webhook_id, headers=headers)))
+        return _as_dict(
+            self.call(
+                f"setting the headers of webhook {webhook_id}",
+                lambda: self.sdk.webhooks.update(id=webhook_id, headers=headers),
+            )
+        )
 
     # --- tasks -----------------------------------------------------------------------------------
     def iter_tasks(self, project_id: int, *, page_size: int = 500, fields: str = "all") -> Iterator[dict[str, Any]]:
         """Every task of the project, with annotations when fields="all", page by page."""
         page = 1
         while True:
+
             def fetch(page: int = page) -> Any:
                 return self.sdk.tasks.list(project=project_id, page=page, page_size=page_size, fields=fields)
 
@@ -189,59 +228,96 @@ class LabelStudioClient:
         return _as_dict(self.call(f"reading task {task_id}", lambda: self.sdk.tasks.get(id=str(task_id))))
 
     def update_task_data(self, task_id: int, data: dict[str, Any]) -> dict[str, Any]:
-        return _as_dict(self.call(f"updating task {task_id}", lambda: self.sdk.tasks.update(id=str(task_id), data=data)))
+        return _as_dict(
+            self.call(f"updating task {task_id}", lambda: self.sdk.tasks.update(id=str(task_id), data=data))
+        )
 
     def import_tasks(self, project_id: int, tasks: list[dict[str, Any]]) -> dict[str, Any]:
         """Import complete tasks (each {"data": {...}, optionally "predictions": [...]}) in one request."""
-        return _as_dict(self.call(
-            f"importing {len(tasks)} tasks into project {project_id}",
-            lambda: self.sdk.projects.import_tasks(id=project_id, request=tasks, return_task_ids=True),
-            project_id=project_id,
-        ))
+        return _as_dict(
+            self.call(
+                f"importing {len(tasks)} tasks into project {project_id}",
+                lambda: self.sdk.projects.import_tasks(id=project_id, request=tasks, return_task_ids=True),
+                project_id=project_id,
+            )
+        )
 
     # --- predictions (worker/predictions.py writes them; see prefloop/prediction_store.py) -------
     def import_predictions(self, project_id: int, predictions: list[dict[str, Any]]) -> int:
         """Create predictions ({"task", "result", "score", "model_version"}) in one request; returns
         how many Label Studio created (it drops regions its validator rejects, so callers compare)."""
-        body = self._raw("POST", f"api/projects/{int(project_id)}/import/predictions", f"importing {len(predictions)} "
-                         f"predictions into project {project_id}", project_id=project_id, json=predictions)
+        body = self._raw(
+            "POST",
+            f"api/projects/{int(project_id)}/import/predictions",
+            f"importing {len(predictions)} predictions into project {project_id}",
+            project_id=project_id,
+            json=predictions,
+        )
         return int((body or {}).get("created") or 0)
 
     def task_predictions(self, task_id: int) -> list[dict[str, Any]]:
-        return [_as_dict(p) for p in self.call(f"listing predictions of task {task_id}",
-                                                lambda: self.sdk.predictions.list(task=task_id)) or []]
+        return [
+            _as_dict(p)
+            for p in self.call(
+                f"listing predictions of task {task_id}", lambda: self.sdk.predictions.list(task=task_id)
+            )
+            or []
+        ]
 
     def delete_prediction(self, prediction_id: int) -> None:
         self._raw("DELETE", f"api/predictions/{int(prediction_id)}", f"deleting prediction {prediction_id}")
 
     def model_versions(self, project_id: int) -> dict[str, int]:
         """{model_version: number of predictions} of the project's stored predictions."""
-        body = self._raw("GET", f"api/projects/{int(project_id)}/model-versions/",
-                         f"listing model versions of project {project_id}", project_id=project_id)
+        body = self._raw(
+            "GET",
+            f"api/projects/{int(project_id)}/model-versions/",
+            f"listing model versions of project {project_id}",
+            project_id=project_id,
+        )
         return {str(k): int(v) for k, v in (body or {}).items()} if isinstance(body, dict) else {}
 
     def delete_model_version(self, project_id: int, model_version: str) -> int:
         """Delete every prediction of one model_version in the project; returns how many."""
-        body = self._raw("DELETE", f"api/projects/{int(project_id)}/model-versions/",
-                         f"deleting predictions of {model_version} in project {project_id}", project_id=project_id,
-                         json={"model_version": model_version})
+        body = self._raw(
+            "DELETE",
+            f"api/projects/{int(project_id)}/model-versions/",
+            f"deleting predictions of {model_version} in project {project_id}",
+            project_id=project_id,
+            json={"model_version": model_version},
+        )
         return int((body or {}).get("deleted_predictions") or 0) if isinstance(body, dict) else 0
 
     def update_project(self, project_id: int, **fields: Any) -> dict[str, Any]:
         """PATCH /api/projects/<id> with `fields` (e.g. model_version, sampling)."""
-        body = self._raw("PATCH", f"api/projects/{int(project_id)}", f"updating project {project_id} "
-                         f"({', '.join(sorted(fields))})", project_id=project_id, json=fields)
+        body = self._raw(
+            "PATCH",
+            f"api/projects/{int(project_id)}",
+            f"updating project {project_id} ({', '.join(sorted(fields))})",
+            project_id=project_id,
+            json=fields,
+        )
         return dict(body or {})
 
     # --- Data Manager tabs -----------------------------------------------------------------------
     def list_views(self, project_id: int) -> list[dict[str, Any]]:
-        body = self._raw("GET", "api/dm/views/", f"listing Data Manager tabs of project {project_id}",
-                         project_id=project_id, params={"project": int(project_id)})
+        body = self._raw(
+            "GET",
+            "api/dm/views/",
+            f"listing Data Manager tabs of project {project_id}",
+            project_id=project_id,
+            params={"project": int(project_id)},
+        )
         return [dict(v) for v in body or []]
 
     def create_view(self, project_id: int, data: dict[str, Any]) -> dict[str, Any]:
-        body = self._raw("POST", "api/dm/views/", f"creating a Data Manager tab in project {project_id}",
-                         project_id=project_id, json={"project": int(project_id), "data": data})
+        body = self._raw(
+            "POST",
+            "api/dm/views/",
+            f"creating a Data Manager tab in project {project_id}",
+            project_id=project_id,
+            json={"project": int(project_id), "data": data},
+        )
         return dict(body or {})
 
     def _raw(self, method: str, path: str, what: str, *, project_id: int | None = None, **kwargs: Any) -> Any:

@@ -60,9 +60,11 @@ def _loading(source: str | Path, loader: Callable[[], Any]) -> Any:
     except (OSError, ValueError) as exc:
         hint = ""
         if not Path(str(source)).exists():
-            hint = (" It is not a local directory and could not be fetched from the model hub (offline?):"
-                    " run `prefloop download-model` where the hub is reachable, or set BASE_MODEL to a"
-                    " local directory, e.g. one built by `prefloop tiny-model DIR`.")
+            hint = (
+                " It is not a local directory and could not be fetched from the model hub (offline?):"
+                " run `prefloop download-model` where the hub is reachable, or set BASE_MODEL to a"
+                " local directory, e.g. one built by `prefloop tiny-model DIR`."
+            )
         raise ModelNotFound(f"cannot load model {str(source)!r}: {exc}.{hint}") from None
 
 
@@ -91,8 +93,14 @@ def _set_pad(model: Any, pad_token_id: int | None) -> None:
         gen.pad_token_id = pad
 
 
-def load_causal_lm(source: str | Path, *, device: Any = None, dtype: Any = None, pad_token_id: int | None = None,
-                   trainable_adapter: bool = False) -> Any:
+def load_causal_lm(
+    source: str | Path,
+    *,
+    device: Any = None,
+    dtype: Any = None,
+    pad_token_id: int | None = None,
+    trainable_adapter: bool = False,
+) -> Any:
     """A causal LM from a hub name or directory. A LoRA version (adapter_config.json) loads its base
     and the adapter onto it: merged for serving, or as a trainable peft model (`trainable_adapter`)."""
     from transformers import AutoModelForCausalLM
@@ -107,8 +115,14 @@ def load_causal_lm(source: str | Path, *, device: Any = None, dtype: Any = None,
     return model.to(device).eval()
 
 
-def load_reward_model(source: str | Path, *, device: Any = None, dtype: Any = None, pad_token_id: int | None = None,
-                      trainable_adapter: bool = False) -> Any:
+def load_reward_model(
+    source: str | Path,
+    *,
+    device: Any = None,
+    dtype: Any = None,
+    pad_token_id: int | None = None,
+    trainable_adapter: bool = False,
+) -> Any:
     """A one-label sequence-classification model: a fresh head on any backbone
     `AutoModelForSequenceClassification` knows (causal LM or encoder), or a published reward model
     (a LoRA one loads its base, then the adapter and head)."""
@@ -119,8 +133,9 @@ def load_reward_model(source: str | Path, *, device: Any = None, dtype: Any = No
     if is_adapter(source):
         base = load_reward_model(adapter_base(source), device=device, dtype=dtype, pad_token_id=pad_token_id)
         return _attach_adapter(base, source, trainable_adapter).to(device).eval()
-    model = _loading(source, lambda: AutoModelForSequenceClassification.from_pretrained(
-        str(source), num_labels=1, dtype=dtype))
+    model = _loading(
+        source, lambda: AutoModelForSequenceClassification.from_pretrained(str(source), num_labels=1, dtype=dtype)
+    )
     _set_pad(model, pad_token_id)
     return model.to(device).eval()
 

@@ -48,8 +48,9 @@ def comparison_key(prompt: str, left: str, right: str) -> str:
     return hashlib.sha256(json.dumps([prompt, left, right], ensure_ascii=False).encode()).hexdigest()[:32]
 
 
-def task_comparison(data: Mapping[str, Any], config: PairwiseConfig,
-                    chat_template: str = "") -> tuple[str, Conversation, str, str] | None:
+def task_comparison(
+    data: Mapping[str, Any], config: PairwiseConfig, chat_template: str = ""
+) -> tuple[str, Conversation, str, str] | None:
     """(key, prompt, left, right) of a task that has both answers and a usable prompt, else None. The
     key holds the model-independent prompt text; the prompt is the Conversation a scorer renders."""
     answers = answers_of(dict(data), config)
@@ -70,16 +71,23 @@ def too_long(data: Mapping[str, Any], config: PairwiseConfig, limit: int) -> boo
         value = data.get(name)
         if isinstance(value, str) and len(value) > limit:
             return True
-        if isinstance(value, list) and any(isinstance(m, Mapping) and len(str(m.get("content", ""))) > limit
-                                           for m in value):
+        if isinstance(value, list) and any(
+            isinstance(m, Mapping) and len(str(m.get("content", ""))) > limit for m in value
+        ):
             return True
     return False
 
 
 def pairwise_result(config: PairwiseConfig, selected: str) -> list[dict[str, Any]]:
     """A Pairwise prediction region in the shape both Label Studio routes accept (see the module doc)."""
-    return [{"from_name": config.from_name, "to_name": config.to_names[0], "type": "pairwise",
-             "value": {"selected": selected}}]
+    return [
+        {
+            "from_name": config.from_name,
+            "to_name": config.to_names[0],
+            "type": "pairwise",
+            "value": {"selected": selected},
+        }
+    ]
 
 
 def is_serving_version(model_version: str) -> bool:
@@ -114,8 +122,11 @@ class PickStore:
     def drop_other_versions(self, project_id: int, keep: str) -> int:
         """Forget the picks of every other reward version of the project; returns how many were dropped."""
         keep_key = self.key(project_id, keep)
-        stale = [k for k in self.connection.scan_iter(match=f"{self.prefix}:picks:{int(project_id)}:*", count=100)
-                 if (k.decode() if isinstance(k, bytes) else k) != keep_key]
+        stale = [
+            k
+            for k in self.connection.scan_iter(match=f"{self.prefix}:picks:{int(project_id)}:*", count=100)
+            if (k.decode() if isinstance(k, bytes) else k) != keep_key
+        ]
         return int(self.connection.delete(*stale)) if stale else 0
 
 

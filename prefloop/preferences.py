@@ -35,12 +35,12 @@ SELECTIONS = ("left", "right")
 
 @dataclass(frozen=True)
 class PreferencePair:
-    prompt: str                 # model-facing prompt text (chats rendered through text.render_prompt)
-    chosen: str                 # the preferred answer, as stored in the task
+    prompt: str  # model-facing prompt text (chats rendered through text.render_prompt)
+    chosen: str  # the preferred answer, as stored in the task
     rejected: str
-    task_id: int | None         # first task showing this comparison
+    task_id: int | None  # first task showing this comparison
     annotation_ids: tuple[int, ...] = ()  # annotations whose votes were counted (majority and minority)
-    votes: tuple[int, int] = (1, 0)       # (for chosen, for rejected)
+    votes: tuple[int, int] = (1, 0)  # (for chosen, for rejected)
     conversation: Conversation | None = field(default=None, compare=False)  # the prompt as turns, rendered per model
 
     @property
@@ -51,8 +51,11 @@ class PreferencePair:
     def trl_record(self) -> dict[str, str]:
         """TRL's explicit-prompt preference format: `prompt + chosen` is exactly the text prefloop
         scores (`text.reward_text`)."""
-        return {"prompt": self.prompt, "chosen": RESPONSE_SEPARATOR + self.chosen.strip(),
-                "rejected": RESPONSE_SEPARATOR + self.rejected.strip()}
+        return {
+            "prompt": self.prompt,
+            "chosen": RESPONSE_SEPARATOR + self.chosen.strip(),
+            "rejected": RESPONSE_SEPARATOR + self.rejected.strip(),
+        }
 
 
 @dataclass
@@ -61,7 +64,7 @@ class ConversionSummary:
     annotations: int = 0
     pairs: int = 0
     dropped: Counter[str] = field(default_factory=Counter)  # reason -> how many annotations or tasks
-    comparisons_multi: int = 0          # comparisons with votes from two or more annotators
+    comparisons_multi: int = 0  # comparisons with votes from two or more annotators
     agreeing_vote_pairs: int = 0
     vote_pairs: int = 0
     seen: dict[str, str] = field(default_factory=dict)  # annotation id -> updated_at, to count changes
@@ -75,9 +78,14 @@ class ConversionSummary:
         return self.agreeing_vote_pairs / self.vote_pairs if self.vote_pairs else None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"tasks": self.tasks, "annotations": self.annotations, "pairs": self.pairs,
-                "dropped": dict(sorted(self.dropped.items())), "comparisons_multi_annotated": self.comparisons_multi,
-                "annotator_agreement": self.agreement}
+        return {
+            "tasks": self.tasks,
+            "annotations": self.annotations,
+            "pairs": self.pairs,
+            "dropped": dict(sorted(self.dropped.items())),
+            "comparisons_multi_annotated": self.comparisons_multi,
+            "annotator_agreement": self.agreement,
+        }
 
     def describe(self) -> str:
         lines = [f"{self.pairs} preference pairs from {self.annotations} annotations on {self.tasks} tasks"]
@@ -86,8 +94,10 @@ class ConversionSummary:
         if self.agreement is None:
             lines.append("  annotator agreement: n/a (no comparison has two annotators)")
         else:
-            lines.append(f"  annotator agreement: {self.agreement:.3f} over {self.comparisons_multi} comparisons "
-                         "with several annotators (the ceiling for reward-model accuracy)")
+            lines.append(
+                f"  annotator agreement: {self.agreement:.3f} over {self.comparisons_multi} comparisons "
+                "with several annotators (the ceiling for reward-model accuracy)"
+            )
         return "\n".join(lines)
 
 
@@ -114,7 +124,7 @@ class _Vote:
     annotation_id: int | None
     annotator: Any
     chosen_text: str
-    order: tuple[str, int]       # (updated_at or created_at, id): the latest wins
+    order: tuple[str, int]  # (updated_at or created_at, id): the latest wins
 
 
 @dataclass
@@ -123,7 +133,7 @@ class _Comparison:
     answers: tuple[str, str]
     task_id: int | None
     conversation: Conversation | None = None
-    votes: dict[Any, _Vote] = field(default_factory=dict)   # annotator -> latest vote
+    votes: dict[Any, _Vote] = field(default_factory=dict)  # annotator -> latest vote
 
 
 def selection_of(annotation: Mapping[str, Any], config: PairwiseConfig) -> tuple[str | None, str | None]:
@@ -136,7 +146,11 @@ def selection_of(annotation: Mapping[str, Any], config: PairwiseConfig) -> tuple
     accepted_to = {config.from_name, ",".join(config.to_names)}
     picks = set()
     for region in result:
-        if not isinstance(region, Mapping) or region.get("type") != "pairwise" or region.get("from_name") != config.from_name:
+        if (
+            not isinstance(region, Mapping)
+            or region.get("type") != "pairwise"
+            or region.get("from_name") != config.from_name
+        ):
             continue
         to_name = str(region.get("to_name", config.from_name)).replace(" ", "")
         if to_name not in accepted_to:
@@ -160,8 +174,9 @@ def _annotator(annotation: Mapping[str, Any]) -> Any:
     return who if who is not None else ("annotation", annotation.get("id"))
 
 
-def tasks_to_pairs(tasks: Iterable[Mapping[str, Any]], config: PairwiseConfig | RankingConfig,
-                   chat_template: str = "") -> tuple[list[PreferencePair], ConversionSummary]:
+def tasks_to_pairs(
+    tasks: Iterable[Mapping[str, Any]], config: PairwiseConfig | RankingConfig, chat_template: str = ""
+) -> tuple[list[PreferencePair], ConversionSummary]:
     """Convert tasks with their current annotations into majority-vote preference pairs (rankings of
     a RankingConfig project: each into the pairs it implies, prefloop/ranking.py)."""
     if isinstance(config, RankingConfig):
@@ -206,16 +221,25 @@ def tasks_to_pairs(tasks: Iterable[Mapping[str, Any]], config: PairwiseConfig | 
     return pairs, summary
 
 
-def _add_votes(comparison: _Comparison, annotations: list[Mapping[str, Any]], answers: tuple[str, str],
-               config: PairwiseConfig, summary: ConversionSummary) -> None:
+def _add_votes(
+    comparison: _Comparison,
+    annotations: list[Mapping[str, Any]],
+    answers: tuple[str, str],
+    config: PairwiseConfig,
+    summary: ConversionSummary,
+) -> None:
     for ann in annotations:
         pick, reason = selection_of(ann, config)
         if pick is None:
             assert reason is not None  # selection_of gives a reason whenever it gives no pick
             summary.dropped[reason] += 1
             continue
-        vote = _Vote(ann.get("id"), _annotator(ann), answers[SELECTIONS.index(pick)].strip(),
-                     (str(ann.get("updated_at") or ann.get("created_at") or ""), int(ann.get("id") or 0)))
+        vote = _Vote(
+            ann.get("id"),
+            _annotator(ann),
+            answers[SELECTIONS.index(pick)].strip(),
+            (str(ann.get("updated_at") or ann.get("created_at") or ""), int(ann.get("id") or 0)),
+        )
         previous = comparison.votes.get(vote.annotator)
         if previous is not None:
             summary.dropped["superseded"] += 1
@@ -229,8 +253,9 @@ def _decide(comparison: _Comparison, summary: ConversionSummary) -> PreferencePa
     if not votes:
         return None  # every annotation was dropped, each counted under its reason
     a, b = (x.strip() for x in comparison.answers)
-    summary.votes.append((comparison.prompt, a, b, {str(v.annotator): v.chosen_text for v in votes},
-                          comparison.conversation))
+    summary.votes.append(
+        (comparison.prompt, a, b, {str(v.annotator): v.chosen_text for v in votes}, comparison.conversation)
+    )
     for_a = sum(v.chosen_text == a for v in votes)
     for_b = len(votes) - for_a
     if len(votes) >= 2:
@@ -242,8 +267,15 @@ def _decide(comparison: _Comparison, summary: ConversionSummary) -> PreferencePa
         return None
     chosen, rejected = (a, b) if for_a > for_b else (b, a)
     used = tuple(sorted(v.annotation_id for v in votes if v.annotation_id is not None))
-    return PreferencePair(comparison.prompt, chosen, rejected, comparison.task_id, used,
-                          (max(for_a, for_b), min(for_a, for_b)), comparison.conversation)
+    return PreferencePair(
+        comparison.prompt,
+        chosen,
+        rejected,
+        comparison.task_id,
+        used,
+        (max(for_a, for_b), min(for_a, for_b)),
+        comparison.conversation,
+    )
 
 
 def count_changes(previous: Mapping[str, str], current: Mapping[str, str]) -> int:

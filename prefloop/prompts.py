@@ -30,13 +30,20 @@ GENERATION_FIELD = "prefloop"
 """Key in task.data of the record of how the answers were generated (policy version, settings, seed)."""
 FORMATS = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
 MAX_LISTED_ERRORS = 20
-_JSON_TYPES = {str: "a string", int: "a number", float: "a number", bool: "a boolean", type(None): "null",
-               list: "an array", dict: "an object"}
+_JSON_TYPES = {
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "a boolean",
+    type(None): "null",
+    list: "an array",
+    dict: "an object",
+}
 
 
 @dataclass(frozen=True)
 class PromptRecord:
-    where: str                                  # "prompts.jsonl line 3": names the record in messages
+    where: str  # "prompts.jsonl line 3": names the record in messages
     prompt: str | None = None
     messages: tuple[tuple[str, str], ...] | None = None  # ((role, content), ...) for a chat
 
@@ -45,8 +52,10 @@ class PromptRecord:
         project becomes a one-message user chat; a chat needs a project that shows chats."""
         if self.messages is not None:
             if not config.chat_field:
-                raise LabelConfigError(f"{self.where} is a chat, but the project's label config shows no dialogue: "
-                                       "use label_config/pairwise_chat.xml (a <Paragraphs value=\"$messages\"/>)")
+                raise LabelConfigError(
+                    f"{self.where} is a chat, but the project's label config shows no dialogue: "
+                    'use label_config/pairwise_chat.xml (a <Paragraphs value="$messages"/>)'
+                )
             return {config.chat_field: [{"role": r, "content": c} for r, c in self.messages]}
         if config.prompt_field:
             return {config.prompt_field: self.prompt}
@@ -92,7 +101,9 @@ def read_prompts(path: str | Path) -> list[PromptRecord]:
     if errors:
         listed = "\n  ".join(errors[:MAX_LISTED_ERRORS])
         more = f"\n  ... and {len(errors) - MAX_LISTED_ERRORS} more" if len(errors) > MAX_LISTED_ERRORS else ""
-        raise InputError(f"{path}: {len(errors)} bad record(s); nothing was imported. Fix them and run again:\n  {listed}{more}")
+        raise InputError(
+            f"{path}: {len(errors)} bad record(s); nothing was imported. Fix them and run again:\n  {listed}{more}"
+        )
     if not records:
         raise InputError(f"{path} holds no prompts")
     return records
@@ -105,18 +116,23 @@ def parse_record(value: Any, where: str) -> PromptRecord:
         return _chat(value, where)
     if isinstance(value, dict):
         if "prompt" in value and "messages" in value:
-            raise InputError(f"{where}: has both \"prompt\" and \"messages\"; keep one")
+            raise InputError(f'{where}: has both "prompt" and "messages"; keep one')
         if "prompt" in value:
             if not isinstance(value["prompt"], str):
-                raise InputError(f"{where}: \"prompt\" must be a string, got {_json_type(value['prompt'])}")
+                raise InputError(f'{where}: "prompt" must be a string, got {_json_type(value["prompt"])}')
             return _prompt(value["prompt"], where)
         if "messages" in value:
             return _chat(value["messages"], where)
-        hint = (" (a single message: a chat is a list of them, or {\"messages\": [...]})"
-                if {"role", "content"} <= value.keys() else "")
-        raise InputError(f"{where}: an object record needs a \"prompt\" or \"messages\" key{hint}")
-    raise InputError(f"{where}: a record must be a prompt string, {{\"prompt\": ...}} or a chat (a list of "
-                     f"{{\"role\", \"content\"}} messages), got {_json_type(value)}")
+        hint = (
+            ' (a single message: a chat is a list of them, or {"messages": [...]})'
+            if {"role", "content"} <= value.keys()
+            else ""
+        )
+        raise InputError(f'{where}: an object record needs a "prompt" or "messages" key{hint}')
+    raise InputError(
+        f'{where}: a record must be a prompt string, {{"prompt": ...}} or a chat (a list of '
+        f'{{"role", "content"}} messages), got {_json_type(value)}'
+    )
 
 
 def _prompt(text: str, where: str) -> PromptRecord:
@@ -140,16 +156,19 @@ def _decode(raw: bytes, path: Path) -> str:
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
         column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise InputError(f"{path} line {line}: invalid UTF-8 (byte 0x{raw[exc.start]:02x} at column {column}); "
-                         "save the file as UTF-8 and run again; nothing was imported") from None
+        raise InputError(
+            f"{path} line {line}: invalid UTF-8 (byte 0x{raw[exc.start]:02x} at column {column}); "
+            "save the file as UTF-8 and run again; nothing was imported"
+        ) from None
 
 
 def _json_items(text: str, path: Path) -> Iterator[tuple[str, Any]]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InputError(f"{path} line {exc.lineno} column {exc.colno}: not valid JSON: {exc.msg}; "
-                         "nothing was imported") from None
+        raise InputError(
+            f"{path} line {exc.lineno} column {exc.colno}: not valid JSON: {exc.msg}; nothing was imported"
+        ) from None
     if not isinstance(data, list):
         raise InputError(f"{path}: expected a JSON array of prompts, got {_json_type(data)}")
     # json.loads validated the text; walk it again with raw_decode to know each element's line.
@@ -181,8 +200,10 @@ def _csv_items(text: str, path: Path) -> Iterator[tuple[str, Any]]:
     except csv.Error as exc:
         raise InputError(f"{path} line 1: not valid CSV: {exc}") from None
     if "prompt" not in header and "messages" not in header:
-        raise InputError(f"{path}: a CSV prompt file needs a header row with a 'prompt' column "
-                         f"(or 'messages' holding a JSON chat); found {header}")
+        raise InputError(
+            f"{path}: a CSV prompt file needs a header row with a 'prompt' column "
+            f"(or 'messages' holding a JSON chat); found {header}"
+        )
     while True:
         start = reader.line_num + 1
         try:

@@ -67,26 +67,28 @@ class JobKind(str, Enum):
     GENERATE = "generate"
     TRAIN_REWARD = "train_reward"
     PPO = "ppo"
-    POLICY = "policy"   # any policy trainer (POLICY_TRAINER or the job's `trainer`): ppo, dpo, grpo, rloo
+    POLICY = "policy"  # any policy trainer (POLICY_TRAINER or the job's `trainer`): ppo, dpo, grpo, rloo
     PREDICT = "predict"  # score tasks with the serving reward model and write the predictions into Label Studio
     PING = "ping"
 
 
 @dataclass(frozen=True)
 class JobSpec:
-    func: str          # dotted name the worker imports; the backend never does
+    func: str  # dotted name the worker imports; the backend never does
     queue: str
-    timeout: int       # seconds a run may take before RQ kills it
-    ttl: int           # seconds a job may wait in the queue
-    result_ttl: int    # seconds a result is kept
-    failure_ttl: int   # seconds a failed job is kept (RQ's default is a year)
+    timeout: int  # seconds a run may take before RQ kills it
+    ttl: int  # seconds a job may wait in the queue
+    result_ttl: int  # seconds a result is kept
+    failure_ttl: int  # seconds a failed job is kept (RQ's default is a year)
     retries: tuple[int, ...] = ()  # backoff intervals for retries (Label Studio briefly down)
 
 
 DAY = 24 * 3600
 JOBS: dict[JobKind, JobSpec] = {
     JobKind.GENERATE: JobSpec("worker.jobs.generate_answers", GPU_QUEUE, 3600, DAY, DAY, 7 * DAY, (10, 30, 90)),
-    JobKind.TRAIN_REWARD: JobSpec("worker.jobs.train_reward_model", GPU_QUEUE, 4 * 3600, DAY, 7 * DAY, 7 * DAY, (10, 30, 90)),
+    JobKind.TRAIN_REWARD: JobSpec(
+        "worker.jobs.train_reward_model", GPU_QUEUE, 4 * 3600, DAY, 7 * DAY, 7 * DAY, (10, 30, 90)
+    ),
     JobKind.PPO: JobSpec("worker.jobs.run_ppo", GPU_QUEUE, 8 * 3600, DAY, 7 * DAY, 7 * DAY, (30, 120)),
     JobKind.POLICY: JobSpec("worker.jobs.train_policy", GPU_QUEUE, 8 * 3600, DAY, 7 * DAY, 7 * DAY, (30, 120)),
     JobKind.PREDICT: JobSpec("worker.jobs.push_predictions", GPU_QUEUE, 3600, DAY, DAY, 7 * DAY, (10, 30, 90)),
@@ -94,7 +96,14 @@ JOBS: dict[JobKind, JobSpec] = {
 }
 
 PERMANENT_ERRORS: tuple[type[Exception], ...] = (
-    LabelConfigError, UnknownProject, LabelStudioError, InputError, BadRequest, ModelNotFound, SettingsError)
+    LabelConfigError,
+    UnknownProject,
+    LabelStudioError,
+    InputError,
+    BadRequest,
+    ModelNotFound,
+    SettingsError,
+)
 """Failures a retry cannot fix: a label config without a Pairwise tag, a project Label Studio does not
 have (404), a refused key (401/403), bad knobs or input. Jobs fail once with the message
 (worker/jobs.py); Label Studio down (LabelStudioUnavailable) and Redis down stay retried."""
@@ -132,8 +141,8 @@ return {served, '', unchanged}
 @dataclass(frozen=True)
 class Enqueued:
     job_id: str
-    coalesced: bool          # True: an equivalent job was already waiting; nothing new was queued
-    delay: float = 0.0       # seconds until the job may start (rate limit)
+    coalesced: bool  # True: an equivalent job was already waiting; nothing new was queued
+    delay: float = 0.0  # seconds until the job may start (rate limit)
     unchanged: bool = False  # nothing was queued: no annotation changed since the current reward model
 
     def as_dict(self) -> dict[str, Any]:
@@ -197,15 +206,21 @@ class JobQueue:
         try:
             override = ("1" if project_id in self.settings.projects else "2") if self.settings.projects else "0"
             served, waiting, unchanged = self._probe(
-                keys=[self.key("projects"), self.key("pending", kind.value, project_id),
-                      self.key("changes", project_id), self.key("trained", project_id)],
+                keys=[
+                    self.key("projects"),
+                    self.key("pending", kind.value, project_id),
+                    self.key("changes", project_id),
+                    self.key("trained", project_id),
+                ],
                 args=[project_id, Job.redis_job_namespace_prefix, int(bump), override, *(s.value for s in _WAITING)],
             )
         except redis.RedisError as exc:
             raise self.unavailable(exc, ", nothing was queued") from None
         if not served:
-            raise UnknownProject(f"prefloop does not serve project {project_id}: connect it in Label Studio "
-                                 "(Settings > Model) or list it in PROJECTS")
+            raise UnknownProject(
+                f"prefloop does not serve project {project_id}: connect it in Label Studio "
+                "(Settings > Model) or list it in PROJECTS"
+            )
         if waiting:
             return self._coalesce(waiting.decode(), kind, project_id, JOBS[kind], kwargs)
         if kwargs.get("on_change") and not kwargs.get("force") and unchanged:
@@ -218,9 +233,15 @@ class JobQueue:
         whether the project is served."""
         override = ("1" if project_id in self.settings.projects else "2") if self.settings.projects else "0"
         try:
-            served, _, _ = self._probe(keys=[self.key("projects"), self.key("pending", "none", project_id),
-                                             self.key("changes", project_id), self.key("trained", project_id)],
-                                       args=[project_id, Job.redis_job_namespace_prefix, 1, override])
+            served, _, _ = self._probe(
+                keys=[
+                    self.key("projects"),
+                    self.key("pending", "none", project_id),
+                    self.key("changes", project_id),
+                    self.key("trained", project_id),
+                ],
+                args=[project_id, Job.redis_job_namespace_prefix, 1, override],
+            )
         except redis.RedisError as exc:
             raise self.unavailable(exc) from None
         return bool(served)
@@ -251,7 +272,9 @@ class JobQueue:
         return sorted(int(p) for p in members if p.isascii() and p.isdigit() and 0 < len(p) <= 10)
 
     # --- enqueue ----------------------------------------------------------------------------------
-    def enqueue(self, kind: JobKind, project_id: int, *, reason: str, rate_limited: bool = True, **kwargs: Any) -> Enqueued:
+    def enqueue(
+        self, kind: JobKind, project_id: int, *, reason: str, rate_limited: bool = True, **kwargs: Any
+    ) -> Enqueued:
         """Queue one coalesced run of `kind` for `project_id`.
 
         Job kwargs are JSON: `project_id`, `reason` and `kwargs`. A job of the same kind already
@@ -265,8 +288,9 @@ class JobQueue:
             existing = self._waiting_job(pending_key, clean_stale=False)
             if existing is not None:
                 return self._coalesce(existing, kind, project_id, spec, kwargs)
-            with self.connection.lock(self.key("enqueue-lock", kind.value, project_id), timeout=5,
-                                      blocking_timeout=2, sleep=0.005):
+            with self.connection.lock(
+                self.key("enqueue-lock", kind.value, project_id), timeout=5, blocking_timeout=2, sleep=0.005
+            ):
                 existing = self._waiting_job(pending_key)
                 if existing is not None:
                     return self._coalesce(existing, kind, project_id, spec, kwargs)
@@ -275,11 +299,20 @@ class JobQueue:
                 self.connection.set(pending_key, job_id, ex=spec.ttl + int(delay) + 60)
                 job_kwargs = {"project_id": project_id, "reason": reason, **kwargs}
                 options = dict(
-                    kwargs=job_kwargs, job_id=job_id, job_timeout=spec.timeout, ttl=spec.ttl,
-                    result_ttl=spec.result_ttl, failure_ttl=spec.failure_ttl,
+                    kwargs=job_kwargs,
+                    job_id=job_id,
+                    job_timeout=spec.timeout,
+                    ttl=spec.ttl,
+                    result_ttl=spec.result_ttl,
+                    failure_ttl=spec.failure_ttl,
                     retry=self._retry(spec),
-                    meta={"kind": kind.value, "project_id": project_id, "reason": reason, "progress": None,
-                          "trainer": "ppo" if kind == JobKind.PPO else kwargs.get("trainer")},
+                    meta={
+                        "kind": kind.value,
+                        "project_id": project_id,
+                        "reason": reason,
+                        "progress": None,
+                        "trainer": "ppo" if kind == JobKind.PPO else kwargs.get("trainer"),
+                    },
                     description=f"{kind.value} for project {project_id} ({reason})",
                 )
                 q = self.queue(spec.queue)
@@ -354,8 +387,12 @@ class JobQueue:
         job runs), so a killed run frees the project within a minute, not after the job timeout."""
         spec = JOBS[kind]
         # thread_local=False: a refresher thread extends the lock the job's thread took.
-        lock: Lock = self.connection.lock(self.key("running", kind.value, project_id), timeout=RUN_LOCK_TTL,
-                                          blocking_timeout=spec.timeout, thread_local=False)
+        lock: Lock = self.connection.lock(
+            self.key("running", kind.value, project_id),
+            timeout=RUN_LOCK_TTL,
+            blocking_timeout=spec.timeout,
+            thread_local=False,
+        )
         return lock
 
     # --- inspection ---------------------------------------------------------------------------------
@@ -374,8 +411,13 @@ class JobQueue:
         for name in (GPU_QUEUE, DEFAULT_QUEUE):
             q = self.queue(name)
             ids += q.get_job_ids()
-            for registry in (q.scheduled_job_registry, q.started_job_registry, q.finished_job_registry,
-                             q.failed_job_registry, q.deferred_job_registry):
+            for registry in (
+                q.scheduled_job_registry,
+                q.started_job_registry,
+                q.finished_job_registry,
+                q.failed_job_registry,
+                q.deferred_job_registry,
+            ):
                 ids += registry.get_job_ids()
         if project_id is not None:
             ids = [i for i in ids if i.split("-")[-2:-1] == [str(project_id)]]

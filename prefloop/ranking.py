@@ -22,8 +22,9 @@ from prefloop.preferences import ConversionSummary, PreferencePair, _annotator, 
 from prefloop.text import render_prompt, task_conversation
 
 
-def ranking_of(annotation: Mapping[str, Any], config: RankingConfig,
-               ids: list[str]) -> tuple[list[str] | None, str | None]:
+def ranking_of(
+    annotation: Mapping[str, Any], config: RankingConfig, ids: list[str]
+) -> tuple[list[str] | None, str | None]:
     """(item ids best first, None) for a usable annotation, or (None, drop reason)."""
     if annotation.get("was_cancelled"):
         return None, "skipped"
@@ -48,8 +49,9 @@ def ranking_of(annotation: Mapping[str, Any], config: RankingConfig,
     return [str(i) for i in full[0]], None
 
 
-def rankings_to_pairs(tasks: Iterable[Mapping[str, Any]], config: RankingConfig,
-                      chat_template: str = "") -> tuple[list[PreferencePair], ConversionSummary]:
+def rankings_to_pairs(
+    tasks: Iterable[Mapping[str, Any]], config: RankingConfig, chat_template: str = ""
+) -> tuple[list[PreferencePair], ConversionSummary]:
     summary = ConversionSummary()
     comparisons: dict[tuple[str, ...], _Comparison] = {}
     for task in tasks:
@@ -83,14 +85,15 @@ def rankings_to_pairs(tasks: Iterable[Mapping[str, Any]], config: RankingConfig,
                 continue
             stamp = (str(ann.get("updated_at") or ann.get("created_at") or ""), int(ann.get("id") or 0))
             for i, better in enumerate(order):
-                for worse in order[i + 1:]:
+                for worse in order[i + 1 :]:
                     if text[better] == text[worse]:
                         continue  # identical texts imply no preference
                     key = (prompt, *sorted((text[better], text[worse])))
                     comparison = comparisons.get(key)
                     if comparison is None:
-                        comparison = comparisons[key] = _Comparison(prompt, (text[better], text[worse]), task.get("id"),
-                                                                    conversation)
+                        comparison = comparisons[key] = _Comparison(
+                            prompt, (text[better], text[worse]), task.get("id"), conversation
+                        )
                     vote = _Vote(ann.get("id"), _annotator(ann), text[better], stamp)
                     previous = comparison.votes.get(vote.annotator)
                     if previous is None or previous.order <= vote.order:

@@ -53,13 +53,14 @@ def pad_batch(ids: Sequence[Sequence[int]], pad_token_id: int, device: Any = Non
     input_ids = torch.full((len(ids), width), pad_token_id, dtype=torch.long)
     mask = torch.zeros((len(ids), width), dtype=torch.long)
     for row, seq in enumerate(ids):
-        input_ids[row, :len(seq)] = torch.tensor(seq, dtype=torch.long)
-        mask[row, :len(seq)] = 1
+        input_ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+        mask[row, : len(seq)] = 1
     return input_ids.to(device), mask.to(device)
 
 
-def rewards_from_ids(model: Any, ids: Sequence[Sequence[int]], *, pad_token_id: int, batch_size: int = 16,
-                     device: Any = None) -> list[float]:
+def rewards_from_ids(
+    model: Any, ids: Sequence[Sequence[int]], *, pad_token_id: int, batch_size: int = 16, device: Any = None
+) -> list[float]:
     """One reward per sequence, in input order. Longest first, so each batch pads little."""
     import torch
 
@@ -70,7 +71,7 @@ def rewards_from_ids(model: Any, ids: Sequence[Sequence[int]], *, pad_token_id: 
     try:
         with torch.inference_mode():
             for start in range(0, len(order), batch_size):
-                idx = order[start:start + batch_size]
+                idx = order[start : start + batch_size]
                 input_ids, mask = pad_batch([ids[i] for i in idx], pad_token_id, device)
                 logits = model(input_ids=input_ids, attention_mask=mask).logits[:, 0].float().cpu().tolist()  # (B,)
                 for i, value in zip(idx, logits, strict=True):
@@ -94,8 +95,15 @@ class RewardScorer:
     request threads: calls are serialised, because one model already uses every core and a fast
     tokenizer must not be driven from two threads at once."""
 
-    def __init__(self, source: str | Path, *, device: str = "auto", batch_size: int = 16, max_length: int | None = None,
-                 template: str | None = None):
+    def __init__(
+        self,
+        source: str | Path,
+        *,
+        device: str = "auto",
+        batch_size: int = 16,
+        max_length: int | None = None,
+        template: str | None = None,
+    ):
         """`batch_size`: sequences per forward pass in `rewards`/`score`, pairs per forward pass in
         `prefer`. `template`: CHAT_TEMPLATE (None: the one the version was trained with)."""
         self.source = str(source)
@@ -112,8 +120,10 @@ class RewardScorer:
 
     def ids(self, prompts: Sequence[Conversation | str], responses: Sequence[str]) -> list[list[int]]:
         """Token ids of each (prompt, response) as this reward model scores them."""
-        return [scoring_ids(self.tokenizer, p, r, self.template, self.max_length)
-                for p, r in zip(prompts, responses, strict=True)]
+        return [
+            scoring_ids(self.tokenizer, p, r, self.template, self.max_length)
+            for p, r in zip(prompts, responses, strict=True)
+        ]
 
     def rewards(self, texts: Sequence[str], *, deadline: float | None = None) -> list[Any]:
         """One reward per text. With `deadline` (time.monotonic()), texts are tokenized and scored one
@@ -122,42 +132,56 @@ class RewardScorer:
         with self._lock:
             if deadline is None:
                 ids = tokenize(self.tokenizer, texts, self.max_length)
-                return rewards_from_ids(self.model, ids, pad_token_id=self.pad_id,
-                                        batch_size=self.batch_size, device=self.device)
+                return rewards_from_ids(
+                    self.model, ids, pad_token_id=self.pad_id, batch_size=self.batch_size, device=self.device
+                )
             out: list[float | None] = [None] * len(texts)
             order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
             for start in range(0, len(order), self.batch_size):
                 if time.monotonic() > deadline:
                     break
-                idx = order[start:start + self.batch_size]
+                idx = order[start : start + self.batch_size]
                 ids = tokenize(self.tokenizer, [texts[i] for i in idx], self.max_length)
-                values = rewards_from_ids(self.model, ids, pad_token_id=self.pad_id,
-                                          batch_size=len(idx), device=self.device)
+                values = rewards_from_ids(
+                    self.model, ids, pad_token_id=self.pad_id, batch_size=len(idx), device=self.device
+                )
                 for i, value in zip(idx, values, strict=True):
                     out[i] = value
             return out
 
-    def score(self, prompts: Sequence[Conversation | str], responses: Sequence[str], *,
-              deadline: float | None = None) -> list[Any]:
+    def score(
+        self, prompts: Sequence[Conversation | str], responses: Sequence[str], *, deadline: float | None = None
+    ) -> list[Any]:
         """One reward per (prompt, response); with `deadline`, as in `rewards` (None once it passed)."""
         with self._lock:
             if deadline is None:
-                return rewards_from_ids(self.model, self.ids(prompts, responses), pad_token_id=self.pad_id,
-                                        batch_size=self.batch_size, device=self.device)
+                return rewards_from_ids(
+                    self.model,
+                    self.ids(prompts, responses),
+                    pad_token_id=self.pad_id,
+                    batch_size=self.batch_size,
+                    device=self.device,
+                )
             out: list[float | None] = [None] * len(prompts)
             order = sorted(range(len(prompts)), key=lambda i: -len(responses[i]))
             for start in range(0, len(order), self.batch_size):
                 if time.monotonic() > deadline:
                     break
-                idx = order[start:start + self.batch_size]
-                values = rewards_from_ids(self.model, self.ids([prompts[i] for i in idx], [responses[i] for i in idx]),
-                                          pad_token_id=self.pad_id, batch_size=len(idx), device=self.device)
+                idx = order[start : start + self.batch_size]
+                values = rewards_from_ids(
+                    self.model,
+                    self.ids([prompts[i] for i in idx], [responses[i] for i in idx]),
+                    pad_token_id=self.pad_id,
+                    batch_size=len(idx),
+                    device=self.device,
+                )
                 for i, value in zip(idx, values, strict=True):
                     out[i] = value
             return out
 
-    def prefer(self, prompts: Sequence[Conversation | str], left: Sequence[str],
-               right: Sequence[str]) -> list[tuple[str, float]]:
+    def prefer(
+        self, prompts: Sequence[Conversation | str], left: Sequence[str], right: Sequence[str]
+    ) -> list[tuple[str, float]]:
         """For each pair: ("left"|"right", probability of that pick), scored in batches of
         `batch_size` pairs, both sides of a pair in the same batch."""
         m = len(prompts)
@@ -168,10 +192,14 @@ class RewardScorer:
             ids = self.ids(list(prompts) + list(prompts), list(left) + list(right))
             order = sorted(range(m), key=lambda k: -max(len(ids[k]), len(ids[m + k])))
             for start in range(0, m, self.batch_size):  # batch_size pairs: 2 * batch_size sequences per forward
-                chunk = order[start:start + self.batch_size]
-                rewards = rewards_from_ids(self.model, [ids[k] for k in chunk] + [ids[m + k] for k in chunk],
-                                           pad_token_id=self.pad_id, batch_size=len(chunk) * 2,
-                                           device=self.device)
+                chunk = order[start : start + self.batch_size]
+                rewards = rewards_from_ids(
+                    self.model,
+                    [ids[k] for k in chunk] + [ids[m + k] for k in chunk],
+                    pad_token_id=self.pad_id,
+                    batch_size=len(chunk) * 2,
+                    device=self.device,
+                )
                 for j, k in enumerate(chunk):
                     p_left = preference_probability(rewards[j], rewards[len(chunk) + j])
                     out[k] = ("left", p_left) if p_left >= 0.5 else ("right", 1.0 - p_left)

@@ -37,7 +37,7 @@ def accuracy_interval(accuracy: float, n: int) -> tuple[float, float]:
 
 
 def compare(current: tuple[float, float], previous: tuple[float, float]) -> str:
-    """"better", "worse" or "overlap" for two (low, high) intervals."""
+    """ "better", "worse" or "overlap" for two (low, high) intervals."""
     if current[0] > previous[1]:
         return "better"
     if current[1] < previous[0]:

@@ -16,8 +16,17 @@ from prefloop.errors import InputError
 from prefloop.family import DEFAULT_CHAT_TEMPLATE, RESPONSE_SEPARATOR, Conversation, render_template, validate_messages
 from prefloop.label_config import LabelConfig, PairwiseConfig
 
-__all__ = ["DEFAULT_CHAT_TEMPLATE", "RESPONSE_SEPARATOR", "Conversation", "answers_of", "render_chat",
-           "render_prompt", "reward_text", "task_conversation", "validate_messages"]
+__all__ = [
+    "DEFAULT_CHAT_TEMPLATE",
+    "RESPONSE_SEPARATOR",
+    "Conversation",
+    "answers_of",
+    "render_chat",
+    "render_prompt",
+    "reward_text",
+    "task_conversation",
+    "validate_messages",
+]
 
 
 def render_chat(messages: list[dict[str, str]], template: str = "") -> str:

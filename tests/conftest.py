@@ -55,9 +55,16 @@ def tiny_family_dir(tmp_path_factory):
 
 @pytest.fixture
 def settings(redis_server, redis_conn, tmp_path, tiny_model_dir) -> Settings:
-    return Settings.from_env({}, redis_url=redis_server.url, model_dir=tmp_path / "models", base_model=str(tiny_model_dir),
-                             label_studio_url="http://127.0.0.1:9", label_studio_api_key="test-token",
-                             job_min_interval=0.0, device="cpu")
+    return Settings.from_env(
+        {},
+        redis_url=redis_server.url,
+        model_dir=tmp_path / "models",
+        base_model=str(tiny_model_dir),
+        label_studio_url="http://127.0.0.1:9",
+        label_studio_api_key="test-token",
+        job_min_interval=0.0,
+        device="cpu",
+    )
 
 
 @pytest.fixture

@@ -56,8 +56,13 @@ class SamplingConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SamplingConfig:
-        return cls(settings.max_new_tokens, settings.temperature, settings.top_p, settings.top_k,
-                   settings.generation_batch_size)
+        return cls(
+            settings.max_new_tokens,
+            settings.temperature,
+            settings.top_p,
+            settings.top_k,
+            settings.generation_batch_size,
+        )
 
     def recorded(self) -> dict[str, Any]:
         """What a task's metadata keeps (batch size does not change the answers)."""
@@ -101,9 +106,9 @@ def counter_uniform(keys, step: int, vocab: int):
     """(B,) int64 keys -> (B, V) float32 uniforms in (0, 1), a pure function of (key, step, token)."""
     import torch
 
-    k = _mix32((keys + step * 0x9E3779B9) & _M32)                                  # (B,)
+    k = _mix32((keys + step * 0x9E3779B9) & _M32)  # (B,)
     tokens = _mix32(torch.arange(vocab, device=keys.device, dtype=torch.int64) + 0x632BE5AB)  # (V,)
-    bits = _mix32(_mix32(k[:, None] ^ tokens[None, :]))                           # (B, V)
+    bits = _mix32(_mix32(k[:, None] ^ tokens[None, :]))  # (B, V)
     return ((bits >> 9).to(torch.float32) + 0.5) / float(1 << 23)  # 23 bits: never 0 or 1 in fp32
 
 
@@ -176,16 +181,30 @@ class Generator:
 
     def metadata(self, config: SamplingConfig, gen: Generation) -> dict[str, Any]:
         """What a task records about its answers: model, policy version, settings, seed."""
-        meta = {"policy_version": self.version, "model": self.source, "settings": config.recorded(),
-                "seed": str(gen.seed), "tries": gen.tries, "truncated": gen.truncated}
+        meta = {
+            "policy_version": self.version,
+            "model": self.source,
+            "settings": config.recorded(),
+            "seed": str(gen.seed),
+            "tries": gen.tries,
+            "truncated": gen.truncated,
+        }
         if gen.error:
             meta["error"] = gen.error
         return meta
 
     # --- generation ------------------------------------------------------------------------------
-    def generate(self, prompts: Sequence[Conversation | str], seeds: Sequence[int], config: SamplingConfig,
-                 names: Sequence[str] | None = None, on_batch=None, *, template: str = "",
-                 k: int = 2) -> list[Generation]:
+    def generate(
+        self,
+        prompts: Sequence[Conversation | str],
+        seeds: Sequence[int],
+        config: SamplingConfig,
+        names: Sequence[str] | None = None,
+        on_batch=None,
+        *,
+        template: str = "",
+        k: int = 2,
+    ) -> list[Generation]:
         """One Generation per prompt (a Conversation, or a plain prompt string), in order, with `k`
         distinct answers (2 for a pair; ANSWERS_PER_PROMPT for a ranking). `names` label prompts in
         warnings (task ids); `on_batch(done)` is called after each batch of prompts (progress);
@@ -206,33 +225,45 @@ class Generator:
                 tries[i] = attempt + 1
             keys = [row_key(seeds[i], s, attempt) for i, s in todo]
             with torch.inference_mode():
-                texts = self._sample_rows([ids[i] for i, _ in todo], keys, config,
-                                          on_batch if attempt == 0 else None)
+                texts = self._sample_rows([ids[i] for i, _ in todo], keys, config, on_batch if attempt == 0 else None)
             for (i, s), text in zip(todo, texts):
                 answers[i][s] = text
             todo = [row for i in sorted({i for i, _ in todo}) for row in _bad_rows(i, answers[i])]
         out = []
         for i, row in enumerate(answers):
             ok = all(row) and len(set(row)) == k
-            error = None if ok else (f"no {k} distinct non-empty answers after {MAX_TRIES} tries "
-                                     f"(last: {', '.join(map(repr, row))})")
-            out.append(Generation(tuple(str(a) for a in row) if ok else None, int(seeds[i]), tries[i], truncated[i],
-                                  error))
+            error = (
+                None
+                if ok
+                else (f"no {k} distinct non-empty answers after {MAX_TRIES} tries (last: {', '.join(map(repr, row))})")
+            )
+            out.append(
+                Generation(tuple(str(a) for a in row) if ok else None, int(seeds[i]), tries[i], truncated[i], error)
+            )
         return out
 
-    def _encode(self, prompts: Sequence[Conversation | str], config: SamplingConfig, names: Sequence[str],
-                template: str = ""):
+    def _encode(
+        self, prompts: Sequence[Conversation | str], config: SamplingConfig, names: Sequence[str], template: str = ""
+    ):
         budget = self.context - config.max_new_tokens
         if budget < 1:
-            raise SettingsError(f"MAX_NEW_TOKENS={config.max_new_tokens} leaves no room for a prompt in the "
-                                f"model's {self.context}-token context: lower it")
+            raise SettingsError(
+                f"MAX_NEW_TOKENS={config.max_new_tokens} leaves no room for a prompt in the "
+                f"model's {self.context}-token context: lower it"
+            )
         ids, truncated = [], []
         for name, prompt in zip(names, prompts):
             tokens = generation_ids(self.tokenizer, prompt, template)
             cut = len(tokens) > budget
             if cut:
-                logger.warning("prompt %s has %d tokens; keeping the last %d (context %d minus MAX_NEW_TOKENS %d)",
-                               name, len(tokens), budget, self.context, config.max_new_tokens)
+                logger.warning(
+                    "prompt %s has %d tokens; keeping the last %d (context %d minus MAX_NEW_TOKENS %d)",
+                    name,
+                    len(tokens),
+                    budget,
+                    self.context,
+                    config.max_new_tokens,
+                )
                 tokens = tokens[-budget:]  # keep the end: it is what the answer continues
             ids.append(tokens)
             truncated.append(cut)
@@ -245,7 +276,7 @@ class Generator:
         out: list[str] = [""] * len(rows)
         step = 2 * config.batch_size
         for start in range(0, len(order), step):
-            batch = order[start:start + step]
+            batch = order[start : start + step]
             for r, text in zip(batch, self._generate_batch([rows[r] for r in batch], [keys[r] for r in batch], config)):
                 out[r] = text
             if on_batch is not None:
@@ -258,17 +289,27 @@ class Generator:
 
         pad = self.pad_id
         width = max(len(r) for r in rows)
-        input_ids = torch.full((len(rows), width), pad, dtype=torch.long)            # (B, T) left-padded
+        input_ids = torch.full((len(rows), width), pad, dtype=torch.long)  # (B, T) left-padded
         attention = torch.zeros((len(rows), width), dtype=torch.long)
         for b, r in enumerate(rows):
-            input_ids[b, width - len(r):] = torch.tensor(r)
-            attention[b, width - len(r):] = 1
+            input_ids[b, width - len(r) :] = torch.tensor(r)
+            attention[b, width - len(r) :] = 1
         device = self.device
-        gen_config = GenerationConfig(max_new_tokens=config.max_new_tokens, do_sample=False, num_beams=1,
-                                      use_cache=True, pad_token_id=pad, eos_token_id=list(self.eos_ids))
+        gen_config = GenerationConfig(
+            max_new_tokens=config.max_new_tokens,
+            do_sample=False,
+            num_beams=1,
+            use_cache=True,
+            pad_token_id=pad,
+            eos_token_id=list(self.eos_ids),
+        )
         sampler = _sampler(torch.tensor(keys, dtype=torch.int64, device=device), width, config)
-        output = self.model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
-                                     generation_config=gen_config, logits_processor=LogitsProcessorList([sampler]))
+        output = self.model.generate(
+            input_ids=input_ids.to(device),
+            attention_mask=attention.to(device),
+            generation_config=gen_config,
+            logits_processor=LogitsProcessorList([sampler]),
+        )
         return [decode_answer(self.tokenizer, row.tolist(), self.eos_ids) for row in output[:, width:]]
 
 

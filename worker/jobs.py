@@ -56,12 +56,21 @@ def generate_answers(project_id: int, reason: str = "", regenerate: bool = False
     regenerate=True also refresh outdated answers of unannotated tasks after a new policy."""
     from worker.prefill import fill_answers
 
-    return _run(JobKind.GENERATE, project_id,
-                lambda forced: fill_answers(runtime.settings(), project_id, reason=reason, regenerate=regenerate))
+    return _run(
+        JobKind.GENERATE,
+        project_id,
+        lambda forced: fill_answers(runtime.settings(), project_id, reason=reason, regenerate=regenerate),
+    )
 
 
-def train_reward_model(project_id: int, reason: str = "", force: bool = False, on_change: bool = False,
-                       config: dict | None = None, **_: Any) -> dict[str, Any]:
+def train_reward_model(
+    project_id: int,
+    reason: str = "",
+    force: bool = False,
+    on_change: bool = False,
+    config: dict | None = None,
+    **_: Any,
+) -> dict[str, Any]:
     """Train a reward model on the project's current annotations and publish it (worker/reward/job.py).
     `force` (`prefloop train-reward --force`, an authenticated /train) trains regardless; `on_change`
     (START_TRAINING, also when it arrived while this job waited) trains when at least one annotation
@@ -71,8 +80,14 @@ def train_reward_model(project_id: int, reason: str = "", force: bool = False, o
 
     def body(requested: str | None) -> dict[str, Any]:
         forced = force or requested == "force"
-        return train_reward_job(runtime.settings(), project_id, reason=reason, forced=forced,
-                                on_change=not forced and (on_change or requested == "change"), config=config)
+        return train_reward_job(
+            runtime.settings(),
+            project_id,
+            reason=reason,
+            forced=forced,
+            on_change=not forced and (on_change or requested == "change"),
+            config=config,
+        )
 
     return _run(JobKind.TRAIN_REWARD, project_id, body)
 
@@ -82,8 +97,9 @@ def run_ppo(project_id: int, reason: str = "", **kw: Any) -> dict[str, Any]:
     from worker.ppo.job import ppo_job
 
     logger.info("PPO for project %s: %s", project_id, reason)
-    return _run(JobKind.PPO, project_id,
-                lambda forced: ppo_job(runtime.settings(), project_id, forced=bool(forced), **kw))
+    return _run(
+        JobKind.PPO, project_id, lambda forced: ppo_job(runtime.settings(), project_id, forced=bool(forced), **kw)
+    )
 
 
 def push_predictions(project_id: int, reason: str = "", **_: Any) -> dict[str, Any]:

@@ -72,8 +72,14 @@ class PrefloopWorker(Worker):
             logger.warning("could not preload the policy for job %s: %s: %s", job.id, type(exc).__name__, exc)
 
 
-def run_worker(settings: Settings, *, queues: list[str] | None = None, burst: bool = False, simple: bool = False,
-               name: str | None = None) -> bool:
+def run_worker(
+    settings: Settings,
+    *,
+    queues: list[str] | None = None,
+    burst: bool = False,
+    simple: bool = False,
+    name: str | None = None,
+) -> bool:
     import torch  # noqa: F401  (imported before forking; CUDA stays untouched in this process)
     import transformers  # noqa: F401
     from label_studio_sdk import LabelStudio  # noqa: F401  (every job talks to Label Studio: ~1 s per horse otherwise)

@@ -47,10 +47,17 @@ SCORE_CHUNK = 256
 """Pairs scored between two progress reports."""
 
 
-def push_predictions(settings: Settings, project_id: int, *, client: LabelStudioClient | None = None,
-                     queue: JobQueue | None = None, tasks: Iterable[dict[str, Any]] | None = None,
-                     replace: bool = False, reason: str = "",
-                     progress: Callable[[int, int, str], None] | None = None) -> dict[str, Any]:
+def push_predictions(
+    settings: Settings,
+    project_id: int,
+    *,
+    client: LabelStudioClient | None = None,
+    queue: JobQueue | None = None,
+    tasks: Iterable[dict[str, Any]] | None = None,
+    replace: bool = False,
+    reason: str = "",
+    progress: Callable[[int, int, str], None] | None = None,
+) -> dict[str, Any]:
     """Score and write predictions for `tasks` (default: every task of the project, read with their
     predictions). A task that already holds a prediction of the serving version is left alone,
     unless `replace` (its answers were just rewritten): then prefloop's predictions of that task
@@ -70,7 +77,7 @@ def push_predictions(settings: Settings, project_id: int, *, client: LabelStudio
         return {"status": "skipped", "reason": "ranking projects get no predictions (only pairwise ones do)"}
     todo: list[tuple[dict[str, Any], str, str, str, str]] = []  # (task, key, prompt, left, right)
     counts = {"tasks": 0, "without_answers": 0, "too_long": 0, "already_current": 0}
-    for task in (client.iter_tasks(project_id, fields="all") if tasks is None else tasks):
+    for task in client.iter_tasks(project_id, fields="all") if tasks is None else tasks:
         counts["tasks"] += 1
         if too_long(task.get("data") or {}, config, settings.max_text_chars):
             counts["too_long"] += 1
@@ -97,13 +104,19 @@ def push_predictions(settings: Settings, project_id: int, *, client: LabelStudio
     rows = []
     for (task, *_), pick in zip(todo, found, strict=True):
         assert pick is not None
-        rows.append({"task": task["id"], "result": pairwise_result(config, pick[0]), "score": round(pick[1], 4),
-                     "model_version": model_version})
+        rows.append(
+            {
+                "task": task["id"],
+                "result": pairwise_result(config, pick[0]),
+                "score": round(pick[1], 4),
+                "model_version": model_version,
+            }
+        )
     if progress:
         progress(0, len(rows), "writing predictions to Label Studio")
     written = 0
     for start in range(0, len(rows), IMPORT_BATCH):
-        batch = rows[start:start + IMPORT_BATCH]
+        batch = rows[start : start + IMPORT_BATCH]
         created = client.import_predictions(project_id, batch)
         written += created
         if created != len(batch):
@@ -115,13 +128,22 @@ def push_predictions(settings: Settings, project_id: int, *, client: LabelStudio
     old = [v for v in versions if v != model_version and is_serving_version(v)]
     deleted_old = sum(client.delete_model_version(project_id, v) for v in old)
     picks.drop_other_versions(project_id, reward)
-    result = {"status": "done", "reason": reason, "model_version": model_version, **counts,
-              "scored": len(missing), "reused": len(todo) - len(missing), "written": written,
-              "project_model_version": follow, "deleted_old_predictions": deleted_old,
-              "deleted_replaced_predictions": deleted_for_replace,
-              "seconds": round(time.monotonic() - started, 2), "scoring_s": round(scoring_s, 2),
-              "scoring_cpu_s": round(scoring_cpu_s, 2),
-              "writing_s": round(time.monotonic() - scoring_started - scoring_s, 2)}
+    result = {
+        "status": "done",
+        "reason": reason,
+        "model_version": model_version,
+        **counts,
+        "scored": len(missing),
+        "reused": len(todo) - len(missing),
+        "written": written,
+        "project_model_version": follow,
+        "deleted_old_predictions": deleted_old,
+        "deleted_replaced_predictions": deleted_for_replace,
+        "seconds": round(time.monotonic() - started, 2),
+        "scoring_s": round(scoring_s, 2),
+        "scoring_cpu_s": round(scoring_cpu_s, 2),
+        "writing_s": round(time.monotonic() - scoring_started - scoring_s, 2),
+    }
     logger.info("predictions for project %s: %s", project_id, {k: v for k, v in result.items() if k != "reason"})
     return result
 
@@ -150,15 +172,26 @@ def push_after(settings: Settings, project_id: int, what: str, **kwargs: Any) ->
         return out
 
 
-def queue_unpredicted(settings: Settings, queue: JobQueue, project_id: int, tasks: Iterable[dict[str, Any]],
-                      config: LabelConfig, skip: set[int]) -> dict[str, Any] | None:
+def queue_unpredicted(
+    settings: Settings,
+    queue: JobQueue,
+    project_id: int,
+    tasks: Iterable[dict[str, Any]],
+    config: LabelConfig,
+    skip: set[int],
+) -> dict[str, Any] | None:
     """Tasks imported with their answers need no generation, so no chunk pushes their predictions:
     once a reward model serves, queue one PREDICT job when some task outside `skip` (the chunk being
     generated) has both answers and no prediction at all. Returns the enqueued job, or None."""
     if isinstance(config, RankingConfig) or not ArtifactStore(settings.model_dir).current(project_id).get("reward"):
         return None
-    waiting = sum(1 for t in tasks if t["id"] not in skip and not t.get("total_predictions")
-                  and answers_of(t.get("data") or {}, config) is not None)
+    waiting = sum(
+        1
+        for t in tasks
+        if t["id"] not in skip
+        and not t.get("total_predictions")
+        and answers_of(t.get("data") or {}, config) is not None
+    )
     if not waiting:
         return None
     reason = f"{waiting} task(s) with answers and no prediction"
@@ -169,14 +202,15 @@ def _predictions(task: dict[str, Any]) -> list[dict[str, Any]]:
     return [p for p in task.get("predictions") or [] if isinstance(p, dict)]
 
 
-def _score(settings: Settings, source: Any, items: list[tuple[str, str, str]],
-           progress: Callable[[int, int, str], None] | None) -> list[Pick]:
+def _score(
+    settings: Settings, source: Any, items: list[tuple[str, str, str]], progress: Callable[[int, int, str], None] | None
+) -> list[Pick]:
     from prefloop.scoring import RewardScorer
 
     scorer = RewardScorer(source, device=settings.device, batch_size=settings.predict_batch_size)
     out: list[Pick] = []
     for start in range(0, len(items), SCORE_CHUNK):
-        part = items[start:start + SCORE_CHUNK]
+        part = items[start : start + SCORE_CHUNK]
         out += scorer.prefer([p for p, _, _ in part], [a for _, a, _ in part], [b for _, _, b in part])
         if progress:
             progress(len(out), len(items), "scoring tasks")
@@ -189,8 +223,11 @@ def _delete_task_predictions(client: LabelStudioClient, tasks: list[dict[str, An
     Studio counted some."""
     deleted = 0
     for task in tasks:
-        found = _predictions(task) if "predictions" in task else (
-            client.task_predictions(task["id"]) if task.get("total_predictions") else [])
+        found = (
+            _predictions(task)
+            if "predictions" in task
+            else (client.task_predictions(task["id"]) if task.get("total_predictions") else [])
+        )
         for prediction in found:
             if is_serving_version(str(prediction.get("model_version") or "")):
                 client.delete_prediction(prediction["id"])
@@ -198,8 +235,9 @@ def _delete_task_predictions(client: LabelStudioClient, tasks: list[dict[str, An
     return deleted
 
 
-def _follow_version(client: LabelStudioClient, project_id: int, model_version: str,
-                    versions: dict[str, int]) -> str | None:
+def _follow_version(
+    client: LabelStudioClient, project_id: int, model_version: str, versions: dict[str, int]
+) -> str | None:
     """Point the project's `model_version` at the serving version (only possible once predictions of
     it exist); returns the project's value afterwards."""
     project = client.get_project(project_id)

@@ -38,19 +38,28 @@ PERMANENT_ERRORS = (LabelConfigError, UnknownProject, LabelStudioError, InputErr
 """Failures a retry cannot fix (bad config, unknown project, refused key): the job fails once, with its message."""
 
 
-def fill_answers(settings: Settings, project_id: int, *, reason: str = "", regenerate: bool = False,
-                 client: LabelStudioClient | None = None, queue: JobQueue | None = None) -> dict[str, Any]:
+def fill_answers(
+    settings: Settings,
+    project_id: int,
+    *,
+    reason: str = "",
+    regenerate: bool = False,
+    client: LabelStudioClient | None = None,
+    queue: JobQueue | None = None,
+) -> dict[str, Any]:
     """Fill (or with `regenerate`, refresh) one chunk of tasks; returns counts for the job result."""
     try:
-        return _fill(settings, project_id, reason, regenerate, client or LabelStudioClient(settings),
-                     queue or JobQueue(settings))
+        return _fill(
+            settings, project_id, reason, regenerate, client or LabelStudioClient(settings), queue or JobQueue(settings)
+        )
     except PERMANENT_ERRORS:
         _no_retry()
         raise
 
 
-def _fill(settings: Settings, project_id: int, reason: str, regenerate: bool, client: LabelStudioClient,
-          queue: JobQueue) -> dict[str, Any]:
+def _fill(
+    settings: Settings, project_id: int, reason: str, regenerate: bool, client: LabelStudioClient, queue: JobQueue
+) -> dict[str, Any]:
     config = parse_label_config(client.get_label_config(project_id))
     # With REGENERATE_AFTER_PPO every run refreshes outdated answers, so a regeneration request that
     # was coalesced into a waiting run, or split into chunks, still happens.
@@ -58,22 +67,33 @@ def _fill(settings: Settings, project_id: int, reason: str, regenerate: bool, cl
     _, version = current_policy(settings, project_id)
     listed = list(client.iter_tasks(project_id, fields="task_only"))
     pending = [t for t in listed if _wants(t, config, version, regenerate)]
-    chunk = pending[:settings.generation_chunk_size]
+    chunk = pending[: settings.generation_chunk_size]
     remaining = len(pending) - len(chunk)
-    result: dict[str, Any] = {"status": "done", "reason": reason, "policy_version": version, "regenerate": regenerate,
-                              "filled": 0, "failed": 0, "skipped": 0, "remaining": remaining, "follow_up": None}
+    result: dict[str, Any] = {
+        "status": "done",
+        "reason": reason,
+        "policy_version": version,
+        "regenerate": regenerate,
+        "filled": 0,
+        "failed": 0,
+        "skipped": 0,
+        "remaining": remaining,
+        "follow_up": None,
+    }
     if chunk:
         gen = policy_generator(settings, project_id)
         result.update(policy_version=gen.version, model_loaded_pid=gen.loaded_pid, job_pid=os.getpid())
         written: list[dict[str, Any]] = []
         result.update(_fill_chunk(settings, client, config, gen, chunk, regenerate, remaining, written))
         if written:  # the serving reward model's picks for the new answers, replacing any for the old ones
-            result["predictions"] = push_after(settings, project_id, "a generation chunk", client=client, queue=queue,
-                                               tasks=written, replace=True)
+            result["predictions"] = push_after(
+                settings, project_id, "a generation chunk", client=client, queue=queue, tasks=written, replace=True
+            )
     if remaining:
         extra = {"regenerate": True} if requested else {}
-        result["follow_up"] = queue.enqueue(JobKind.GENERATE, project_id, reason=f"continue: {remaining} task(s) left",
-                                            rate_limited=False, **extra).job_id
+        result["follow_up"] = queue.enqueue(
+            JobKind.GENERATE, project_id, reason=f"continue: {remaining} task(s) left", rate_limited=False, **extra
+        ).job_id
     result["predict_job"] = queue_unpredicted(settings, queue, project_id, listed, config, {t["id"] for t in chunk})
     logger.info("project %s: %s", project_id, {k: v for k, v in result.items() if k != "reason"})
     return result
@@ -97,10 +117,15 @@ def _fill_chunk(settings, client, config, gen, chunk, regenerate, remaining, wri
         seeds.append(task_seed(key, task["id"]))
         names.append(f"of task {task['id']}")
         tasks.append((task, key))
-    results = gen.generate(prompts, seeds, sampling, names,
-                           on_batch=lambda done: progress.update(done, remaining=remaining),
-                           template=settings.chat_template,
-                           k=settings.answers_per_prompt if isinstance(config, RankingConfig) else 2)
+    results = gen.generate(
+        prompts,
+        seeds,
+        sampling,
+        names,
+        on_batch=lambda done: progress.update(done, remaining=remaining),
+        template=settings.chat_template,
+        k=settings.answers_per_prompt if isinstance(config, RankingConfig) else 2,
+    )
     progress.update(0, stage="writing answers to Label Studio", force=True)
     for n, ((task, key), res) in enumerate(zip(tasks, results), 1):
         if regenerate and _annotated(client.get_task(task["id"])):
@@ -115,8 +140,13 @@ def _fill_chunk(settings, client, config, gen, chunk, regenerate, remaining, wri
     return counts
 
 
-def _write(client: LabelStudioClient, task: dict[str, Any], config: LabelConfig,
-           answers: tuple[str, str] | None, meta: dict[str, Any]) -> dict[str, Any]:
+def _write(
+    client: LabelStudioClient,
+    task: dict[str, Any],
+    config: LabelConfig,
+    answers: tuple[str, str] | None,
+    meta: dict[str, Any],
+) -> dict[str, Any]:
     """PATCH the task's data: everything it held, plus the answers (when there are some) and the record;
     returns the data written."""
     data = dict(task["data"])
@@ -141,8 +171,11 @@ def _wants(task: dict[str, Any], config: LabelConfig, version: str, regenerate: 
     data = task.get("data") or {}
     meta = data.get(META_FIELD) if isinstance(data.get(META_FIELD), dict) else {}
     if not has_answers(data, config):
-        gave_up = meta.get("error") and meta.get("policy_version") == version \
+        gave_up = (
+            meta.get("error")
+            and meta.get("policy_version") == version
             and meta.get("prompt_key") == prompt_key(data, config)
+        )
         return not gave_up
     # Answers exist. Only a regeneration replaces them: answers prefloop wrote with an older policy,
     # on tasks nobody annotated (answers a user imported are data, never overwritten).

@@ -1,4 +1,5 @@
 """One module per `prefloop` subcommand, each with `register(subparsers)`."""
+
 from __future__ import annotations
 
 from typing import Any

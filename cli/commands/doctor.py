@@ -37,8 +37,12 @@ class Check:
 
 def register(sub) -> None:
     p = sub.add_parser("doctor", help="say what runs, what reaches what, which project and webhook, and what to fix")
-    p.add_argument("--project", type=int, action="append", help="check this project (repeatable; default: PROJECTS "
-                   "or the project titled PROJECT_TITLE)")
+    p.add_argument(
+        "--project",
+        type=int,
+        action="append",
+        help="check this project (repeatable; default: PROJECTS or the project titled PROJECT_TITLE)",
+    )
     p.add_argument("--json", action="store_true", help="print the checks as JSON")
     p.set_defaults(func=run)
 
@@ -69,8 +73,11 @@ def report(checks: list[Check]) -> list[str]:
             lines.append(f"{'':<4}  {'':<{width}}  fix: {c.fix}")
     problems = sum(c.status == FAIL for c in checks)
     warnings = sum(c.status == WARN for c in checks)
-    lines.append("everything needed is running and reachable" if not problems else
-                 f"{problems} problem{'s' if problems > 1 else ''} to fix (see 'fix:' above)")
+    lines.append(
+        "everything needed is running and reachable"
+        if not problems
+        else f"{problems} problem{'s' if problems > 1 else ''} to fix (see 'fix:' above)"
+    )
     if warnings:
         lines[-1] += f"; {warnings} warning{'s' if warnings > 1 else ''}"
     return lines
@@ -81,8 +88,9 @@ def diagnose(settings, project_ids: list[int]) -> list[Check]:
     from prefloop.labelstudio import redact_url
 
     source = localstack.applied_from
-    checks = [Check("settings", OK, f"from {source} (the stack `prefloop up` runs)" if source else
-                    "from the environment")]
+    checks = [
+        Check("settings", OK, f"from {source} (the stack `prefloop up` runs)" if source else "from the environment")
+    ]
     checks += _queue(settings)
     backend = _backend(settings)
     checks.append(backend)
@@ -108,14 +116,31 @@ def _queue(settings) -> list[Check]:
     url = redact_url(settings.redis_url)
     queue = JobQueue(settings)
     if not queue.ping():
-        return [Check("Redis", FAIL, f"{url} does not answer",
-                      "start Redis, or set REDIS_URL to the Redis of your deployment (`prefloop up` runs one on 6390)")]
+        return [
+            Check(
+                "Redis",
+                FAIL,
+                f"{url} does not answer",
+                "start Redis, or set REDIS_URL to the Redis of your deployment (`prefloop up` runs one on 6390)",
+            )
+        ]
     names = set(queue.queue_names())
     workers = [w for w in Worker.all(connection=queue.connection) if names & set(w.queue_names())]
-    worker = (Check("worker", OK, f"{len(workers)} worker(s) listening on {', '.join(sorted(names))}: "
-                    + ", ".join(f"{w.name} ({w.get_state()})" for w in workers)) if workers else
-              Check("worker", FAIL, f"no worker listens on {', '.join(sorted(names))}: generation and training jobs "
-                    "wait in the queue", "start `prefloop worker` with the same REDIS_URL and QUEUE_PREFIX"))
+    worker = (
+        Check(
+            "worker",
+            OK,
+            f"{len(workers)} worker(s) listening on {', '.join(sorted(names))}: "
+            + ", ".join(f"{w.name} ({w.get_state()})" for w in workers),
+        )
+        if workers
+        else Check(
+            "worker",
+            FAIL,
+            f"no worker listens on {', '.join(sorted(names))}: generation and training jobs wait in the queue",
+            "start `prefloop worker` with the same REDIS_URL and QUEUE_PREFIX",
+        )
+    )
     return [Check("Redis", OK, f"{url} answers"), worker]
 
 
@@ -130,33 +155,54 @@ def _backend(settings) -> Check:
         what = f"{url}/health answered {r.status_code}"
     except requests.RequestException as exc:
         what = f"{url}/health does not answer ({type(exc).__name__})"
-    return Check("backend", FAIL, what, "start `prefloop serve`; BACKEND_URL must be the backend's URL as Label "
-                 "Studio reaches it")
+    return Check(
+        "backend",
+        FAIL,
+        what,
+        "start `prefloop serve`; BACKEND_URL must be the backend's URL as Label Studio reaches it",
+    )
 
 
 def _model_dir(model_dir: Path) -> Check:
     if model_dir.exists() and not model_dir.is_dir():
-        return Check("MODEL_DIR", FAIL, f"{model_dir} is a file, not a directory: no version can be published",
-                     "set MODEL_DIR to a directory the backend and the worker share")
+        return Check(
+            "MODEL_DIR",
+            FAIL,
+            f"{model_dir} is a file, not a directory: no version can be published",
+            "set MODEL_DIR to a directory the backend and the worker share",
+        )
     if not model_dir.exists():
         parent = next((p for p in model_dir.parents if p.exists()), Path("/"))
         ok = parent.is_dir() and os.access(parent, os.W_OK)
-        return Check("MODEL_DIR", OK if ok else FAIL, f"{model_dir} does not exist yet (made at the first version)",
-                     "" if ok else f"make {model_dir} writable by the worker, or set MODEL_DIR")
+        return Check(
+            "MODEL_DIR",
+            OK if ok else FAIL,
+            f"{model_dir} does not exist yet (made at the first version)",
+            "" if ok else f"make {model_dir} writable by the worker, or set MODEL_DIR",
+        )
     if not os.access(model_dir, os.W_OK):
-        return Check("MODEL_DIR", FAIL, f"{model_dir} is not writable: no version can be published",
-                     f"give the worker's user write access to {model_dir}, or set MODEL_DIR")
+        return Check(
+            "MODEL_DIR",
+            FAIL,
+            f"{model_dir} is not writable: no version can be published",
+            f"give the worker's user write access to {model_dir}, or set MODEL_DIR",
+        )
     projects = sorted(p.name for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
-    return Check("MODEL_DIR", OK, f"{model_dir} is writable; versions for project(s) "
-                 f"{', '.join(projects) or 'none yet'}")
+    return Check(
+        "MODEL_DIR", OK, f"{model_dir} is writable; versions for project(s) {', '.join(projects) or 'none yet'}"
+    )
 
 
 def _model(base_model: str) -> Check:
     path = Path(base_model)
     if path.is_dir():
         if not (path / "config.json").is_file():
-            return Check("model", FAIL, f"BASE_MODEL {path} is a directory without config.json",
-                         "point BASE_MODEL at a saved model (`save_pretrained`) or a hub name")
+            return Check(
+                "model",
+                FAIL,
+                f"BASE_MODEL {path} is a directory without config.json",
+                "point BASE_MODEL at a saved model (`save_pretrained`) or a hub name",
+            )
         note = path / "prefloop-note.txt"
         if note.is_file():
             return Check("model", WARN, f"{path}: {note.read_text().strip()}")
@@ -165,8 +211,12 @@ def _model(base_model: str) -> Check:
 
     if _cached(base_model, None) is not None:
         return Check("model", OK, f"BASE_MODEL {base_model} is in the Hugging Face cache")
-    return Check("model", FAIL, f"BASE_MODEL {base_model} is neither a directory nor in the Hugging Face cache",
-                 "run `prefloop download-model` where the model hub is reachable, or set BASE_MODEL to a directory")
+    return Check(
+        "model",
+        FAIL,
+        f"BASE_MODEL {base_model} is neither a directory nor in the Hugging Face cache",
+        "run `prefloop download-model` where the model hub is reachable, or set BASE_MODEL to a directory",
+    )
 
 
 def _label_studio(settings, shown_url: str):
@@ -177,8 +227,12 @@ def _label_studio(settings, shown_url: str):
         client = LabelStudioClient(settings, retries=0, timeout=5)
         me = client.whoami()
     except PrefloopError as exc:
-        return Check("Label Studio", FAIL, str(exc), "start Label Studio, or set LABEL_STUDIO_URL and "
-                     "LABEL_STUDIO_API_KEY (Account & Settings > access token)"), None
+        return Check(
+            "Label Studio",
+            FAIL,
+            str(exc),
+            "start Label Studio, or set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY (Account & Settings > access token)",
+        ), None
     return Check("Label Studio", OK, f"{shown_url} accepts the token (user {me.get('email')})"), client
 
 
@@ -193,8 +247,14 @@ def _projects(settings, client, project_ids: list[int]) -> list[Check]:
     except PrefloopError as exc:
         return [Check("project", FAIL, str(exc), "check PROJECTS / --project")]
     if not projects:
-        return [Check("project", FAIL, f"no project titled {settings.project_title!r} in Label Studio",
-                      "run `prefloop init` (creates and connects it), or set PROJECTS to the project ids")]
+        return [
+            Check(
+                "project",
+                FAIL,
+                f"no project titled {settings.project_title!r} in Label Studio",
+                "run `prefloop init` (creates and connects it), or set PROJECTS to the project ids",
+            )
+        ]
     checks = []
     for project in projects:
         try:
@@ -211,26 +271,50 @@ def _project(settings, client, project: dict[str, Any]) -> list[Check]:
     pid, part = project["id"], f"project {project['id']}"
     url = settings.backend_url.rstrip("/")
     store = ArtifactStore(settings.model_dir)
-    checks = [Check(part, OK, f"{project.get('title')!r}: {project.get('task_number') or 0} tasks, serves "
-                    f"{store.model_version(pid)}")]
+    checks = [
+        Check(
+            part,
+            OK,
+            f"{project.get('title')!r}: {project.get('task_number') or 0} tasks, serves {store.model_version(pid)}",
+        )
+    ]
     backends = client.list_ml_backends(pid)
     ours = [b for b in backends if (b.get("url") or "").rstrip("/") == url]
     if not ours:
         others = ", ".join(b.get("url") or "?" for b in backends) or "none"
-        checks.append(Check(f"{part} backend", FAIL, f"{url} is not connected (connected: {others})",
-                            "run `prefloop init` with this BACKEND_URL"))
+        checks.append(
+            Check(
+                f"{part} backend",
+                FAIL,
+                f"{url} is not connected (connected: {others})",
+                "run `prefloop init` with this BACKEND_URL",
+            )
+        )
     else:
         state = {"CO": "connected", "ER": "in error", "DI": "disconnected", "TR": "training"}.get(
-            ours[0].get("state") or "", ours[0].get("state") or "unknown")
-        checks.append(Check(f"{part} backend", OK if state in ("connected", "training") else FAIL,
-                            f"{url} is connected; Label Studio sees it {state}",
-                            "" if state in ("connected", "training") else
-                            "Label Studio cannot reach BACKEND_URL: check the address from Label Studio's side"))
+            ours[0].get("state") or "", ours[0].get("state") or "unknown"
+        )
+        checks.append(
+            Check(
+                f"{part} backend",
+                OK if state in ("connected", "training") else FAIL,
+                f"{url} is connected; Label Studio sees it {state}",
+                ""
+                if state in ("connected", "training")
+                else "Label Studio cannot reach BACKEND_URL: check the address from Label Studio's side",
+            )
+        )
     hooks = [h for h in client.list_webhooks(pid) if (h.get("url") or "").rstrip("/") == f"{url}/webhook"]
     if not hooks:
-        checks.append(Check(f"{part} webhook", FAIL, f"no webhook to {url}/webhook: annotations never reach prefloop",
-                            "reconnect the backend (`prefloop init`); Label Studio also needs ML_BLOCK_LOCAL_IP=false "
-                            "and SSRF_PROTECTION_ENABLED=false for a backend on a private address"))
+        checks.append(
+            Check(
+                f"{part} webhook",
+                FAIL,
+                f"no webhook to {url}/webhook: annotations never reach prefloop",
+                "reconnect the backend (`prefloop init`); Label Studio also needs ML_BLOCK_LOCAL_IP=false "
+                "and SSRF_PROTECTION_ENABLED=false for a backend on a private address",
+            )
+        )
     else:
         hook = hooks[0]
         headers = hook.get("headers") or {}
@@ -247,6 +331,12 @@ def _project(settings, client, project: dict[str, Any]) -> list[Check]:
             what += "; /webhook is open (WEBHOOK_SECRET is not set)"
         checks.append(Check(f"{part} webhook", status, what, fix))
     if project.get("enable_empty_annotation", True):
-        checks.append(Check(f"{part} annotations", WARN, "empty annotations are allowed: unselecting the pre-selected "
-                            "answer saves nothing", "run `prefloop init` (it refuses empty annotations)"))
+        checks.append(
+            Check(
+                f"{part} annotations",
+                WARN,
+                "empty annotations are allowed: unselecting the pre-selected answer saves nothing",
+                "run `prefloop init` (it refuses empty annotations)",
+            )
+        )
     return checks

@@ -24,7 +24,9 @@ FALLBACK_WEIGHTS = ["pytorch_model*.bin"]
 
 
 def register(sub) -> None:
-    p = sub.add_parser("download-model", help="download BASE_MODEL into the model cache (HF_HOME) so services run offline")
+    p = sub.add_parser(
+        "download-model", help="download BASE_MODEL into the model cache (HF_HOME) so services run offline"
+    )
     p.add_argument("--model", help="hub name to download instead of BASE_MODEL")
     p.add_argument("--revision", help="branch, tag or commit (default: the repository's main branch)")
     p.add_argument("--update", action="store_true", help="ask the hub for a newer revision even when the cache has one")
@@ -41,9 +43,11 @@ def run(args) -> int:
         print(f"BASE_MODEL={name} is a local directory: nothing to download")
         return 0
     if name.startswith(("/", ".", "~")) or name.count("/") > 1:  # a path, not a hub name (owner/name)
-        raise ModelNotFound(f"BASE_MODEL={name} is not a directory (and not a model hub name): point it at a model "
-                            f"directory, or build the tiny offline model there with `prefloop tiny-model {name}` "
-                            f"(with compose: `docker compose run --rm model-download prefloop tiny-model {name}`)")
+        raise ModelNotFound(
+            f"BASE_MODEL={name} is not a directory (and not a model hub name): point it at a model "
+            f"directory, or build the tiny offline model there with `prefloop tiny-model {name}` "
+            f"(with compose: `docker compose run --rm model-download prefloop tiny-model {name}`)"
+        )
     path, fetched = download(name, revision=args.revision, update=args.update)
     verify(name)
     state = "downloaded to" if fetched else "already in the cache at"
@@ -61,9 +65,11 @@ def download(name: str, *, revision: str | None = None, update: bool = False) ->
         if cached is not None:
             return cached, False
     if constants.HF_HUB_OFFLINE:
-        raise ModelNotFound(f"{name!r} is not in the model cache ({constants.HF_HUB_CACHE}) and HF_HUB_OFFLINE=1 "
-                            "forbids downloading it: run `prefloop download-model` with HF_HUB_OFFLINE=0 where the "
-                            "model hub is reachable, or set BASE_MODEL to a local directory")
+        raise ModelNotFound(
+            f"{name!r} is not in the model cache ({constants.HF_HUB_CACHE}) and HF_HUB_OFFLINE=1 "
+            "forbids downloading it: run `prefloop download-model` with HF_HUB_OFFLINE=0 where the "
+            "model hub is reachable, or set BASE_MODEL to a local directory"
+        )
     logger.info("downloading %s (revision %s) into %s", name, revision or "main", constants.HF_HUB_CACHE)
     try:
         path = Path(snapshot_download(name, revision=revision, allow_patterns=PATTERNS))
@@ -72,8 +78,10 @@ def download(name: str, *, revision: str | None = None, update: bool = False) ->
     except HFValidationError as exc:
         raise ModelNotFound(f"{name!r} is neither a directory nor a valid model hub name: {exc}") from None
     except (HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled, OSError) as exc:
-        raise ModelNotFound(f"cannot download {name!r} from the model hub: {type(exc).__name__}: {exc}. Check the "
-                            "name, the network, and HF_TOKEN for gated models") from None
+        raise ModelNotFound(
+            f"cannot download {name!r} from the model hub: {type(exc).__name__}: {exc}. Check the "
+            "name, the network, and HF_TOKEN for gated models"
+        ) from None
     if not _weights(path):
         raise ModelNotFound(f"{name!r} has no safetensors or PyTorch weights; prefloop needs a causal LM like gpt2")
     return path, True

@@ -16,14 +16,20 @@ from pathlib import Path
 
 
 def register(sub) -> None:
-    p = sub.add_parser("export", help="write the project's preference pairs as TRL-ready JSONL (prompt/chosen/rejected)")
+    p = sub.add_parser(
+        "export", help="write the project's preference pairs as TRL-ready JSONL (prompt/chosen/rejected)"
+    )
     p.add_argument("--project", type=int, help="Label Studio project id (read through its API)")
     p.add_argument("-o", "--output", required=True, help="JSONL file to write ('-' for stdout)")
     p.add_argument("--tasks-file", help="a Label Studio JSON export to convert instead of reading the API")
-    p.add_argument("--label-config", help="label config XML file (default: the project's, or label_config/pairwise.xml "
-                                          "with --tasks-file)")
+    p.add_argument(
+        "--label-config",
+        help="label config XML file (default: the project's, or label_config/pairwise.xml with --tasks-file)",
+    )
     p.add_argument("--with-ids", action="store_true", help="add task_id, annotation_ids and votes to each record")
-    p.add_argument("--no-model", action="store_true", help="do not score the votes with the project's current reward model")
+    p.add_argument(
+        "--no-model", action="store_true", help="do not score the votes with the project's current reward model"
+    )
     p.set_defaults(func=run)
 
 
@@ -86,8 +92,11 @@ def _model_picks(settings, project_id: int, votes: list):
     path = ArtifactStore(settings.model_dir).current_path(project_id, "reward")
     if path is None or not path.is_dir() or not votes:
         return None, None
-    print(f"scoring {len(votes)} comparisons with reward model {path.name} for the per-annotator summary "
-          "(--no-model skips this)", file=sys.stderr)
+    print(
+        f"scoring {len(votes)} comparisons with reward model {path.name} for the per-annotator summary "
+        "(--no-model skips this)",
+        file=sys.stderr,
+    )
     scorer = RewardScorer(path, device=settings.device, batch_size=settings.predict_batch_size)
     prompts = [v[4] if len(v) > 4 and v[4] is not None else v[0] for v in votes]
     picks = scorer.prefer(prompts, [v[1] for v in votes], [v[2] for v in votes])

@@ -15,8 +15,11 @@ from typing import Any
 
 
 def register(sub) -> None:
-    p = sub.add_parser("import-prompts", help="generate answer pairs for a prompt file (JSON, JSONL, CSV) and "
-                                              "import complete tasks into a Label Studio project")
+    p = sub.add_parser(
+        "import-prompts",
+        help="generate answer pairs for a prompt file (JSON, JSONL, CSV) and "
+        "import complete tasks into a Label Studio project",
+    )
     p.add_argument("file", help="prompts: .json array, .jsonl or .csv; each record a prompt or a chat")
     p.add_argument("--project", type=int, required=True, help="Label Studio project id")
     p.add_argument("--chunk-size", type=int, help="tasks per import request (default: GENERATION_CHUNK_SIZE)")
@@ -40,8 +43,11 @@ def run(args) -> int:
     client = LabelStudioClient(settings)
     config = parse_pairwise_config(client.get_label_config(args.project))
     todo, present, repeats = _plan(records, client, args.project, config)
-    print(f"{len(records)} prompt(s) in {args.file}: {present} already in project {args.project}, "
-          f"{repeats} repeated in the file, {len(todo)} to import", file=sys.stderr)
+    print(
+        f"{len(records)} prompt(s) in {args.file}: {present} already in project {args.project}, "
+        f"{repeats} repeated in the file, {len(todo)} to import",
+        file=sys.stderr,
+    )
     if not todo:
         return 0
     from worker.generation import Generator, SamplingConfig  # entry point: the job tier, lazily
@@ -54,7 +60,7 @@ def run(args) -> int:
     with tqdm(total=len(todo), unit="prompt", desc=f"{version} -> project {args.project}") as bar:
         try:
             for start in range(0, len(todo), chunk_size):
-                tasks, bad = _generate(gen, sampling, settings, config, todo[start:start + chunk_size])
+                tasks, bad = _generate(gen, sampling, settings, config, todo[start : start + chunk_size])
                 failed += bad
                 if tasks:
                     client.import_tasks(args.project, tasks)
@@ -63,13 +69,17 @@ def run(args) -> int:
         except (KeyboardInterrupt, PrefloopError) as exc:
             bar.close()
             what = "interrupted" if isinstance(exc, KeyboardInterrupt) else "stopped by an error"
-            print(f"{what} after importing {imported} task(s); run the same command again to import the rest",
-                  file=sys.stderr)
+            print(
+                f"{what} after importing {imported} task(s); run the same command again to import the rest",
+                file=sys.stderr,
+            )
             raise
     print(f"imported {imported} task(s) into project {args.project} with answers from {version}", file=sys.stderr)
     if failed:
-        print(f"{len(failed)} prompt(s) got no two distinct answers and were not imported: "
-              + "; ".join(failed[:10]), file=sys.stderr)
+        print(
+            f"{len(failed)} prompt(s) got no two distinct answers and were not imported: " + "; ".join(failed[:10]),
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -99,8 +109,13 @@ def _generate(gen, sampling, settings, config, chunk) -> tuple[list[dict[str, An
     from worker.generation import task_seed
 
     prompts = [task_conversation(data, config) for _, data, _ in chunk]
-    results = gen.generate(prompts, [task_seed(key) for _, _, key in chunk], sampling,
-                           names=[record.where for record, _, _ in chunk], template=settings.chat_template)
+    results = gen.generate(
+        prompts,
+        [task_seed(key) for _, _, key in chunk],
+        sampling,
+        names=[record.where for record, _, _ in chunk],
+        template=settings.chat_template,
+    )
     tasks, failed = [], []
     for (record, data, key), res in zip(chunk, results):
         if res.answers is None:

@@ -38,8 +38,8 @@ BACKEND_TITLE = "prefloop"
 class ProjectState:
     id: int
     title: str
-    created: bool        # the project was created by this run
-    connected: bool      # the backend was connected by this run (False: it already was)
+    created: bool  # the project was created by this run
+    connected: bool  # the backend was connected by this run (False: it already was)
     webhook_secret: str = "off"  # "set" (by this run), "already set", "off" (no WEBHOOK_SECRET), "no webhook"
 
 
@@ -56,11 +56,15 @@ class InitResult:
     def lines(self, backend_url: str) -> list[str]:
         out = [f"Label Studio: {self.login_url}  (log in as {self.login_email or 'the admin account'})"]
         for p in self.projects:
-            out.append(f"project {p.title!r} (id {p.id}): {'created' if p.created else 'found'}; backend {backend_url} "
-                       f"{'connected' if p.connected else 'already connected'}")
+            out.append(
+                f"project {p.title!r} (id {p.id}): {'created' if p.created else 'found'}; backend {backend_url} "
+                f"{'connected' if p.connected else 'already connected'}"
+            )
             if p.webhook_secret == "no webhook":
-                out.append(f"  WARNING: Label Studio has no webhook {backend_url}/webhook for this project, so "
-                           "WEBHOOK_SECRET could not be set on it (README, Security)")
+                out.append(
+                    f"  WARNING: Label Studio has no webhook {backend_url}/webhook for this project, so "
+                    "WEBHOOK_SECRET could not be set on it (README, Security)"
+                )
             out.append(f"  annotate at {self.login_url}/projects/{p.id}/data")
         if not self.changed:
             out.append("nothing to do: everything was already set up")
@@ -68,11 +72,22 @@ class InitResult:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("init", help="first start: create the Label Studio project and connect this backend (idempotent)")
-    p.add_argument("--label-config", default="pairwise", choices=["pairwise", "pairwise_chat", "ranking"],
-                   help="labeling interface of a project created by this command (label_config/<name>.xml)")
-    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
-                   help="wait up to SECONDS for Label Studio and the backend to answer (compose uses this)")
+    p = sub.add_parser(
+        "init", help="first start: create the Label Studio project and connect this backend (idempotent)"
+    )
+    p.add_argument(
+        "--label-config",
+        default="pairwise",
+        choices=["pairwise", "pairwise_chat", "ranking"],
+        help="labeling interface of a project created by this command (label_config/<name>.xml)",
+    )
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait up to SECONDS for Label Studio and the backend to answer (compose uses this)",
+    )
     p.set_defaults(func=run)
 
 
@@ -112,8 +127,12 @@ def _projects(client, settings: Settings, label_config: str) -> list[tuple[dict[
         found = sorted(client.list_projects(title=settings.project_title), key=lambda p: p["id"])[:1]
     if not found:
         xml = load_label_config(label_config)
-        project = client.create_project(settings.project_title, xml, description="Pairwise preferences for prefloop's RLHF loop.")
-        logger.info("created project %s (id %s) with label_config/%s.xml", settings.project_title, project["id"], label_config)
+        project = client.create_project(
+            settings.project_title, xml, description="Pairwise preferences for prefloop's RLHF loop."
+        )
+        logger.info(
+            "created project %s (id %s) with label_config/%s.xml", settings.project_title, project["id"], label_config
+        )
         return [(project, True)]
     for project in found:
         parse_label_config(project.get("label_config") or "")  # without <Pairwise> or <Ranker> it cannot be served
@@ -124,9 +143,21 @@ def _projects(client, settings: Settings, label_config: str) -> list[tuple[dict[
 # plus task.data["prefloop"], the wide JSON column of prefloop's bookkeeping (which model wrote the
 # answers), which annotators do not need.
 PREFLOOP_COLUMN = "tasks:data.prefloop"
-_LS_HIDDEN = ("inner_id", "annotations_results", "annotations_ids", "predictions_score", "predictions_model_versions",
-              "predictions_results", "file_upload", "storage_filename", "created_at", "updated_at", "updated_by",
-              "avg_lead_time", "draft_exists")
+_LS_HIDDEN = (
+    "inner_id",
+    "annotations_results",
+    "annotations_ids",
+    "predictions_score",
+    "predictions_model_versions",
+    "predictions_results",
+    "file_upload",
+    "storage_filename",
+    "created_at",
+    "updated_at",
+    "updated_by",
+    "avg_lead_time",
+    "draft_exists",
+)
 _LS_HIDDEN_LABELING = ("id", "completed_at", "cancelled_annotations", "total_predictions", "annotators")
 ANNOTATOR_HIDDEN_COLUMNS = {
     "explore": [PREFLOOP_COLUMN, *(f"tasks:{c}" for c in _LS_HIDDEN)],
@@ -163,8 +194,9 @@ def least_certain_view(client, project_id: int) -> dict[str, Any]:
     tab = next((v for v in views if (v.get("data") or {}).get("title") == LEAST_CERTAIN_TAB), None)
     if tab is None:
         hidden = {k: [c for c in v if c not in _SCORE_COLUMNS] for k, v in ANNOTATOR_HIDDEN_COLUMNS.items()}
-        tab = client.create_view(project_id, {"title": LEAST_CERTAIN_TAB, "ordering": ["tasks:predictions_score"],
-                                              "hiddenColumns": hidden})
+        tab = client.create_view(
+            project_id, {"title": LEAST_CERTAIN_TAB, "ordering": ["tasks:predictions_score"], "hiddenColumns": hidden}
+        )
         logger.info("project %s: added the Data Manager tab %r", project_id, LEAST_CERTAIN_TAB)
     if client.get_project(project_id).get("sampling") != UNCERTAINTY_SAMPLING:
         client.update_project(project_id, sampling=UNCERTAINTY_SAMPLING)

@@ -29,11 +29,15 @@ def run(args) -> int:
     if not jobs:
         print("no jobs" + (f" for project {args.project}" if args.project else ""))
         return 0
-    rows = [(_when(job["enqueued_at"]), _kind(job), job["status"] or "?", _stage(job), job["id"], _outcome(job))
-            for job in jobs]
+    rows = [
+        (_when(job["enqueued_at"]), _kind(job), job["status"] or "?", _stage(job), job["id"], _outcome(job))
+        for job in jobs
+    ]
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     for *cells, outcome in rows:
-        print(("  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True)) + "  " + outcome).rstrip())
+        print(
+            ("  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True)) + "  " + outcome).rstrip()
+        )
     return 0
 
 

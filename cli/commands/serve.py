@@ -29,13 +29,25 @@ def run(args) -> int:
         raise SystemExit("prefloop: gunicorn is not installed in this environment")
     env = dict(os.environ, PORT=str(settings.port))
     argv = [
-        gunicorn, "backend.app:serve_app()",
-        "--bind", f"{settings.host}:{settings.port}",
-        "--workers", str(settings.workers), "--threads", str(settings.threads),
-        "--worker-class", "gthread",
+        gunicorn,
+        "backend.app:serve_app()",
+        "--bind",
+        f"{settings.host}:{settings.port}",
+        "--workers",
+        str(settings.workers),
+        "--threads",
+        str(settings.threads),
+        "--worker-class",
+        "gthread",
         # /predict on a large "Retrieve Predictions" may take most of Label Studio's 100 s.
-        "--timeout", "120", "--graceful-timeout", "30",
-        "--access-logfile", "-", "--log-level", settings.log_level.lower(),
+        "--timeout",
+        "120",
+        "--graceful-timeout",
+        "30",
+        "--access-logfile",
+        "-",
+        "--log-level",
+        settings.log_level.lower(),
         # No --preload: workers import the app themselves, so nothing touches CUDA before forking.
     ]
     os.execve(gunicorn, argv, env)

@@ -7,11 +7,18 @@ from __future__ import annotations
 def register(sub) -> None:
     from cli.tinymodel import FAMILIES
 
-    p = sub.add_parser("tiny-model", help="build a tiny model (2 layers, trained tokenizer, random weights) into DIR, "
-                                          "offline: GPT-2, a Llama- or Qwen2-style chat model, or a BERT-style encoder")
+    p = sub.add_parser(
+        "tiny-model",
+        help="build a tiny model (2 layers, trained tokenizer, random weights) into DIR, "
+        "offline: GPT-2, a Llama- or Qwen2-style chat model, or a BERT-style encoder",
+    )
     p.add_argument("dir")
-    p.add_argument("--family", choices=FAMILIES, default="gpt2",
-                   help="gpt2 (default), llama or qwen2 (causal LMs with a chat template), bert (reward backbone)")
+    p.add_argument(
+        "--family",
+        choices=FAMILIES,
+        default="gpt2",
+        help="gpt2 (default), llama or qwen2 (causal LMs with a chat template), bert (reward backbone)",
+    )
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--width", type=int, default=64)
     p.set_defaults(func=run)

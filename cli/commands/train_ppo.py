@@ -6,10 +6,16 @@ from __future__ import annotations
 def register(sub) -> None:
     p = sub.add_parser("train-ppo", help="queue a PPO run for a project against its current reward model")
     p.add_argument("--project", type=int, help="Label Studio project id (required unless --knobs)")
-    p.add_argument("--set", action="append", default=[], metavar="KNOB=VALUE",
-                   help="override a PPO knob for this run, e.g. --set steps=50 (repeatable; see --knobs)")
-    p.add_argument("--force", action="store_true",
-                   help="run even if the reward model's eval accuracy is below PPO_MIN_ACCURACY")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KNOB=VALUE",
+        help="override a PPO knob for this run, e.g. --set steps=50 (repeatable; see --knobs)",
+    )
+    p.add_argument(
+        "--force", action="store_true", help="run even if the reward model's eval accuracy is below PPO_MIN_ACCURACY"
+    )
     p.add_argument("--knobs", action="store_true", help="list the PPO knobs with their defaults and exit")
     p.set_defaults(func=run)
 
@@ -30,8 +36,9 @@ def run(args) -> int:
     kwargs = {"config": overrides} if overrides else {}
     if args.force:
         kwargs["force"] = True
-    queued = JobQueue(settings).enqueue(JobKind.PPO, args.project, reason="queued by hand (prefloop train-ppo)",
-                                        rate_limited=False, **kwargs)
+    queued = JobQueue(settings).enqueue(
+        JobKind.PPO, args.project, reason="queued by hand (prefloop train-ppo)", rate_limited=False, **kwargs
+    )
     state = "already waiting" if queued.coalesced else "queued"
     print(f"PPO for project {args.project}: {state} as job {queued.job_id}")
     return 0

@@ -12,12 +12,18 @@ import time
 def register(sub) -> None:
     p = sub.add_parser("train-reward", help="queue a reward-model training run now (like the Train button)")
     p.add_argument("--project", type=int, help="Label Studio project id (required unless --knobs)")
-    p.add_argument("--force", action="store_true",
-                   help="train even when no annotation changed since the newest reward model")
+    p.add_argument(
+        "--force", action="store_true", help="train even when no annotation changed since the newest reward model"
+    )
     p.add_argument("--wait", action="store_true", help="wait for the run and show its progress")
     p.add_argument("--timeout", type=float, default=4 * 3600, help="seconds to wait with --wait")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a training knob for this run, e.g. --set num_train_epochs=2 (see --knobs)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a training knob for this run, e.g. --set num_train_epochs=2 (see --knobs)",
+    )
     p.add_argument("--knobs", action="store_true", help="list the reward-training knobs with their defaults and exit")
     p.set_defaults(func=run)
 
@@ -38,8 +44,9 @@ def run(args) -> int:
     queue = JobQueue(settings)
     extra = {"config": overrides} if overrides else {}
     mode = {"force": True} if args.force else {"on_change": True}
-    enqueued = queue.enqueue(JobKind.TRAIN_REWARD, args.project, reason="prefloop train-reward", rate_limited=False,
-                             **mode, **extra)
+    enqueued = queue.enqueue(
+        JobKind.TRAIN_REWARD, args.project, reason="prefloop train-reward", rate_limited=False, **mode, **extra
+    )
     what = "whatever changed" if args.force else "if any annotation changed"
     note = f" (joined the run already waiting; it will train {what})" if enqueued.coalesced else ""
     print(f"queued reward-model training for project {args.project}: job {enqueued.job_id}{note}")

@@ -35,23 +35,36 @@ TINY_DEFAULTS = {"PPO_MIN_ACCURACY": "0", "MAX_NEW_TOKENS": "24"}
 """With the tiny random model no reward model reaches a real accuracy bar: run PPO anyway so the
 versions visibly move."""
 EMAIL = "admin@example.com"
-TINY_NOTE = ("This demo runs on a tiny GPT-2 built offline with random weights (no model hub here): its answers "
-             "are gibberish, full of replacement characters and boxes. That is expected. Pick either answer: the "
-             "loop (reward model, then PPO) works the same, and with a real model (BASE_MODEL) the answers read well.")
+TINY_NOTE = (
+    "This demo runs on a tiny GPT-2 built offline with random weights (no model hub here): its answers "
+    "are gibberish, full of replacement characters and boxes. That is expected. Pick either answer: the "
+    "loop (reward model, then PPO) works the same, and with a real model (BASE_MODEL) the answers read well."
+)
 """Shown to annotators (the project's instructions and description), on the status page (written
 next to the model as `prefloop-note.txt`) and in `prefloop up`'s output."""
 
 
 def register(sub) -> None:
-    p = sub.add_parser("up", help="run the whole loop locally: Redis, Label Studio, backend and worker (Ctrl-C stops it)")
-    p.add_argument("--state-dir", default=".prefloop", help="where data, models, logs and the login live (default .prefloop)")
+    p = sub.add_parser(
+        "up", help="run the whole loop locally: Redis, Label Studio, backend and worker (Ctrl-C stops it)"
+    )
+    p.add_argument(
+        "--state-dir", default=".prefloop", help="where data, models, logs and the login live (default .prefloop)"
+    )
     p.add_argument("--ls-port", type=int, default=8080, help="Label Studio's port (default 8080)")
     p.add_argument("--port", type=int, default=9090, help="the backend's port (default 9090)")
     p.add_argument("--redis-port", type=int, default=6390, help="port of prefloop's own Redis (default 6390)")
-    p.add_argument("--label-studio-url", help="use this running Label Studio (with LABEL_STUDIO_API_KEY) instead of starting one")
-    p.add_argument("--tiny", action="store_true", help="run on a tiny GPT-2 built locally, even where the model hub is reachable")
-    p.add_argument("--prompts", default=str(Path(__file__).resolve().parents[2] / "examples" / "prompts.jsonl"),
-                   help="sample prompts imported into a new demo project (default examples/prompts.jsonl)")
+    p.add_argument(
+        "--label-studio-url", help="use this running Label Studio (with LABEL_STUDIO_API_KEY) instead of starting one"
+    )
+    p.add_argument(
+        "--tiny", action="store_true", help="run on a tiny GPT-2 built locally, even where the model hub is reachable"
+    )
+    p.add_argument(
+        "--prompts",
+        default=str(Path(__file__).resolve().parents[2] / "examples" / "prompts.jsonl"),
+        help="sample prompts imported into a new demo project (default examples/prompts.jsonl)",
+    )
     p.set_defaults(func=run)
 
 
@@ -100,8 +113,10 @@ def run(args) -> int:
     wanted = {"Redis": args.redis_port, "backend": args.port, **({"Label Studio": args.ls_port} if own_ls else {})}
     for name, port in wanted.items():
         if not port_free(port):
-            say(f"port {port} for {name} is in use (another `prefloop up`?): stop that, or pick another port "
-                f"with --{'redis-' if name == 'Redis' else 'ls-' if name == 'Label Studio' else ''}port")
+            say(
+                f"port {port} for {name} is in use (another `prefloop up`?): stop that, or pick another port "
+                f"with --{'redis-' if name == 'Redis' else 'ls-' if name == 'Label Studio' else ''}port"
+            )
             return 1
     state.base_model = choose_model(args, state, state_dir)
     state.save(state_dir / "up.json")
@@ -153,8 +168,10 @@ def choose_model(args, state: State, state_dir: Path) -> str:
             return name
         except ModelNotFound as exc:
             say(f"OFFLINE: cannot use {name} ({exc}).")
-    say(f"model: a tiny 2-layer GPT-2 built locally in {tiny_dir}. The loop works, but its answers are gibberish. "
-        f"Where the model hub is reachable, remove {state_dir} and start again to run on {name}.")
+    say(
+        f"model: a tiny 2-layer GPT-2 built locally in {tiny_dir}. The loop works, but its answers are gibberish. "
+        f"Where the model hub is reachable, remove {state_dir} and start again to run on {name}."
+    )
     return str(ensure_tiny(tiny_dir))
 
 
@@ -195,9 +212,17 @@ class LocalLoop:
         for key, value in {**DEMO_DEFAULTS, **(TINY_DEFAULTS if self.tiny else {})}.items():
             env.setdefault(key, value)
         env.setdefault("WEBHOOK_SECRET", self.state.webhook_secret)  # /webhook refuses events without it
-        env.update(REDIS_URL=f"redis://127.0.0.1:{self.args.redis_port}/0", LABEL_STUDIO_URL=self.ls_url,
-                   LABEL_STUDIO_API_KEY=self.token, MODEL_DIR=str(self.dir / "models"), BASE_MODEL=self.state.base_model,
-                   PORT=str(self.args.port), HOST="127.0.0.1", BACKEND_URL=self.backend_url, HF_HUB_OFFLINE="1")
+        env.update(
+            REDIS_URL=f"redis://127.0.0.1:{self.args.redis_port}/0",
+            LABEL_STUDIO_URL=self.ls_url,
+            LABEL_STUDIO_API_KEY=self.token,
+            MODEL_DIR=str(self.dir / "models"),
+            BASE_MODEL=self.state.base_model,
+            PORT=str(self.args.port),
+            HOST="127.0.0.1",
+            BACKEND_URL=self.backend_url,
+            HF_HUB_OFFLINE="1",
+        )
         return env
 
     @property
@@ -209,15 +234,24 @@ class LocalLoop:
 
         env, logs = self.env(), self.dir / "logs"
         (self.dir / "redis").mkdir(parents=True, exist_ok=True)
-        redis = self._start(ls.Service("Redis", ls.redis_argv(self.args.redis_port, self.dir / "redis"), env, logs / "redis.log"))
+        redis = self._start(
+            ls.Service("Redis", ls.redis_argv(self.args.redis_port, self.dir / "redis"), env, logs / "redis.log")
+        )
         redis.wait_ready(lambda: _redis_ok(env["REDIS_URL"]), 20)
         if not self.args.label_studio_url:
             exe = ls.install_label_studio(log=logs / "install-label-studio.log", say=say)
             say(f"starting Label Studio on {self.ls_url} (the first start takes about a minute)")
-            ls_env = ls.label_studio_env(self.dir / "label-studio", username=self.state.email,
-                                         password=self.state.password, token=self.state.token)
-            label_studio = self._start(ls.Service("Label Studio", ls.label_studio_argv(exe, self.args.ls_port), ls_env,
-                                                  logs / "label-studio.log"))
+            ls_env = ls.label_studio_env(
+                self.dir / "label-studio",
+                username=self.state.email,
+                password=self.state.password,
+                token=self.state.token,
+            )
+            label_studio = self._start(
+                ls.Service(
+                    "Label Studio", ls.label_studio_argv(exe, self.args.ls_port), ls_env, logs / "label-studio.log"
+                )
+            )
         backend = self._start(ls.Service("backend", ls.prefloop_argv("serve"), env, logs / "backend.log"))
         self._start(ls.Service("worker", ls.prefloop_argv("worker"), env, logs / "worker.log"))
         backend.wait_ready(lambda: ls.http_ok(f"{self.backend_url}/health"), 60)
@@ -225,9 +259,14 @@ class LocalLoop:
             label_studio.wait_ready(lambda: ls.http_ok(f"{self.ls_url}/health"), 300)
         self.project_id = self.connect_project()
         self.state.project_id = self.project_id
-        self.state.urls = {"label_studio": self.ls_url, "backend": self.backend_url, "redis": env["REDIS_URL"],
-                           "status": f"{self.backend_url}/status?project={self.project_id}",
-                           "annotate": f"{self.ls_url}/projects/{self.project_id}/data", "model_dir": env["MODEL_DIR"]}
+        self.state.urls = {
+            "label_studio": self.ls_url,
+            "backend": self.backend_url,
+            "redis": env["REDIS_URL"],
+            "status": f"{self.backend_url}/status?project={self.project_id}",
+            "annotate": f"{self.ls_url}/projects/{self.project_id}/data",
+            "model_dir": env["MODEL_DIR"],
+        }
         self.state.save(self.dir / "up.json")
         ls.write_stack_env(self.dir, env)
         self.print_summary()
@@ -250,12 +289,18 @@ class LocalLoop:
         except UnknownProject:  # deleted in Label Studio since the last start: make a new one
             result = first_start(settings, wait=60, client=client)
         project = result.projects[0]
-        say(f"project {project.title!r} (id {project.id}) {'created' if project.created else 'found'}; backend "
-            f"{'connected' if project.connected else 'already connected'}")
+        say(
+            f"project {project.title!r} (id {project.id}) {'created' if project.created else 'found'}; backend "
+            f"{'connected' if project.connected else 'already connected'}"
+        )
         if self.tiny:
             # Shown before labeling ("Label All Tasks") and behind the Instructions button.
-            client.update_project(project.id, expert_instruction=f"<p><b>Tiny offline model.</b> {TINY_NOTE}</p>",
-                                  show_instruction=True, description=f"Tiny offline model: {TINY_NOTE}")
+            client.update_project(
+                project.id,
+                expert_instruction=f"<p><b>Tiny offline model.</b> {TINY_NOTE}</p>",
+                show_instruction=True,
+                description=f"Tiny offline model: {TINY_NOTE}",
+            )
         if not client.get_project(project.id).get("task_number"):
             self.import_samples(client, project.id)
         return project.id
@@ -267,10 +312,14 @@ class LocalLoop:
         from prefloop.prompts import read_prompts
 
         config = parse_pairwise_config(client.get_label_config(project_id))
-        tasks = [{"data": {**r.task_data(config), **{f: "" for f in config.answer_fields}}}
-                 for r in read_prompts(self.args.prompts)]
+        tasks = [
+            {"data": {**r.task_data(config), **{f: "" for f in config.answer_fields}}}
+            for r in read_prompts(self.args.prompts)
+        ]
         client.import_tasks(project_id, tasks)
-        say(f"imported {len(tasks)} sample prompts from {self.args.prompts}; the worker is writing two answers for each")
+        say(
+            f"imported {len(tasks)} sample prompts from {self.args.prompts}; the worker is writing two answers for each"
+        )
 
     def print_summary(self) -> None:
         # Exactly the address Label Studio was started with: under another name (localhost) its
@@ -287,8 +336,10 @@ class LocalLoop:
             f"  model          {self.state.base_model}{'  (tiny offline model)' if self.tiny else ''}",
         ]
         if self.tiny:
-            lines.append("                 random weights, no model hub: the answers are gibberish, as expected "
-                         "(annotators read why in the project's instructions)")
+            lines.append(
+                "                 random weights, no model hub: the answers are gibberish, as expected "
+                "(annotators read why in the project's instructions)"
+            )
         here = Path.cwd().resolve() / ".prefloop" == self.dir
         first = "" if here else f'; elsewhere first run: eval "$(prefloop env --state-dir {self.dir})"'
         lines += [
@@ -312,8 +363,10 @@ class LocalLoop:
         while True:
             for service in self.services:
                 if not service.alive():
-                    say(f"{service.name} exited with code {service.proc.returncode}; "
-                        f"last lines of {service.log}:\n{service.tail()}")
+                    say(
+                        f"{service.name} exited with code {service.proc.returncode}; "
+                        f"last lines of {service.log}:\n{service.tail()}"
+                    )
                     return
             version = store.model_version(self.project_id)
             if version != last:
@@ -324,7 +377,10 @@ class LocalLoop:
     def stop(self) -> None:
         for service in reversed(self.services):  # worker, backend, Label Studio, Redis
             if service.alive():
-                say(f"stopping {service.name}" + (" (it gets a minute to finish a running job)" if service.name == "worker" else ""))
+                say(
+                    f"stopping {service.name}"
+                    + (" (it gets a minute to finish a running job)" if service.name == "worker" else "")
+                )
                 service.stop(timeout=60 if service.name == "worker" else 30)
 
 
@@ -335,4 +391,3 @@ def _redis_ok(url: str) -> bool:
         return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
     except redis.RedisError:
         return False
-

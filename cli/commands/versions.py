@@ -8,15 +8,24 @@ from __future__ import annotations
 
 import json
 
-SHOWN = ("eval/accuracy", "eval/length_baseline_accuracy", "eval/margin_mean", "annotator_agreement", "pairs_used", "final_kl", "samples_score_gain")
+SHOWN = (
+    "eval/accuracy",
+    "eval/length_baseline_accuracy",
+    "eval/margin_mean",
+    "annotator_agreement",
+    "pairs_used",
+    "final_kl",
+    "samples_score_gain",
+)
 
 
 def register(sub) -> None:
     p = sub.add_parser("versions", help="list reward-model and policy versions with metrics; switch the current one")
     p.add_argument("--project", type=int, required=True, help="Label Studio project id")
     p.add_argument("--set-current", metavar="VERSION", help="serve this published version (rm-... or pi-...) again")
-    p.add_argument("--pin", metavar="VERSION",
-                   help="never delete this version (retention keeps KEEP_VERSIONS per kind)")
+    p.add_argument(
+        "--pin", metavar="VERSION", help="never delete this version (retention keeps KEEP_VERSIONS per kind)"
+    )
     p.add_argument("--unpin", metavar="VERSION", help="let retention delete this version again")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)
@@ -56,8 +65,11 @@ def run(args) -> int:
                 from prefloop.stats import compare
 
                 verdict = compare(interval, previous[1])
-                shown += (f"  (overlaps {previous[0]}: within noise)" if verdict == "overlap"
-                          else f"  ({verdict} than {previous[0]})")
+                shown += (
+                    f"  (overlaps {previous[0]}: within noise)"
+                    if verdict == "overlap"
+                    else f"  ({verdict} than {previous[0]})"
+                )
             previous = (entry["version"], interval)
         pin = " (pinned)" if entry.get("pinned") else ""
         trainer = f" [{metrics.get('trainer') or 'ppo'}]" if entry["kind"] == "policy" else ""  # which trainer made it
@@ -71,8 +83,10 @@ def _kind(version: str) -> str:
 
     kind = {prefix: kind for kind, prefix in VERSION_PREFIX.items()}.get(version.split("-", 1)[0])
     if kind is None or not valid_version_name(version, kind):
-        raise ModelNotFound(f"{version[:40]!r}{'...' if len(version) > 40 else ''} is not a version name "
-                            "(rm-<timestamp> or pi-<timestamp>; `prefloop versions --project ID` lists them)")
+        raise ModelNotFound(
+            f"{version[:40]!r}{'...' if len(version) > 40 else ''} is not a version name "
+            "(rm-<timestamp> or pi-<timestamp>; `prefloop versions --project ID` lists them)"
+        )
     return kind
 
 
@@ -84,8 +98,9 @@ def _shown(metrics: dict) -> str:
     shown = [f"{key.split('/')[-1]}={_number(metrics[key])}" for key in keys]
     interval = _interval(metrics)
     if interval is not None and "eval/accuracy" in keys:  # accuracy=0.74 [95% CI 0.55-0.87, 27 pairs]
-        shown[keys.index("eval/accuracy")] += (f" [95% CI {interval[0]:.2f}-{interval[1]:.2f}, "
-                                               f"{metrics.get('eval/pairs')} pairs]")
+        shown[keys.index("eval/accuracy")] += (
+            f" [95% CI {interval[0]:.2f}-{interval[1]:.2f}, {metrics.get('eval/pairs')} pairs]"
+        )
     if metrics.get("stopped_early"):
         shown.append("stopped early")
     return "  ".join(shown)

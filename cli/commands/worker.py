@@ -7,7 +7,9 @@ from prefloop.settings import Settings
 
 def register(sub) -> None:
     p = sub.add_parser("worker", help="run an RQ worker for generation, reward training and PPO")
-    p.add_argument("--queue", action="append", choices=["gpu", "default"], help="listen only on this queue (repeatable)")
+    p.add_argument(
+        "--queue", action="append", choices=["gpu", "default"], help="listen only on this queue (repeatable)"
+    )
     p.add_argument("--burst", action="store_true", help="exit when the queues are empty")
     p.add_argument("--simple", action="store_true", help="run jobs in this process instead of a forked work-horse")
     p.add_argument("--name", help="worker name (default: prefloop-<host>-<pid>)")

@@ -37,20 +37,52 @@ CONFIG = load_label_config("pairwise")
 # --- strategies -------------------------------------------------------------------------------------
 scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30)
 json_values = st.recursive(
-    scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
-    max_leaves=16)
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=16,
+)
 odd_ids = st.sampled_from(["7", "7.1764224400", "8.1", "²", "1" * 300, "1" * 5000, "0", "-1", "٧", " 7", "", "7.x"])
-project_ids = st.one_of(odd_ids, odd_ids, st.integers(min_value=-(10 ** 12), max_value=10 ** 12),
-                        st.fixed_dictionaries({"id": odd_ids | st.integers()}))
-segments = (st.text(max_size=40) | st.sampled_from(["..", ".", "%00", "rm-" + "9" * 300, "rm-20260101T000000000000",
-                                                    "curve.png",
-                                                    "reward", "policy", "7", "abc.def", "\x00", "a/b", "%2e%2e"]))
+project_ids = st.one_of(
+    odd_ids,
+    odd_ids,
+    st.integers(min_value=-(10**12), max_value=10**12),
+    st.fixed_dictionaries({"id": odd_ids | st.integers()}),
+)
+segments = st.text(max_size=40) | st.sampled_from(
+    [
+        "..",
+        ".",
+        "%00",
+        "rm-" + "9" * 300,
+        "rm-20260101T000000000000",
+        "curve.png",
+        "reward",
+        "policy",
+        "7",
+        "abc.def",
+        "\x00",
+        "a/b",
+        "%2e%2e",
+    ]
+)
 ascii_text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=40)
-header_names = st.sampled_from(["Content-Type", "Accept", "Authorization", "X-Prefloop-Webhook-Secret",
-                                "X-Forwarded-For",
-                                "Content-Encoding", "Accept-Encoding", "Cookie", "X-Requested-With", "Range"])
-header_values = ascii_text.map(str.strip) | st.sampled_from([SECRETS["webhook"], "Basic Og==", "Basic !!!",
-                                                            "application/json", "gzip"])
+header_names = st.sampled_from(
+    [
+        "Content-Type",
+        "Accept",
+        "Authorization",
+        "X-Prefloop-Webhook-Secret",
+        "X-Forwarded-For",
+        "Content-Encoding",
+        "Accept-Encoding",
+        "Cookie",
+        "X-Requested-With",
+        "Range",
+    ]
+)
+header_values = ascii_text.map(str.strip) | st.sampled_from(
+    [SECRETS["webhook"], "Basic Og==", "Basic !!!", "application/json", "gzip"]
+)
 headers = st.dictionaries(header_names, header_values, max_size=4)
 queries = st.dictionaries(st.sampled_from(["project", "page", "version", "x"]), odd_ids | ascii_text, max_size=3)
 
@@ -70,8 +102,10 @@ def from_schema(schema: dict) -> st.SearchStrategy:
         shaped = st.lists(from_schema(schema.get("items", {})), max_size=4) | st.just([])
     elif kind == "object":
         props, required = schema.get("properties", {}), set(schema.get("required", ()))
-        shaped = st.fixed_dictionaries({k: from_schema(v) for k, v in props.items() if k in required},
-                                       optional={k: from_schema(v) for k, v in props.items() if k not in required})
+        shaped = st.fixed_dictionaries(
+            {k: from_schema(v) for k, v in props.items() if k in required},
+            optional={k: from_schema(v) for k, v in props.items() if k not in required},
+        )
         if not props:
             shaped = json_values
     else:
@@ -81,9 +115,16 @@ def from_schema(schema: dict) -> st.SearchStrategy:
 
 def bodies(operation: dict) -> st.SearchStrategy:
     content = (operation.get("requestBody") or {}).get("content", {}).get("application/json")
-    raw = st.binary(max_size=200) | st.sampled_from([b"", b"{", b"[" * 50_000 + b"]" * 50_000, b'{"project": 1e999}',
-                                                     b'{"project": ' + b"9" * 5000 + b"}",
-                                                     "\udcff".encode("utf-8", "surrogatepass")])
+    raw = st.binary(max_size=200) | st.sampled_from(
+        [
+            b"",
+            b"{",
+            b"[" * 50_000 + b"]" * 50_000,
+            b'{"project": 1e999}',
+            b'{"project": ' + b"9" * 5000 + b"}",
+            "\udcff".encode("utf-8", "surrogatepass"),
+        ]
+    )
     if content is None:
         return st.none() | raw.map(lambda b: b or None)
     return from_schema(content["schema"]).map(lambda v: json.dumps(v).encode()) | raw
@@ -102,14 +143,23 @@ def server(redis_server, tiny_model_dir, tmp_path_factory):
     redis.Redis.from_url(redis_url).flushdb()
     publish_copy(ArtifactStore(tmp / "models"), 7, tiny_model_dir)  # /reward scores with a real model
     port = free_port()
-    env = prefloop_env(redis_url=redis_url, model_dir=tmp / "models", webhook_secret=SECRETS["webhook"], device="cpu",
-                       label_studio_api_key=SECRETS["api_key"], label_studio_url=f"http://prefloop:{SECRETS['ls_pass']}@127.0.0.1:9",
-                       job_min_interval=10, workers=1, threads=4, predict_time_budget=2, omp_num_threads=1)
+    env = prefloop_env(
+        redis_url=redis_url,
+        model_dir=tmp / "models",
+        webhook_secret=SECRETS["webhook"],
+        device="cpu",
+        label_studio_api_key=SECRETS["api_key"],
+        label_studio_url=f"http://prefloop:{SECRETS['ls_pass']}@127.0.0.1:9",
+        job_min_interval=10,
+        workers=1,
+        threads=4,
+        predict_time_budget=2,
+        omp_num_threads=1,
+    )
     proc = start_server(env, port, tmp / "serve.log")
     url = f"http://127.0.0.1:{port}"
     assert requests.post(url + "/setup", json={"project": "7.1", "schema": CONFIG}, timeout=10).status_code == 200
-    yield {"url": url, "proc": proc, "redis": redis.Redis.from_url(redis_url), "log": tmp / "serve.log",
-           "sent": {}}
+    yield {"url": url, "proc": proc, "redis": redis.Redis.from_url(redis_url), "log": tmp / "serve.log", "sent": {}}
     proc.stop()
 
 
@@ -128,8 +178,11 @@ def test_openapi_lists_every_route_of_the_app(settings):
     from backend.app import create_app
 
     app = create_app(settings)
-    served = {(re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", r"{\1}", rule.rule), method.lower())
-              for rule in app.url_map.iter_rules() for method in rule.methods - {"HEAD", "OPTIONS"}}
+    served = {
+        (re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", r"{\1}", rule.rule), method.lower())
+        for rule in app.url_map.iter_rules()
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+    }
     assert served == set(OPERATIONS)
 
 
@@ -138,10 +191,20 @@ def test_generated_requests_never_get_a_5xx_a_traceback_or_a_secret(server, path
     operation = SPEC["paths"][path][method]
     n_params = path.count("{")
 
-    @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True, phases=[Phase.generate],
-              suppress_health_check=list(HealthCheck))  # no shrinking: a failure is reported as generated
-    @given(body=bodies(operation), hdrs=headers, query=queries,
-           params=st.lists(segments, min_size=n_params, max_size=n_params))
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )  # no shrinking: a failure is reported as generated
+    @given(
+        body=bodies(operation),
+        hdrs=headers,
+        query=queries,
+        params=st.lists(segments, min_size=n_params, max_size=n_params),
+    )
     def check(body, hdrs, query, params):
         if time.monotonic() - started > ROUTE_BUDGET_S:
             return

@@ -113,10 +113,14 @@ def test_redis_password_never_reaches_a_response_or_the_log(settings, caplog):
     app = app_with(settings, redis_url=f"redis://:hunter2-pass@127.0.0.1:{free_port()}/0", projects=(7,))
     client = app.test_client()
     with caplog.at_level(logging.DEBUG):
-        answers = [client.post("/webhook", json=WEBHOOKS["ANNOTATION_CREATED"]),
-                   client.post("/train", json={"project": 7}), client.get("/jobs"),
-                   client.get("/jobs/train_reward-7-ab"),
-                   client.get("/status"), client.post("/setup", json={"project": "7.1", "schema": CONFIG})]
+        answers = [
+            client.post("/webhook", json=WEBHOOKS["ANNOTATION_CREATED"]),
+            client.post("/train", json={"project": 7}),
+            client.get("/jobs"),
+            client.get("/jobs/train_reward-7-ab"),
+            client.get("/status"),
+            client.post("/setup", json={"project": "7.1", "schema": CONFIG}),
+        ]
     for r in answers[:4]:
         assert r.status_code == 503, (r.request.path, r.get_data(as_text=True))
         assert "Redis at redis://:***@127.0.0.1" in r.json["message"]
@@ -139,8 +143,11 @@ def test_reward_refuses_oversized_texts_and_too_many_items_naming_the_cap(client
     """A 10 MB prompt or response is a 413 naming MAX_TEXT_CHARS, answered before any model is loaded;
     more items than the cap is a 400 naming it."""
     big = "x" * 10_000_000
-    for item in ({"prompt": big, "response": "a"}, {"prompt": "p", "response": big},
-                 {"messages": [{"role": "user", "content": big}], "response": "a"}):
+    for item in (
+        {"prompt": big, "response": "a"},
+        {"prompt": "p", "response": big},
+        {"messages": [{"role": "user", "content": big}], "response": "a"},
+    ):
         r = client.post("/reward", json={"project": 7, "items": [item]})
         assert r.status_code == 413 and "MAX_TEXT_CHARS=20000" in r.json["message"], r.json
     r = client.post("/reward", json={"project": 7, "items": [{"prompt": "p", "response": "r"}] * 1001})
@@ -163,8 +170,14 @@ def test_predict_skips_oversized_texts_naming_the_cap(client, caplog):
     """A 10 MB prompt on /predict is never rendered, hashed or tokenized: that task gets no prediction,
     and the log says why."""
     with caplog.at_level(logging.WARNING):
-        r = client.post("/predict", json={"project": "7.1", "label_config": CONFIG, "tasks": [
-            {"id": 1, "data": {"prompt": "x" * 10_000_000, "answer1": "a", "answer2": "b"}}]})
+        r = client.post(
+            "/predict",
+            json={
+                "project": "7.1",
+                "label_config": CONFIG,
+                "tasks": [{"id": 1, "data": {"prompt": "x" * 10_000_000, "answer1": "a", "answer2": "b"}}],
+            },
+        )
     assert r.status_code == 200 and r.json["results"] == [[]]
     assert "MAX_TEXT_CHARS=20000" in caplog.text
 
@@ -185,10 +198,13 @@ ODD_IDS = ["²", "١٢", "1" * 300, "1" * 5000, " 7", "7 ", "+7", "-7", "0", "7e
 def test_odd_project_ids_are_a_400_on_every_route_and_never_stored(client, redis_conn, raw):
     serve(client)
     before = redis_conn.smembers("prefloop:projects")
-    bodies = {"/setup": {"project": raw, "schema": CONFIG},
-              "/predict": {"project": raw, "label_config": CONFIG, "tasks": [{"data": {"prompt": "p"}}]},
-              "/webhook": {"action": "START_TRAINING", "project": {"id": raw}},
-              "/train": {"project": raw}, "/reward": {"project": raw, "items": [{"prompt": "p", "response": "r"}]}}
+    bodies = {
+        "/setup": {"project": raw, "schema": CONFIG},
+        "/predict": {"project": raw, "label_config": CONFIG, "tasks": [{"data": {"prompt": "p"}}]},
+        "/webhook": {"action": "START_TRAINING", "project": {"id": raw}},
+        "/train": {"project": raw},
+        "/reward": {"project": raw, "items": [{"prompt": "p", "response": "r"}]},
+    }
     for path, body in bodies.items():
         r = client.post(path, json=body)
         assert r.status_code == 400 and "project" in r.json["message"], (path, r.status_code, r.get_data()[:300])
@@ -231,8 +247,18 @@ def test_setup_requires_a_label_config(client, redis_conn):
 
 
 # --- /jobs ----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("path", ["/jobs/abc.def", "/jobs/%00", "/jobs/a%2Fb", "/jobs/" + "x" * 300, "/jobs/..",
-                                  "/jobs/rq:job:x", "/jobs/%E2%80%AE"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/jobs/abc.def",
+        "/jobs/%00",
+        "/jobs/a%2Fb",
+        "/jobs/" + "x" * 300,
+        "/jobs/..",
+        "/jobs/rq:job:x",
+        "/jobs/%E2%80%AE",
+    ],
+)
 def test_bad_job_ids_are_404(client, path):
     r = client.get(path)
     assert r.status_code == 404 and r.json["error"] == "NotFound", (path, r.status_code)

@@ -22,8 +22,12 @@ def test_queue_depth_job_outcomes_and_durations(client, settings):
     jq = JobQueue(settings)
     jq.enqueue(JobKind.PING, 1, reason="metrics test")
     jq.enqueue(JobKind.PING, 2, reason="metrics test")
-    jq.queue("default").enqueue("prefloop.labelstudio.parse_project_id", args=["not-a-project"],
-                                meta={"kind": "ping", "project_id": 3}, failure_ttl=600)
+    jq.queue("default").enqueue(
+        "prefloop.labelstudio.parse_project_id",
+        args=["not-a-project"],
+        meta={"kind": "ping", "project_id": 3},
+        failure_ttl=600,
+    )
     before = scrape(client)
     assert value(before, "prefloop_redis_up") == 1
     assert value(before, "prefloop_queue_depth", queue="default") == 3
@@ -52,7 +56,9 @@ def test_predict_latency_is_a_histogram_by_status(client):
     assert value(s, "prefloop_predict_requests_total", code="200") == 1
     assert value(s, "prefloop_predict_requests_total", code="400") == 1
     assert value(s, "prefloop_predict_tasks_total") == 3
-    buckets = sorted((float(dict(labels)["le"]), v) for (name, labels), v in s.items() if name == "prefloop_predict_seconds_bucket")
+    buckets = sorted(
+        (float(dict(labels)["le"]), v) for (name, labels), v in s.items() if name == "prefloop_predict_seconds_bucket"
+    )
     assert [v for _, v in buckets] == sorted(v for _, v in buckets)  # cumulative
     assert value(s, "prefloop_predict_seconds_sum") > 0
 
@@ -79,6 +85,8 @@ def test_metrics_answer_when_redis_is_down(settings):
 @pytest.mark.parametrize("creds, code", [(None, 401), ("scraper:secret", 200)])
 def test_metrics_follow_basic_auth(settings, creds, code):
     """With BASIC_AUTH_* set, a scrape needs the credentials."""
-    app = create_app(replace(settings, basic_auth_user="scraper", basic_auth_pass="secret"), test_config={"TESTING": True})
+    app = create_app(
+        replace(settings, basic_auth_user="scraper", basic_auth_pass="secret"), test_config={"TESTING": True}
+    )
     headers = {"Authorization": "Basic " + base64.b64encode(creds.encode()).decode()} if creds else {}
     assert app.test_client().get("/metrics", headers=headers).status_code == code

@@ -26,8 +26,10 @@ def published(settings, tmp_path_factory):
 
 
 def tasks(n: int, start: int = 0) -> list[dict]:
-    return [{"id": 100 + i, "data": {"prompt": f"Prompt {i}?", "answer1": f"yes {i}", "answer2": f"no {i}"}}
-            for i in range(start, start + n)]
+    return [
+        {"id": 100 + i, "data": {"prompt": f"Prompt {i}?", "answer1": f"yes {i}", "answer2": f"no {i}"}}
+        for i in range(start, start + n)
+    ]
 
 
 def store_picks(settings, redis_conn, version: str, items: list[dict], picks: list[tuple[str, float]]) -> None:
@@ -47,7 +49,8 @@ def predict_jobs(redis_conn) -> list[bytes]:
 
 
 def test_stored_picks_are_served_in_task_order_and_unscored_tasks_queue_one_predict_job(
-        app, client, settings, redis_conn, published):
+    app, client, settings, redis_conn, published
+):
     """Scored tasks: the pick under the config's tag, score = P(pick), /setup's model_version. Unscored
     ones: [] and a single PREDICT job however often Label Studio asks. No model is loaded."""
     from backend.context import context
@@ -57,16 +60,27 @@ def test_stored_picks_are_served_in_task_order_and_unscored_tasks_queue_one_pred
     assert model_version.startswith(version + "+")
     scored, unscored = tasks(3), tasks(2, start=3)
     store_picks(settings, redis_conn, version, scored, [("left", 0.91), ("right", 0.5123456), ("right", 0.77)])
-    mixed = [scored[0], unscored[0], scored[1], {"id": 9, "data": {"prompt": "No answers yet", "answer1": "",
-                                                                    "answer2": ""}}, scored[2], unscored[1]]
+    mixed = [
+        scored[0],
+        unscored[0],
+        scored[1],
+        {"id": 9, "data": {"prompt": "No answers yet", "answer1": "", "answer2": ""}},
+        scored[2],
+        unscored[1],
+    ]
     for _ in range(3):
         results = predict(client, mixed)
     assert results[1] == [] and results[3] == [] and results[5] == []
-    for entry, (selected, score) in zip([results[0], results[2], results[4]],
-                                        [("left", 0.91), ("right", 0.5123), ("right", 0.77)], strict=True):
-        assert entry == {"model_version": model_version, "score": score,
-                         "result": [{"from_name": "choice", "to_name": "answer1", "type": "pairwise",
-                                     "value": {"selected": selected}}]}
+    for entry, (selected, score) in zip(
+        [results[0], results[2], results[4]], [("left", 0.91), ("right", 0.5123), ("right", 0.77)], strict=True
+    ):
+        assert entry == {
+            "model_version": model_version,
+            "score": score,
+            "result": [
+                {"from_name": "choice", "to_name": "answer1", "type": "pairwise", "value": {"selected": selected}}
+            ],
+        }
     assert len(predict_jobs(redis_conn)) == 1, "one coalesced PREDICT job for the unscored tasks"
     assert context(app).models._entries == {}, "/predict loaded a model in the web tier"
 

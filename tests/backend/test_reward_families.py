@@ -12,8 +12,11 @@ from prefloop.scoring import RewardScorer
 from tests.support.reward_helpers import publish_copy
 from tests.support.reward_synthetic import synthetic_pairs
 
-CHAT = [{"role": "user", "content": "Hello"}, {"role": "assistant", "content": "Hi"},
-        {"role": "user", "content": "What is the news?"}]
+CHAT = [
+    {"role": "user", "content": "Hello"},
+    {"role": "assistant", "content": "Hi"},
+    {"role": "user", "content": "What is the news?"},
+]
 
 
 @pytest.fixture(scope="module")
@@ -23,9 +26,21 @@ def reward_dirs(tiny_family_dir, tmp_path_factory):
     out = {}
     for family, lora in (("llama", 0), ("bert", 4)):
         path = tmp_path_factory.mktemp(f"rm-{family}")
-        train_reward(synthetic_pairs(16, seed=4, prompts=8), tiny_family_dir(family), path,
-                     dict(learning_rate=2e-3, num_train_epochs=1, per_device_train_batch_size=8, device="cpu",
-                          eval_points=0, seed=0, min_pairs=4), lora=LoraSettings(r=lora))
+        train_reward(
+            synthetic_pairs(16, seed=4, prompts=8),
+            tiny_family_dir(family),
+            path,
+            dict(
+                learning_rate=2e-3,
+                num_train_epochs=1,
+                per_device_train_batch_size=8,
+                device="cpu",
+                eval_points=0,
+                seed=0,
+                min_pairs=4,
+            ),
+            lora=LoraSettings(r=lora),
+        )
         out[family] = path
     return out
 
@@ -42,6 +57,7 @@ def test_reward_scores_chats_and_prompts_through_the_reward_tokenizer(client, se
     if family == "llama":  # the native template, not the built-in "User: ... Assistant:" text
         rendered = scoring_text(scorer.tokenizer, Conversation.of(CHAT), "x")
         assert "<|start_header_id|>assistant<|end_header_id|>" in rendered
-        as_text = client.post("/reward", json={"project": 7, "items": [
-            {"prompt": Conversation.of(CHAT).key, "response": "yes warm"}]}).json["rewards"][0]
+        as_text = client.post(
+            "/reward", json={"project": 7, "items": [{"prompt": Conversation.of(CHAT).key, "response": "yes warm"}]}
+        ).json["rewards"][0]
         assert as_text != pytest.approx(r.json["rewards"][0], abs=1e-6)

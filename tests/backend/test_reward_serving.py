@@ -39,17 +39,23 @@ def test_reward_endpoint_scores_pairs_from_the_current_or_a_named_version(client
     assert r.json["rewards"] == pytest.approx(expected, abs=1e-5)
     newer = publish_copy(store, 7, trained[0])
     named = client.post("/reward", json={"project": 7, "version": version, "items": items[:1]}).json
-    assert named["version"] == version and client.post("/reward", json={"project": 7, "items": items[:1]}).json["version"] == newer
+    assert (
+        named["version"] == version
+        and client.post("/reward", json={"project": 7, "items": items[:1]}).json["version"] == newer
+    )
 
 
-@pytest.mark.parametrize("body, status, needle", [
-    ({"project": 7, "items": []}, 400, "empty"),
-    ({"project": 7, "items": [{"prompt": "p"}]}, 400, "response"),
-    ({"project": 7, "items": [{"response": "r"}]}, 400, "prompt"),
-    ({"project": 7, "items": [{"messages": [], "response": "r"}]}, 400, "chat"),
-    ({"project": 7, "version": "rm-nope", "items": [{"prompt": "p", "response": "r"}]}, 404, "rm-nope"),
-    ({"project": 8, "items": [{"prompt": "p", "response": "r"}]}, 404, "no reward model yet"),
-])
+@pytest.mark.parametrize(
+    "body, status, needle",
+    [
+        ({"project": 7, "items": []}, 400, "empty"),
+        ({"project": 7, "items": [{"prompt": "p"}]}, 400, "response"),
+        ({"project": 7, "items": [{"response": "r"}]}, 400, "prompt"),
+        ({"project": 7, "items": [{"messages": [], "response": "r"}]}, 400, "chat"),
+        ({"project": 7, "version": "rm-nope", "items": [{"prompt": "p", "response": "r"}]}, 404, "rm-nope"),
+        ({"project": 8, "items": [{"prompt": "p", "response": "r"}]}, 404, "no reward model yet"),
+    ],
+)
 def test_reward_endpoint_rejects_bad_requests_with_the_reason(client, published, body, status, needle):
     r = client.post("/reward", json=body)
     assert r.status_code == status and needle in r.json["message"]

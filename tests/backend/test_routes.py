@@ -16,8 +16,16 @@ CONFIG = load_label_config("pairwise")
 
 
 def setup_project(client, project="7.1764224400"):
-    return client.post("/setup", json={"project": project, "schema": CONFIG, "hostname": "http://ls:8080",
-                                        "access_token": "legacy", "extra_params": None})
+    return client.post(
+        "/setup",
+        json={
+            "project": project,
+            "schema": CONFIG,
+            "hostname": "http://ls:8080",
+            "access_token": "legacy",
+            "extra_params": None,
+        },
+    )
 
 
 def test_health_is_fast_and_up(client):
@@ -108,23 +116,36 @@ def test_webhook_never_logs_project_secrets(client, caplog):
     assert "SECRET" not in caplog.text
 
 
-@pytest.mark.parametrize("path, body, status, needle", [
-    ("/webhook", b"{not json", 400, "not valid JSON"),
-    ("/webhook", b"[1, 2]", 400, "JSON object"),
-    ("/webhook", b"", 400, "empty"),
-    ("/webhook", json.dumps({"project": {"id": 7}}).encode(), 400, "action"),
-    ("/webhook", json.dumps({"action": "ANNOTATION_CREATED"}).encode(), 400, "project"),
-    ("/webhook", json.dumps({"action": "ANNOTATION_CREATED", "project": {"id": 7}}).encode(), 400, "annotation"),
-    ("/webhook", json.dumps({"action": "TASKS_CREATED", "project": {"id": 7}, "tasks": "x"}).encode(), 400, "tasks"),
-    ("/webhook", json.dumps({"action": "START_TRAINING", "project": "abc"}).encode(), 400, "project"),
-    ("/predict", json.dumps({"project": "7.1", "label_config": CONFIG}).encode(), 400, "tasks"),
-    ("/predict", json.dumps({"tasks": [], "project": "7.1", "label_config": CONFIG}).encode(), 400, "empty"),
-    ("/predict", json.dumps({"tasks": [1], "project": "7.1", "label_config": CONFIG}).encode(), 400, "tasks[0]"),
-    ("/predict", json.dumps({"tasks": [{"data": {}}], "project": "7.1"}).encode(), 400, "label_config"),
-    ("/predict", json.dumps({"tasks": [{"data": {}}], "project": "7.1", "label_config": "<View/>"}).encode(), 422, "Pairwise"),
-    ("/setup", json.dumps({"schema": CONFIG}).encode(), 400, "project"),
-    ("/setup", json.dumps({"project": "7.1", "schema": "<View"}).encode(), 422, "XML"),
-])
+@pytest.mark.parametrize(
+    "path, body, status, needle",
+    [
+        ("/webhook", b"{not json", 400, "not valid JSON"),
+        ("/webhook", b"[1, 2]", 400, "JSON object"),
+        ("/webhook", b"", 400, "empty"),
+        ("/webhook", json.dumps({"project": {"id": 7}}).encode(), 400, "action"),
+        ("/webhook", json.dumps({"action": "ANNOTATION_CREATED"}).encode(), 400, "project"),
+        ("/webhook", json.dumps({"action": "ANNOTATION_CREATED", "project": {"id": 7}}).encode(), 400, "annotation"),
+        (
+            "/webhook",
+            json.dumps({"action": "TASKS_CREATED", "project": {"id": 7}, "tasks": "x"}).encode(),
+            400,
+            "tasks",
+        ),
+        ("/webhook", json.dumps({"action": "START_TRAINING", "project": "abc"}).encode(), 400, "project"),
+        ("/predict", json.dumps({"project": "7.1", "label_config": CONFIG}).encode(), 400, "tasks"),
+        ("/predict", json.dumps({"tasks": [], "project": "7.1", "label_config": CONFIG}).encode(), 400, "empty"),
+        ("/predict", json.dumps({"tasks": [1], "project": "7.1", "label_config": CONFIG}).encode(), 400, "tasks[0]"),
+        ("/predict", json.dumps({"tasks": [{"data": {}}], "project": "7.1"}).encode(), 400, "label_config"),
+        (
+            "/predict",
+            json.dumps({"tasks": [{"data": {}}], "project": "7.1", "label_config": "<View/>"}).encode(),
+            422,
+            "Pairwise",
+        ),
+        ("/setup", json.dumps({"schema": CONFIG}).encode(), 400, "project"),
+        ("/setup", json.dumps({"project": "7.1", "schema": "<View"}).encode(), 422, "XML"),
+    ],
+)
 def test_bad_input_is_a_json_4xx_that_names_the_problem(client, redis_conn, path, body, status, needle):
     setup_project(client)
     r = client.post(path, data=body, content_type="application/json")
@@ -182,7 +203,9 @@ class TestBasicAuth:
 
         from backend.app import create_app
 
-        app = create_app(replace(settings, basic_auth_user="ls", basic_auth_pass="s3cret"), test_config={"TESTING": True})
+        app = create_app(
+            replace(settings, basic_auth_user="ls", basic_auth_pass="s3cret"), test_config={"TESTING": True}
+        )
         return app.test_client()
 
     @staticmethod
@@ -191,7 +214,13 @@ class TestBasicAuth:
 
     def test_protected_routes_need_credentials(self, client):
         """With BASIC_AUTH_* set, /setup, /predict, /versions and /train answer 401 without them."""
-        for method, path in [("post", "/setup"), ("post", "/predict"), ("get", "/versions"), ("post", "/train"), ("get", "/jobs")]:
+        for method, path in [
+            ("post", "/setup"),
+            ("post", "/predict"),
+            ("get", "/versions"),
+            ("post", "/train"),
+            ("get", "/jobs"),
+        ]:
             r = getattr(client, method)(path, json={})
             assert r.status_code == 401, path
             assert r.headers["WWW-Authenticate"].startswith("Basic")

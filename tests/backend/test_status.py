@@ -12,7 +12,8 @@ from prefloop.artifacts import ArtifactStore
 from prefloop.queue import JobKind, JobQueue
 
 PNG = base64.b64decode(
-    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==")
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+)
 
 
 def publish(store: ArtifactStore, project_id: int, kind: str, metrics: dict) -> str:
@@ -35,8 +36,12 @@ def run_failing_job(q: JobQueue, job_id: str) -> None:
     from rq.serializers import JSONSerializer
 
     queue = q.queue("default")
-    queue.enqueue("tests.backend.test_status.failing_job", job_id=job_id, kwargs={"project_id": 3},
-                  meta={"kind": "generate", "project_id": 3, "reason": "TASKS_CREATED"})
+    queue.enqueue(
+        "tests.backend.test_status.failing_job",
+        job_id=job_id,
+        kwargs={"project_id": 3},
+        meta={"kind": "generate", "project_id": 3, "reason": "TASKS_CREATED"},
+    )
     SimpleWorker([queue], connection=q.connection, serializer=JSONSerializer).work(burst=True)
 
 
@@ -72,16 +77,19 @@ def test_status_lists_projects_jobs_with_progress_and_errors(client, settings, r
     assert "Workers:" in html and "none running" in html
 
 
-@pytest.mark.parametrize("path", [
-    "/status/plot/5/reward/..%2F..%2Fcurrent.json/curve.png",
-    "/status/plot/5/reward/{rm}/..%2Fmetrics.json",
-    "/status/plot/5/reward/{rm}/metrics.json",
-    "/status/plot/5/secrets/{rm}/curve.png",
-    "/status/plot/5/policy/{rm}/curve.png",
-    "/status/plot/6/reward/{rm}/curve.png",
-    "/status/plot/5/reward/rm-missing/curve.png",
-    "/status/plot/5/reward/{rm}/..png",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/status/plot/5/reward/..%2F..%2Fcurrent.json/curve.png",
+        "/status/plot/5/reward/{rm}/..%2Fmetrics.json",
+        "/status/plot/5/reward/{rm}/metrics.json",
+        "/status/plot/5/secrets/{rm}/curve.png",
+        "/status/plot/5/policy/{rm}/curve.png",
+        "/status/plot/6/reward/{rm}/curve.png",
+        "/status/plot/5/reward/rm-missing/curve.png",
+        "/status/plot/5/reward/{rm}/..png",
+    ],
+)
 def test_plot_route_serves_only_pngs_inside_published_versions(client, settings, path):
     """No path traversal: only a *.png directly inside a published version is served."""
     rm = publish(ArtifactStore(settings.model_dir), 5, "reward", {})
@@ -140,8 +148,13 @@ def test_a_job_waiting_for_its_retry_shows_the_last_error(client, settings):
     runtime.init(settings)
     q = JobQueue(settings)
     queue = q.queue("gpu")
-    queue.enqueue("tests.backend.test_status.failing_through_run", job_id="generate-3-retrying", kwargs={"project_id": 3},
-                  retry=Retry(max=2, interval=[60]), meta={"kind": "generate", "project_id": 3, "reason": "x"})
+    queue.enqueue(
+        "tests.backend.test_status.failing_through_run",
+        job_id="generate-3-retrying",
+        kwargs={"project_id": 3},
+        retry=Retry(max=2, interval=[60]),
+        meta={"kind": "generate", "project_id": 3, "reason": "x"},
+    )
     SimpleWorker([queue], connection=q.connection, serializer=JSONSerializer).work(burst=True)
     job = q.jobs(3)[0]
     assert job["status"] == "scheduled" and job["retries_left"] == 1
@@ -157,10 +170,30 @@ def test_status_shows_accuracy_intervals_history_and_says_when_a_version_is_with
     store = ArtifactStore(settings.model_dir)
     # the first version has no CI keys (written before them): its interval is computed from eval/pairs
     first = publish(store, 8, "reward", {"eval/accuracy": 0.5556, "eval/pairs": 27, "pairs_used": 136})
-    noisy = publish(store, 8, "reward", {"eval/accuracy": 0.7407, "eval/accuracy_ci_low": 0.5532,
-                                         "eval/accuracy_ci_high": 0.8683, "eval/pairs": 27, "pairs_used": 150})
-    better = publish(store, 8, "reward", {"eval/accuracy": 0.93, "eval/accuracy_ci_low": 0.9012,
-                                          "eval/accuracy_ci_high": 0.9512, "eval/pairs": 400, "pairs_used": 2000})
+    noisy = publish(
+        store,
+        8,
+        "reward",
+        {
+            "eval/accuracy": 0.7407,
+            "eval/accuracy_ci_low": 0.5532,
+            "eval/accuracy_ci_high": 0.8683,
+            "eval/pairs": 27,
+            "pairs_used": 150,
+        },
+    )
+    better = publish(
+        store,
+        8,
+        "reward",
+        {
+            "eval/accuracy": 0.93,
+            "eval/accuracy_ci_low": 0.9012,
+            "eval/accuracy_ci_high": 0.9512,
+            "eval/pairs": 400,
+            "pairs_used": 2000,
+        },
+    )
     publish(store, 8, "policy", {"trainer": "ppo", "final_reward": 0.42, "final_kl": 1.5})
     html = client.get("/status?project=8").get_data(as_text=True)
     assert "0.56 [95% CI 0.37-0.72] on 27 eval pairs" in html, "interval computed from eval/pairs for older versions"
@@ -186,31 +219,59 @@ def test_a_finished_job_shows_its_outcome_in_words_not_cut_json(client, settings
 
     q = JobQueue(settings)
     queue = q.queue("gpu")
-    reason = ("3 new, changed or deleted annotation(s) since the last reward model: fewer than "
-              "MIN_NEW_ANNOTATIONS=10 (the Train button trains on any change); this sentence is longer than "
-              "the 160 characters the page used to cut JSON at, and it ends here.")
-    queue.enqueue("tests.backend.test_status.finished_with", job_id="train_reward-9-a",
-                  kwargs={"result": {"status": "skipped", "reason": reason, "pairs": 3}},
-                  meta={"kind": "train_reward", "project_id": 9, "reason": "x"})
-    queue.enqueue("tests.backend.test_status.finished_with", job_id="train_reward-9-b",
-                  kwargs={"result": {"status": "published", "version": "rm-20261201-000000-000000",
-                                     "metrics": {"eval/accuracy": 0.8, "eval/pairs": 40},
-                                     "ppo": {"queued": False, "reason": "eval accuracy 0.8 < 0.9"}}},
-                  meta={"kind": "train_reward", "project_id": 9, "reason": "x"})
+    reason = (
+        "3 new, changed or deleted annotation(s) since the last reward model: fewer than "
+        "MIN_NEW_ANNOTATIONS=10 (the Train button trains on any change); this sentence is longer than "
+        "the 160 characters the page used to cut JSON at, and it ends here."
+    )
+    queue.enqueue(
+        "tests.backend.test_status.finished_with",
+        job_id="train_reward-9-a",
+        kwargs={"result": {"status": "skipped", "reason": reason, "pairs": 3}},
+        meta={"kind": "train_reward", "project_id": 9, "reason": "x"},
+    )
+    queue.enqueue(
+        "tests.backend.test_status.finished_with",
+        job_id="train_reward-9-b",
+        kwargs={
+            "result": {
+                "status": "published",
+                "version": "rm-20261201-000000-000000",
+                "metrics": {"eval/accuracy": 0.8, "eval/pairs": 40},
+                "ppo": {"queued": False, "reason": "eval accuracy 0.8 < 0.9"},
+            }
+        },
+        meta={"kind": "train_reward", "project_id": 9, "reason": "x"},
+    )
     SimpleWorker([queue], connection=q.connection, serializer=JSONSerializer).work(burst=True)
     html = client.get("/status?project=9").get_data(as_text=True)
     assert f"skipped: {reason}" in html
-    assert ("published rm-20261201-000000-000000; eval accuracy 0.80 [95% CI 0.65-0.90] on 40 pairs; "
-            "ppo not queued: eval accuracy 0.8 &lt; 0.9") in html
+    assert (
+        "published rm-20261201-000000-000000; eval accuracy 0.80 [95% CI 0.65-0.90] on 40 pairs; "
+        "ppo not queued: eval accuracy 0.8 &lt; 0.9"
+    ) in html
     assert "{&#34;" not in html and '{"status"' not in html
 
 
 def test_status_shows_per_annotator_agreement_of_the_serving_reward_model(client, settings):
     store = ArtifactStore(settings.model_dir)
-    publish(store, 10, "reward", {"eval/accuracy": 0.9, "eval/pairs": 30, "annotators": {
-        "1": {"votes": 12, "majority": {"rate": 1.0, "low": 0.51, "high": 1.0, "n": 4},
-              "model": {"rate": 0.92, "low": 0.65, "high": 0.99, "n": 12}},
-        "3": {"votes": 8, "majority": {"rate": 0.0, "low": 0.0, "high": 0.32, "n": 8}, "model": None}}})
+    publish(
+        store,
+        10,
+        "reward",
+        {
+            "eval/accuracy": 0.9,
+            "eval/pairs": 30,
+            "annotators": {
+                "1": {
+                    "votes": 12,
+                    "majority": {"rate": 1.0, "low": 0.51, "high": 1.0, "n": 4},
+                    "model": {"rate": 0.92, "low": 0.65, "high": 0.99, "n": 12},
+                },
+                "3": {"votes": 8, "majority": {"rate": 0.0, "low": 0.0, "high": 0.32, "n": 8}, "model": None},
+            },
+        },
+    )
     html = client.get("/status?project=10").get_data(as_text=True)
     assert 'id="annotators-10"' in html
     assert "<td>1</td><td>12</td><td>1.00 [0.51-1.00] of 4</td><td>0.92 [0.65-0.99] of 12</td>" in html

@@ -47,8 +47,12 @@ def run_jobs(settings, project_id: int, *funcs) -> list[str]:
     ids = []
     for func in funcs:
         job_id = f"generate-{project_id}-{uuid.uuid4().hex[:12]}"
-        queue.enqueue(f"tests.cli.test_cli_output.{func.__name__}", job_id=job_id, kwargs={},
-                      meta={"kind": "generate", "project_id": project_id, "reason": "test"})
+        queue.enqueue(
+            f"tests.cli.test_cli_output.{func.__name__}",
+            job_id=job_id,
+            kwargs={},
+            meta={"kind": "generate", "project_id": project_id, "reason": "test"},
+        )
         ids.append(job_id)
     SimpleWorker([queue], connection=q.connection, serializer=JSONSerializer).work(burst=True)
     return ids
@@ -75,8 +79,14 @@ def test_jobs_into_a_pipe_closed_early_ends_quietly(settings):
     read_end, write_end = os.pipe()
     os.close(read_end)
     try:
-        r = subprocess.run(PREFLOOP + ["jobs"], stdout=write_end, stderr=subprocess.PIPE, cwd=REPO, timeout=60,
-                           env=prefloop_env(redis_url=settings.redis_url))
+        r = subprocess.run(
+            PREFLOOP + ["jobs"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            cwd=REPO,
+            timeout=60,
+            env=prefloop_env(redis_url=settings.redis_url),
+        )
     finally:
         os.close(write_end)
     assert r.returncode == 0, r.stderr.decode()
@@ -85,8 +95,10 @@ def test_jobs_into_a_pipe_closed_early_ends_quietly(settings):
 
 def test_versions_prints_rounded_numbers_and_no_empty_metrics(settings, monkeypatch, capsys):
     store = ArtifactStore(settings.model_dir)
-    for kind, metrics in (("reward", {"eval/accuracy": 0.7333333333, "eval/margin_mean": 1.23456789, "pairs_used": 40}),
-                          ("policy", {"reward_mean": 0.123456789, "objective/kl": 0.0123456, "stopped_early": None})):
+    for kind, metrics in (
+        ("reward", {"eval/accuracy": 0.7333333333, "eval/margin_mean": 1.23456789, "pairs_used": 40}),
+        ("policy", {"reward_mean": 0.123456789, "objective/kl": 0.0123456, "stopped_early": None}),
+    ):
         with store.staging(43, kind) as staged:
             (staged / "config.json").write_text("{}")
             (staged / "metrics.json").write_text(json.dumps(metrics))

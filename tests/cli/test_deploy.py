@@ -28,7 +28,14 @@ THIRD_PARTY_ENV = {  # what the official images read, from their documentation
     "postgres": {"POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD"},
     "rq-dashboard": {"RQ_DASHBOARD_REDIS_URL"},  # click's auto_envvar_prefix for --redis-url
 }
-LS_SOURCES = REPO / ".venv-ls" / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages" / "label_studio"
+LS_SOURCES = (
+    REPO
+    / ".venv-ls"
+    / "lib"
+    / f"python{sys.version_info.major}.{sys.version_info.minor}"
+    / "site-packages"
+    / "label_studio"
+)
 
 
 def _env_example() -> dict[str, str]:
@@ -61,8 +68,12 @@ def _deploy_dir(tmp: Path, **values: str) -> Path:
 @pytest.fixture(scope="module")
 def config(tmp_path_factory) -> dict:
     """`docker-compose config` of both files together: the fully resolved services."""
-    where = _deploy_dir(tmp_path_factory.mktemp("compose"), LABEL_STUDIO_PASSWORD="pw-for-test",
-                        LABEL_STUDIO_API_KEY="0123456789abcdef0123456789abcdef01234567", WEBHOOK_SECRET="webhook-secret")
+    where = _deploy_dir(
+        tmp_path_factory.mktemp("compose"),
+        LABEL_STUDIO_PASSWORD="pw-for-test",
+        LABEL_STUDIO_API_KEY="0123456789abcdef0123456789abcdef01234567",
+        WEBHOOK_SECRET="webhook-secret",
+    )
     args = [_compose_cli()] + [a for f in COMPOSE_FILES for a in ("-f", f)] + ["config"]
     r = subprocess.run(args, cwd=where, capture_output=True, text=True, env={**os.environ, "COMPOSE_PROFILES": ""})
     assert r.returncode == 0, r.stderr
@@ -80,7 +91,10 @@ def raw() -> dict:
 
 def container_ports(service: dict) -> list[int]:
     """Container-side ports of a service, whichever form docker-compose printed them in."""
-    return [int(p["target"]) if isinstance(p, dict) else int(str(p).split(":")[-1].split("/")[0]) for p in service.get("ports", [])]
+    return [
+        int(p["target"]) if isinstance(p, dict) else int(str(p).split(":")[-1].split("/")[0])
+        for p in service.get("ports", [])
+    ]
 
 
 def prefloop_services(services: dict) -> dict:
@@ -89,8 +103,18 @@ def prefloop_services(services: dict) -> dict:
 
 def test_compose_files_validate_and_refuse_to_start_without_the_required_values(config, tmp_path):
     """docker-compose validates the files; without LABEL_STUDIO_PASSWORD it stops and names it."""
-    assert {"label-studio", "redis", "backend", "worker", "worker-cpu", "model-download", "init", "postgres",
-            "rq-dashboard", "worker-gpu1"} <= set(config["services"])
+    assert {
+        "label-studio",
+        "redis",
+        "backend",
+        "worker",
+        "worker-cpu",
+        "model-download",
+        "init",
+        "postgres",
+        "rq-dashboard",
+        "worker-gpu1",
+    } <= set(config["services"])
     where = _deploy_dir(tmp_path)  # .env.example copied as is: the REQUIRED values are empty
     r = subprocess.run([_compose_cli(), "config"], cwd=where, capture_output=True, text=True)
     assert r.returncode != 0 and "LABEL_STUDIO_PASSWORD" in r.stderr
@@ -130,10 +154,14 @@ def test_every_variable_is_a_setting_or_documented(raw, config):
         assert not set(service["environment"]) - SETTINGS - HF_VARIABLES, name
     for name, allowed in THIRD_PARTY_ENV.items():
         assert set(raw[name]["environment"]) <= allowed, name
-    ls_source = "\n".join(p.read_text() for p in [LS_SOURCES / "server.py", *(LS_SOURCES / "core" / "settings").glob("*.py")])
+    ls_source = "\n".join(
+        p.read_text() for p in [LS_SOURCES / "server.py", *(LS_SOURCES / "core" / "settings").glob("*.py")]
+    )
     for var in raw["label-studio"]["environment"]:
         read = {var, var.removeprefix("LABEL_STUDIO_")}  # LS's get_env() also tries LABEL_STUDIO_<name>
-        assert any(f"'{n}'" in ls_source or f'"{n}"' in ls_source for n in read), f"Label Studio 1.23 does not read {var}"
+        assert any(f"'{n}'" in ls_source or f'"{n}"' in ls_source for n in read), (
+            f"Label Studio 1.23 does not read {var}"
+        )
 
 
 def test_env_example_documents_every_setting_with_its_default():
@@ -143,7 +171,9 @@ def test_env_example_documents_every_setting_with_its_default():
         assert name in documented, f"{name} is missing from .env.example"
         if name not in ("LABEL_STUDIO_API_KEY", "WEBHOOK_SECRET"):  # REQUIRED with compose: shown empty
             assert documented[name] == ("" if default is None else str(default)), name
-    r = subprocess.run([sys.executable, str(REPO / "scripts" / "settings_table.py"), "--check"], capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "settings_table.py"), "--check"], capture_output=True, text=True
+    )
     assert r.returncode == 0, r.stderr
 
 
@@ -153,9 +183,15 @@ def test_addresses_and_ports_agree(config):
     for name, service in prefloop_services(services).items():
         env = service["environment"]
         settings = Settings.from_env(env)  # every value parses as the setting it is
-        backend, ls, redis_url = urlparse(settings.backend_url), urlparse(settings.label_studio_url), urlparse(settings.redis_url)
+        backend, ls, redis_url = (
+            urlparse(settings.backend_url),
+            urlparse(settings.label_studio_url),
+            urlparse(settings.redis_url),
+        )
         aliases = services["backend"].get("networks", {}).get("default", {}).get("aliases", [])  # Label Studio
-        assert backend.hostname in {"backend", *aliases} and "." in backend.hostname, name  # refuses dotless webhook hosts
+        assert backend.hostname in {"backend", *aliases} and "." in backend.hostname, (
+            name
+        )  # refuses dotless webhook hosts
         assert backend.port == settings.port, name
         assert ls.hostname == "label-studio" and redis_url.hostname == "redis" and redis_url.port == 6379, name
     backend = services["backend"]
@@ -179,15 +215,22 @@ def test_models_and_caches_are_shared_volumes(config):
         return {v.split(":")[1]: v.split(":")[0] for v in service.get("volumes", [])}
 
     users = ["backend", "worker", "worker-cpu", "worker-gpu1"]
-    seen = {(mounts(services[n])[services[n]["environment"]["MODEL_DIR"]], mounts(services[n])[services[n]["environment"]["HF_HOME"]])
-            for n in users}
+    seen = {
+        (
+            mounts(services[n])[services[n]["environment"]["MODEL_DIR"]],
+            mounts(services[n])[services[n]["environment"]["HF_HOME"]],
+        )
+        for n in users
+    }
     assert len(seen) == 1, seen
     [(models, cache)] = seen
     assert mounts(services["model-download"])[services["model-download"]["environment"]["HF_HOME"]] == cache
     assert {models, cache} <= set(config["volumes"])
     for var in ("MODEL_DIR", "HF_HOME"):
         path = services["backend"]["environment"][var]
-        assert re.search(rf"^ENV [^\n]*\b{var}={path}\b", dockerfile, flags=re.M | re.S) or f"{var}={path}" in dockerfile
+        assert (
+            re.search(rf"^ENV [^\n]*\b{var}={path}\b", dockerfile, flags=re.M | re.S) or f"{var}={path}" in dockerfile
+        )
         assert path in re.search(r"mkdir -p ([^\n\\]*)", dockerfile).group(1)
     assert "USER 10001" in dockerfile and "--uid 10001" in dockerfile
 
@@ -201,7 +244,11 @@ def test_workers_stop_gracefully_and_reserve_the_gpu(config, raw):
     assert "deploy" not in services["worker-cpu"] and services["worker-cpu"]["environment"]["DEVICE"] == "cpu"
     for name in ("worker", "worker-cpu", "worker-gpu1"):
         s = services[name]
-        assert s.get("stop_signal", "SIGTERM") == "SIGTERM" and s["stop_grace_period"].endswith("m") and int(s["stop_grace_period"][:-1]) >= 10
+        assert (
+            s.get("stop_signal", "SIGTERM") == "SIGTERM"
+            and s["stop_grace_period"].endswith("m")
+            and int(s["stop_grace_period"][:-1]) >= 10
+        )
     same = ("image", "build", "command", "environment", "volumes", "stop_grace_period", "init", "env_file")
     assert {k: raw["worker-gpu1"].get(k) for k in same} == {k: raw["worker"].get(k) for k in same}
     command = services["redis"]["command"]
@@ -221,7 +268,9 @@ def test_serve_runs_gunicorn_without_preload(monkeypatch):
 
 def test_build_context_is_an_allow_list():
     """.dockerignore excludes everything, then lets in exactly what the Dockerfile copies."""
-    rules = [ln.strip() for ln in (REPO / ".dockerignore").read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    rules = [
+        ln.strip() for ln in (REPO / ".dockerignore").read_text().splitlines() if ln.strip() and not ln.startswith("#")
+    ]
     assert rules[0] == "*"
     allowed = {r[1:].rstrip("/") for r in rules if r.startswith("!")}
     copied = set()

@@ -11,8 +11,16 @@ from cli.main import main
 from prefloop.queue import JobQueue
 from tests.support.services import free_port
 
-STACK = ("LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY", "REDIS_URL", "MODEL_DIR", "BACKEND_URL", "BASE_MODEL",
-         "WEBHOOK_SECRET", "PROJECTS")
+STACK = (
+    "LABEL_STUDIO_URL",
+    "LABEL_STUDIO_API_KEY",
+    "REDIS_URL",
+    "MODEL_DIR",
+    "BACKEND_URL",
+    "BASE_MODEL",
+    "WEBHOOK_SECRET",
+    "PROJECTS",
+)
 
 
 def doctor_env(monkeypatch, **values) -> None:
@@ -22,15 +30,23 @@ def doctor_env(monkeypatch, **values) -> None:
         monkeypatch.setenv(name, str(value))
 
 
-def test_it_names_what_is_down_and_what_to_fix_and_exits_non_zero(settings, tmp_path, tiny_model_dir, monkeypatch,
-                                                                  capsys):
-    doctor_env(monkeypatch, REDIS_URL=settings.redis_url, MODEL_DIR=tmp_path / "models", BASE_MODEL=tiny_model_dir,
-               BACKEND_URL=f"http://127.0.0.1:{free_port()}", LABEL_STUDIO_URL=f"http://127.0.0.1:{free_port()}",
-               LABEL_STUDIO_API_KEY="some-token")
+def test_it_names_what_is_down_and_what_to_fix_and_exits_non_zero(
+    settings, tmp_path, tiny_model_dir, monkeypatch, capsys
+):
+    doctor_env(
+        monkeypatch,
+        REDIS_URL=settings.redis_url,
+        MODEL_DIR=tmp_path / "models",
+        BASE_MODEL=tiny_model_dir,
+        BACKEND_URL=f"http://127.0.0.1:{free_port()}",
+        LABEL_STUDIO_URL=f"http://127.0.0.1:{free_port()}",
+        LABEL_STUDIO_API_KEY="some-token",
+    )
     assert main(["doctor"]) == 1
     out = capsys.readouterr().out
-    lines = {line.split()[1]: line for line in out.splitlines()
-             if line.split() and line.split()[0] in ("ok", "FAIL", "warn")}
+    lines = {
+        line.split()[1]: line for line in out.splitlines() if line.split() and line.split()[0] in ("ok", "FAIL", "warn")
+    }
     assert lines["Redis"].startswith("ok") and "answers" in lines["Redis"], out
     assert lines["worker"].startswith("FAIL") and "start `prefloop worker`" in out, out
     assert lines["backend"].startswith("FAIL") and "does not answer" in lines["backend"], out
@@ -40,8 +56,9 @@ def test_it_names_what_is_down_and_what_to_fix_and_exits_non_zero(settings, tmp_
     assert out.strip().splitlines()[-1].startswith("3 problems to fix"), out
 
 
-def test_a_registered_worker_an_unwritable_model_dir_and_a_missing_model_are_reported(settings, tmp_path, monkeypatch,
-                                                                                     capsys):
+def test_a_registered_worker_an_unwritable_model_dir_and_a_missing_model_are_reported(
+    settings, tmp_path, monkeypatch, capsys
+):
     from rq import Worker
 
     q = JobQueue(settings)
@@ -50,9 +67,15 @@ def test_a_registered_worker_an_unwritable_model_dir_and_a_missing_model_are_rep
     not_a_dir = tmp_path / "models"
     not_a_dir.write_text("a file where the versions should go")
     try:
-        doctor_env(monkeypatch, REDIS_URL=settings.redis_url, MODEL_DIR=not_a_dir, BASE_MODEL=tmp_path / "no-model",
-                   BACKEND_URL=f"http://127.0.0.1:{free_port()}", LABEL_STUDIO_URL="http://127.0.0.1:9",
-                   LABEL_STUDIO_API_KEY="t")
+        doctor_env(
+            monkeypatch,
+            REDIS_URL=settings.redis_url,
+            MODEL_DIR=not_a_dir,
+            BASE_MODEL=tmp_path / "no-model",
+            BACKEND_URL=f"http://127.0.0.1:{free_port()}",
+            LABEL_STUDIO_URL="http://127.0.0.1:9",
+            LABEL_STUDIO_API_KEY="t",
+        )
         assert main(["doctor", "--json"]) == 1
     finally:
         worker.register_death()

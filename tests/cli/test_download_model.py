@@ -55,7 +55,9 @@ def test_a_missing_directory_fails_with_the_fix(tmp_path):
     for offline in ("1", "0"):
         env = prefloop_env(base_model=str(missing), hf_home=tmp_path / "hf", model_dir=tmp_path / "models")
         env.update(HF_HUB_OFFLINE=offline, TRANSFORMERS_OFFLINE=offline)
-        r = subprocess.run(PREFLOOP + ["download-model"], env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+        r = subprocess.run(
+            PREFLOOP + ["download-model"], env=env, cwd=REPO, capture_output=True, text=True, timeout=120
+        )
         assert r.returncode == 1, r.stderr
         assert "HFValidationError" not in r.stderr and "Traceback" not in r.stderr
         assert f"BASE_MODEL={missing} is not a directory" in r.stderr and "prefloop tiny-model" in r.stderr

@@ -22,14 +22,20 @@ SECRET = "test-webhook-secret-" + uuid.uuid4().hex[:8]
 def secured(monkeypatch, settings, ls_settings, tmp_path):
     """A real `prefloop serve` with WEBHOOK_SECRET, and the environment `prefloop init` reads."""
     port = free_port()
-    env = prefloop_env(redis_url=settings.redis_url, model_dir=settings.model_dir, webhook_secret=SECRET,
-                       job_min_interval=0)
+    env = prefloop_env(
+        redis_url=settings.redis_url, model_dir=settings.model_dir, webhook_secret=SECRET, job_min_interval=0
+    )
     server = start_server(env, port, tmp_path / "serve.log")
     title = f"prefloop secret {uuid.uuid4().hex[:8]}"
-    for name, value in {"LABEL_STUDIO_URL": ls_settings.label_studio_url,
-                        "LABEL_STUDIO_API_KEY": ls_settings.label_studio_api_key, "REDIS_URL": settings.redis_url,
-                        "BACKEND_URL": f"http://127.0.0.1:{port}", "PROJECT_TITLE": title,
-                        "WEBHOOK_SECRET": SECRET, "LOG_LEVEL": "WARNING"}.items():
+    for name, value in {
+        "LABEL_STUDIO_URL": ls_settings.label_studio_url,
+        "LABEL_STUDIO_API_KEY": ls_settings.label_studio_api_key,
+        "REDIS_URL": settings.redis_url,
+        "BACKEND_URL": f"http://127.0.0.1:{port}",
+        "PROJECT_TITLE": title,
+        "WEBHOOK_SECRET": SECRET,
+        "LOG_LEVEL": "WARNING",
+    }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("PROJECTS", raising=False)
     root = logging.getLogger()
@@ -49,16 +55,20 @@ def test_init_sets_the_secret_on_the_webhook_and_real_events_pass(secured, label
     project = int(out.split("(id ")[1].split(")")[0])
     hooks = [h for h in label_studio.webhooks(project) if h["url"] == secured["url"] + "/webhook"]
     assert len(hooks) == 1 and hooks[0]["headers"] == {WEBHOOK_SECRET_HEADER: SECRET}, hooks
-    forged = requests.post(secured["url"] + "/webhook", timeout=5,
-                           json={"action": "ANNOTATION_CREATED", "project": {"id": project}, "annotation": {"id": 1}})
+    forged = requests.post(
+        secured["url"] + "/webhook",
+        timeout=5,
+        json={"action": "ANNOTATION_CREATED", "project": {"id": project}, "annotation": {"id": 1}},
+    )
     assert forged.status_code == 401 and WEBHOOK_SECRET_HEADER in forged.json()["message"]
     conn = redis.Redis.from_url(settings.redis_url)
     assert conn.get(f"prefloop:changes:{project}") is None
     label_studio.import_tasks(project, [{"prompt": "p", "answer1": "a", "answer2": "b"}])
     task = label_studio.tasks(project)[0]
     label_studio.annotate(task["id"], "left")
-    wait_until(lambda: conn.get(f"prefloop:changes:{project}") is not None, 20,
-               "the annotation event to pass the secret check")
+    wait_until(
+        lambda: conn.get(f"prefloop:changes:{project}") is not None, 20, "the annotation event to pass the secret check"
+    )
     assert main(["init"]) == 0
     assert "nothing to do" in capsys.readouterr().out
 

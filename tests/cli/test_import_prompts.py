@@ -12,14 +12,24 @@ from prefloop.label_config import load_label_config
 from tests.support.services import Process, free_port, prefloop_env, wait_until
 from tests.support.tcp_proxy import TcpProxy
 
-CHAT = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "A joke?"}]
+CHAT = [
+    {"role": "user", "content": "Hi"},
+    {"role": "assistant", "content": "Hello!"},
+    {"role": "user", "content": "A joke?"},
+]
 
 
 @pytest.fixture
 def cli_env(monkeypatch, label_studio, tiny_model_dir, tmp_path) -> dict[str, str]:
-    env = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.token, "DEVICE": "cpu",
-           "BASE_MODEL": str(tiny_model_dir), "MODEL_DIR": str(tmp_path / "models"), "MAX_NEW_TOKENS": "8",
-           "GENERATION_BATCH_SIZE": "4"}
+    env = {
+        "LABEL_STUDIO_URL": label_studio.url,
+        "LABEL_STUDIO_API_KEY": label_studio.token,
+        "DEVICE": "cpu",
+        "BASE_MODEL": str(tiny_model_dir),
+        "MODEL_DIR": str(tmp_path / "models"),
+        "MAX_NEW_TOKENS": "8",
+        "GENERATION_BATCH_SIZE": "4",
+    }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return env
@@ -60,7 +70,9 @@ def test_import_creates_complete_tasks_and_a_rerun_adds_only_new_prompts(cli_env
     rc, err = run(capsys, more, pid)
     assert rc == 0 and "4 already in project" in err and "1 to import" in err, err
     again = label_studio.tasks(pid)
-    assert len(again) == 4 and {t["id"]: t["data"] for t in tasks}.items() <= {t["id"]: t["data"] for t in again}.items()
+    assert (
+        len(again) == 4 and {t["id"]: t["data"] for t in tasks}.items() <= {t["id"]: t["data"] for t in again}.items()
+    )
 
 
 def test_chats_import_into_the_chat_project(cli_env, label_studio, tmp_path, capsys):
@@ -83,9 +95,11 @@ def test_interrupted_import_resumes_without_duplicates(cli_env, label_studio, tm
     path = write_jsonl(tmp_path / "p.jsonl", [f"Prompt number {i}" for i in range(8)])
     proxy = TcpProxy(label_studio.port).start()
     proxy.hold(b"/import", after=1)  # the second import request never reaches Label Studio
-    cli = Process(["import-prompts", path, "--project", str(pid), "--chunk-size", "2"],
-                  prefloop_env(**{**{k.lower(): v for k, v in cli_env.items()}, "label_studio_url": proxy.url}),
-                  tmp_path / "cli.log").start()
+    cli = Process(
+        ["import-prompts", path, "--project", str(pid), "--chunk-size", "2"],
+        prefloop_env(**{**{k.lower(): v for k, v in cli_env.items()}, "label_studio_url": proxy.url}),
+        tmp_path / "cli.log",
+    ).start()
     try:
         wait_until(proxy.held.is_set, 120, "the second import request")
     finally:
@@ -105,7 +119,11 @@ def test_bad_input_imports_nothing_and_says_why(cli_env, label_studio, tmp_path,
     pid = label_studio.create_project(load_label_config("pairwise"), title="import bad input")
     bad = write_jsonl(tmp_path / "bad.jsonl", ["fine", "", {"prompt": ["not", "a", "string"]}])
     rc, err = run(capsys, bad, pid)
-    assert rc == 1 and "bad.jsonl line 2: the prompt is empty" in err and "bad.jsonl line 3: \"prompt\" must be a string" in err
+    assert (
+        rc == 1
+        and "bad.jsonl line 2: the prompt is empty" in err
+        and 'bad.jsonl line 3: "prompt" must be a string' in err
+    )
 
     chats = write_jsonl(tmp_path / "chats.jsonl", ["fine", CHAT])
     rc, err = run(capsys, chats, pid)
@@ -113,8 +131,10 @@ def test_bad_input_imports_nothing_and_says_why(cli_env, label_studio, tmp_path,
     assert label_studio.tasks(pid) == []
 
     good = write_jsonl(tmp_path / "good.jsonl", ["fine"])
-    other = label_studio.create_project('<View><Text name="t" value="$prompt"/><Choices name="c" toName="t">'
-                                        '<Choice value="a"/></Choices></View>', title="not pairwise")
+    other = label_studio.create_project(
+        '<View><Text name="t" value="$prompt"/><Choices name="c" toName="t"><Choice value="a"/></Choices></View>',
+        title="not pairwise",
+    )
     rc, err = run(capsys, good, other)
     assert rc == 1 and "no <Pairwise> tag" in err and label_studio.tasks(other) == []
     rc, err = run(capsys, good, 987654)

@@ -17,7 +17,9 @@ from tests.support.services import free_port, prefloop_env, start_server
 def backend_url(settings, tmp_path):
     """A real `prefloop serve` on a private port, reachable by the test Label Studio."""
     port = free_port()
-    server = start_server(prefloop_env(redis_url=settings.redis_url, model_dir=settings.model_dir), port, tmp_path / "serve.log")
+    server = start_server(
+        prefloop_env(redis_url=settings.redis_url, model_dir=settings.model_dir), port, tmp_path / "serve.log"
+    )
     yield f"http://127.0.0.1:{port}"
     server.stop()
 
@@ -26,9 +28,15 @@ def backend_url(settings, tmp_path):
 def init_env(monkeypatch, ls_settings, backend_url):
     """The environment `prefloop init` reads in the compose `init` service, pointed at the test servers."""
     title = f"prefloop init {uuid.uuid4().hex[:8]}"
-    for name, value in {"LABEL_STUDIO_URL": ls_settings.label_studio_url, "LABEL_STUDIO_API_KEY": ls_settings.label_studio_api_key,
-                        "REDIS_URL": ls_settings.redis_url, "BACKEND_URL": backend_url, "PROJECT_TITLE": title,
-                        "LABEL_STUDIO_PUBLIC_URL": "http://localhost:8080", "LOG_LEVEL": "WARNING"}.items():
+    for name, value in {
+        "LABEL_STUDIO_URL": ls_settings.label_studio_url,
+        "LABEL_STUDIO_API_KEY": ls_settings.label_studio_api_key,
+        "REDIS_URL": ls_settings.redis_url,
+        "BACKEND_URL": backend_url,
+        "PROJECT_TITLE": title,
+        "LABEL_STUDIO_PUBLIC_URL": "http://localhost:8080",
+        "LOG_LEVEL": "WARNING",
+    }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("PROJECTS", raising=False)
     root = logging.getLogger()
@@ -39,13 +47,26 @@ def init_env(monkeypatch, ls_settings, backend_url):
 
 
 def _state(label_studio, title: str) -> dict:
-    projects = [p for p in label_studio.api("GET", "/api/projects", params={"page_size": 1000})["results"] if p["title"] == title]
+    projects = [
+        p
+        for p in label_studio.api("GET", "/api/projects", params={"page_size": 1000})["results"]
+        if p["title"] == title
+    ]
     ids = [p["id"] for p in projects]
     # Listing ML backends makes Label Studio re-check them (their timestamps move): compare what counts.
-    backends = {pid: [{k: b[k] for k in ("id", "url", "title", "state")} for b in label_studio.api("GET", "/api/ml", params={"project": pid})]
-                for pid in ids}
-    webhooks = {pid: [{k: w[k] for k in ("id", "url")} for w in label_studio.api("GET", "/api/webhooks", params={"project": pid})]
-                for pid in ids}
+    backends = {
+        pid: [
+            {k: b[k] for k in ("id", "url", "title", "state")}
+            for b in label_studio.api("GET", "/api/ml", params={"project": pid})
+        ]
+        for pid in ids
+    }
+    webhooks = {
+        pid: [
+            {k: w[k] for k in ("id", "url")} for w in label_studio.api("GET", "/api/webhooks", params={"project": pid})
+        ]
+        for pid in ids
+    }
     return {"ids": ids, "backends": backends, "webhooks": webhooks, "configs": [p["label_config"] for p in projects]}
 
 

@@ -24,8 +24,12 @@ def test_train_reward_queues_a_forced_run_that_jobs_lists(settings, monkeypatch,
     out = capsys.readouterr().out
     job_id = out.split("job ")[1].split()[0]
     job = JobQueue(settings).fetch(job_id)
-    assert job.kwargs == {"project_id": 4, "reason": "prefloop train-reward", "force": True,
-                          "config": {"num_train_epochs": 2}}
+    assert job.kwargs == {
+        "project_id": 4,
+        "reason": "prefloop train-reward",
+        "force": True,
+        "config": {"num_train_epochs": 2},
+    }
     assert main(["jobs", "--project", "4"]) == 0
     listed = capsys.readouterr().out
     assert job_id in listed and "train_reward" in listed and "queued" in listed
@@ -37,7 +41,11 @@ def test_train_reward_without_force_trains_only_on_a_change(settings, monkeypatc
     use(monkeypatch, settings)
     assert main(["train-reward", "--project", "5"]) == 0
     job_id = capsys.readouterr().out.split("job ")[1].split()[0]
-    assert JobQueue(settings).fetch(job_id).kwargs == {"project_id": 5, "reason": "prefloop train-reward", "on_change": True}
+    assert JobQueue(settings).fetch(job_id).kwargs == {
+        "project_id": 5,
+        "reason": "prefloop train-reward",
+        "on_change": True,
+    }
 
 
 def test_versions_lists_metrics_and_switches_back(settings, monkeypatch, capsys, tmp_path_factory):
@@ -62,33 +70,57 @@ def test_exported_pairs_train_outside_the_queue(tmp_path, tiny_model_dir, capsys
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text("".join(json.dumps(p.trl_record()) + "\n" for p in synthetic_pairs(16, seed=2)))
     out = tmp_path / "rm"
-    assert reward_cli(["--pairs", str(pairs), "--base-model", str(tiny_model_dir), "--out", str(out),
-                       "--set", "device=cpu", "--set", "eval_points=0"]) == 0
+    assert (
+        reward_cli(
+            [
+                "--pairs",
+                str(pairs),
+                "--base-model",
+                str(tiny_model_dir),
+                "--out",
+                str(out),
+                "--set",
+                "device=cpu",
+                "--set",
+                "eval_points=0",
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     assert '"pairs_used": 16' in capsys.readouterr().out
     assert metrics["pairs_used"] == 16 and (out / "model.safetensors").is_file() and (out / "metrics.json").is_file()
 
 
-def test_versions_shows_the_accuracy_interval_and_calls_overlapping_versions_within_noise(settings, monkeypatch, capsys):
+def test_versions_shows_the_accuracy_interval_and_calls_overlapping_versions_within_noise(
+    settings, monkeypatch, capsys
+):
     use(monkeypatch, settings)
     store = ArtifactStore(settings.model_dir)
     versions = []
-    for metrics in ({"eval/accuracy": 0.5556, "eval/pairs": 27}, {"eval/accuracy": 0.7407, "eval/pairs": 27},
-                    {"eval/accuracy": 0.93, "eval/pairs": 400}):
+    for metrics in (
+        {"eval/accuracy": 0.5556, "eval/pairs": 27},
+        {"eval/accuracy": 0.7407, "eval/pairs": 27},
+        {"eval/accuracy": 0.93, "eval/pairs": 400},
+    ):
         with store.staging(6, "reward") as staged:
             (staged / "config.json").write_text("{}")
             (staged / "metrics.json").write_text(json.dumps(metrics))
             versions.append(store.publish(6, "reward", staged))
     assert main(["versions", "--project", "6"]) == 0
-    lines = {line.split()[2] if line.startswith("*") else line.split()[1]: line for line in capsys.readouterr().out.splitlines()
-             if "reward" in line}
+    lines = {
+        line.split()[2] if line.startswith("*") else line.split()[1]: line
+        for line in capsys.readouterr().out.splitlines()
+        if "reward" in line
+    }
     assert "accuracy=0.556 [95% CI 0.37-0.72, 27 pairs]" in lines[versions[0]] and "noise" not in lines[versions[0]]
     assert f"(overlaps {versions[0]}: within noise)" in lines[versions[1]]
     assert f"(better than {versions[1]})" in lines[versions[2]]
 
 
 def test_export_summary_has_per_annotator_agreement_with_the_majority_and_the_reward_model(
-        settings, monkeypatch, capsys, tmp_path, tmp_path_factory):
+    settings, monkeypatch, capsys, tmp_path, tmp_path_factory
+):
     """From a JSON export: agreement with the others' majority; with --project and a published reward
     model, also with that model's picks (scored through the serving code)."""
     from types import SimpleNamespace
@@ -100,10 +132,21 @@ def test_export_summary_has_per_annotator_agreement_with_the_majority_and_the_re
     use(monkeypatch, settings)
     monkeypatch.delenv("LABEL_STUDIO_API_KEY", raising=False)
     pairs = synthetic_pairs(6, seed=2)
-    tasks = [{"id": i, "data": {"prompt": p.prompt, "answer1": p.chosen, "answer2": p.rejected},
-              "annotations": [{"id": 10 * i + who, "completed_by": who, "result": [
-                  {"from_name": "pw", "to_name": "pw", "type": "pairwise", "value": {"selected": side}}]}
-                  for who, side in ((1, "left"), (2, "left"), (3, "right"))]} for i, p in enumerate(pairs)]
+    tasks = [
+        {
+            "id": i,
+            "data": {"prompt": p.prompt, "answer1": p.chosen, "answer2": p.rejected},
+            "annotations": [
+                {
+                    "id": 10 * i + who,
+                    "completed_by": who,
+                    "result": [{"from_name": "pw", "to_name": "pw", "type": "pairwise", "value": {"selected": side}}],
+                }
+                for who, side in ((1, "left"), (2, "left"), (3, "right"))
+            ],
+        }
+        for i, p in enumerate(pairs)
+    ]
     export = tmp_path / "export.json"
     export.write_text(json.dumps(tasks))
     assert main(["export", "--tasks-file", str(export), "-o", str(tmp_path / "pairs.jsonl")]) == 0

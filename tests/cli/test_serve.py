@@ -11,8 +11,14 @@ from tests.support.services import free_port, prefloop_env, start_server
 def test_serve_answers_health_setup_and_auth(settings, tmp_path):
     """The real server starts, answers /health, and enforces basic auth on /setup."""
     port = free_port()
-    env = prefloop_env(redis_url=settings.redis_url, model_dir=settings.model_dir, workers=2, threads=4,
-                       basic_auth_user="ls", basic_auth_pass="pw")
+    env = prefloop_env(
+        redis_url=settings.redis_url,
+        model_dir=settings.model_dir,
+        workers=2,
+        threads=4,
+        basic_auth_user="ls",
+        basic_auth_pass="pw",
+    )
     server = start_server(env, port, tmp_path / "serve.log")
     try:
         base = f"http://127.0.0.1:{port}"

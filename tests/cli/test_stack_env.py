@@ -25,8 +25,13 @@ def prefloop(args: list[str], cwd, env) -> subprocess.CompletedProcess:
 
 
 def test_the_env_file_is_private_and_round_trips(tmp_path):
-    values = {"REDIS_URL": "redis://127.0.0.1:6390/0", "LABEL_STUDIO_API_KEY": "tok'en with spaces",
-              "MODEL_DIR": str(tmp_path / "models dir"), "PORT": "9090", "PROJECT_TITLE": "prefloop demo"}
+    values = {
+        "REDIS_URL": "redis://127.0.0.1:6390/0",
+        "LABEL_STUDIO_API_KEY": "tok'en with spaces",
+        "MODEL_DIR": str(tmp_path / "models dir"),
+        "PORT": "9090",
+        "PROJECT_TITLE": "prefloop demo",
+    }
     path = write_stack_env(tmp_path / ".prefloop", values)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert read_stack_env(path) == {k: v for k, v in values.items() if k != "PORT"}
@@ -41,8 +46,15 @@ def test_commands_in_the_directory_of_prefloop_up_use_its_stack(tmp_path, settin
         (staged / "config.json").write_text("{}")
         (staged / "metrics.json").write_text(json.dumps({"eval/accuracy": 0.75}))
         version = store.publish(51, "reward", staged)
-    write_stack_env(tmp_path / ".prefloop", {"REDIS_URL": settings.redis_url, "MODEL_DIR": str(settings.model_dir),
-                                             "LABEL_STUDIO_URL": "http://127.0.0.1:9", "LABEL_STUDIO_API_KEY": "t"})
+    write_stack_env(
+        tmp_path / ".prefloop",
+        {
+            "REDIS_URL": settings.redis_url,
+            "MODEL_DIR": str(settings.model_dir),
+            "LABEL_STUDIO_URL": "http://127.0.0.1:9",
+            "LABEL_STUDIO_API_KEY": "t",
+        },
+    )
 
     jobs = prefloop(["jobs", "--project", "51"], tmp_path, bare_env())
     assert jobs.returncode == 0 and job_id in jobs.stdout, jobs.stdout + jobs.stderr

@@ -11,8 +11,11 @@ from prefloop.errors import InputError
 from prefloop.models import load_tokenizer
 
 CAUSAL = ("gpt2", "llama", "qwen2")
-CHAT = [{"role": "user", "content": "Hello"}, {"role": "assistant", "content": "Hi"},
-        {"role": "user", "content": "What is the news?"}]
+CHAT = [
+    {"role": "user", "content": "Hello"},
+    {"role": "assistant", "content": "Hi"},
+    {"role": "user", "content": "What is the news?"},
+]
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +41,13 @@ def test_gpt2_keeps_the_built_in_format(toks):
     assert F.generation_ids(tok, "Hello")[0] != tok.eos_token_id  # GPT-2 adds no BOS
 
 
-@pytest.mark.parametrize("name,start,turn_end", [
-    ("llama", "<|start_header_id|>assistant<|end_header_id|>\n\n", "<|eot_id|>"),
-    ("qwen2", "<|im_start|>assistant\n", "<|im_end|>")])
+@pytest.mark.parametrize(
+    "name,start,turn_end",
+    [
+        ("llama", "<|start_header_id|>assistant<|end_header_id|>\n\n", "<|eot_id|>"),
+        ("qwen2", "<|im_start|>assistant\n", "<|im_end|>"),
+    ],
+)
 def test_native_chat_template_for_generation_and_scoring(toks, name, start, turn_end):
     """Chats and single prompts go through the tokenizer's own template (a prompt as one user turn);
     the reward text is the conversation with the answer as the last assistant turn, and it extends
@@ -50,11 +57,12 @@ def test_native_chat_template_for_generation_and_scoring(toks, name, start, turn
         gen = F.generation_text(tok, prompt)
         assert gen.endswith(start) and "User:" not in gen
         scored = F.scoring_text(tok, prompt, " Fine. ")
-        assert scored.startswith(gen) and scored[len(gen):].startswith("Fine." + turn_end)
+        assert scored.startswith(gen) and scored[len(gen) :].startswith("Fine." + turn_end)
         ids = F.scoring_ids(tok, prompt, "Fine.")
-        assert ids[:len(F.generation_ids(tok, prompt))] == F.generation_ids(tok, prompt)
-    assert F.generation_text(tok, "Hi") == tok.apply_chat_template([{"role": "user", "content": "Hi"}], tokenize=False,
-                                                                    add_generation_prompt=True)
+        assert ids[: len(F.generation_ids(tok, prompt))] == F.generation_ids(tok, prompt)
+    assert F.generation_text(tok, "Hi") == tok.apply_chat_template(
+        [{"role": "user", "content": "Hi"}], tokenize=False, add_generation_prompt=True
+    )
 
 
 def test_bos_is_added_exactly_once(toks):

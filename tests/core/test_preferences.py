@@ -45,8 +45,15 @@ def test_unusable_annotations_and_tasks_are_dropped_with_reasons():
     data, config = load("basic")
     pairs, summary = tasks_to_pairs(data["tasks"], config)
     assert sorted(by_task(pairs)) == [1, 2, 10]
-    assert dict(summary.dropped) == {"skipped": 1, "empty_result": 1, "not_annotated": 1, "missing_answers": 1,
-                                     "no_pairwise_result": 1, "bad_selection": 1, "identical_answers": 1}
+    assert dict(summary.dropped) == {
+        "skipped": 1,
+        "empty_result": 1,
+        "not_annotated": 1,
+        "missing_answers": 1,
+        "no_pairwise_result": 1,
+        "bad_selection": 1,
+        "identical_answers": 1,
+    }
     assert summary.tasks == 10 and summary.annotations == 9 and summary.pairs == 3
     text = summary.describe()
     assert "was_cancelled" in text and "3 preference pairs" in text
@@ -110,7 +117,10 @@ def test_selection_is_matched_by_the_configs_tag_name():
     assert selection_of({"result": [region]}, config) == ("right", None)
     assert selection_of({"result": [dict(region, from_name="pw")]}, config) == (None, "no_pairwise_result")
     assert selection_of({"result": [dict(region, to_name="answer1, answer2")]}, config) == ("right", None)
-    assert selection_of({"result": [region, dict(region, value={"selected": "left"})]}, config) == (None, "conflicting_results")
+    assert selection_of({"result": [region, dict(region, value={"selected": "left"})]}, config) == (
+        None,
+        "conflicting_results",
+    )
 
 
 def test_export_writes_trl_jsonl_and_a_summary(tmp_path, capsys, monkeypatch):

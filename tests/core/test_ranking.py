@@ -13,14 +13,22 @@ ANSWERS = ["The first answer.", "The second answer.", "The third answer."]
 
 
 def task(annotations, answers=ANSWERS, task_id=1):
-    return {"id": task_id, "data": {"prompt": "Which is best?", "answers": ranking_items(answers)},
-            "annotations": annotations}
+    return {
+        "id": task_id,
+        "data": {"prompt": "Which is best?", "answers": ranking_items(answers)},
+        "annotations": annotations,
+    }
 
 
 def ranked(order, ann_id=10, user=1, when="2026-12-01T09:00:00Z", **extra):
     """A ranking as Label Studio 1.23.2's Ranker saves it (seen in the browser test)."""
-    return {"id": ann_id, "completed_by": user, "updated_at": when, "result": [
-        {"from_name": "rank", "to_name": "answers", "type": "ranker", "value": {"ranker": {"rank": order}}}], **extra}
+    return {
+        "id": ann_id,
+        "completed_by": user,
+        "updated_at": when,
+        "result": [{"from_name": "rank", "to_name": "answers", "type": "ranker", "value": {"ranker": {"rank": order}}}],
+        **extra,
+    }
 
 
 def test_the_shipped_ranking_config_is_recognised_and_a_config_without_either_tag_is_refused():
@@ -34,8 +42,10 @@ def test_the_shipped_ranking_config_is_recognised_and_a_config_without_either_ta
 def test_a_ranking_of_three_becomes_the_three_pairs_it_implies():
     pairs, summary = tasks_to_pairs([task([ranked(["answer3", "answer1", "answer2"])])], CONFIG)
     assert {(p.chosen, p.rejected) for p in pairs} == {
-        ("The third answer.", "The first answer."), ("The third answer.", "The second answer."),
-        ("The first answer.", "The second answer.")}
+        ("The third answer.", "The first answer."),
+        ("The third answer.", "The second answer."),
+        ("The first answer.", "The second answer."),
+    }
     assert summary.pairs == 3 and all(p.prompt == "Which is best?" and p.task_id == 1 for p in pairs)
 
 
@@ -47,24 +57,33 @@ def test_k_answers_give_k_choose_2_pairs():
 
 
 def test_annotators_vote_per_pair_and_the_latest_ranking_of_one_annotator_wins():
-    annotations = [ranked(["answer1", "answer2", "answer3"], 10, user=1, when="2026-12-01T09:00:00Z"),
-                   ranked(["answer3", "answer2", "answer1"], 11, user=1, when="2026-12-01T09:05:00Z"),
-                   ranked(["answer3", "answer1", "answer2"], 12, user=2)]
+    annotations = [
+        ranked(["answer1", "answer2", "answer3"], 10, user=1, when="2026-12-01T09:00:00Z"),
+        ranked(["answer3", "answer2", "answer1"], 11, user=1, when="2026-12-01T09:05:00Z"),
+        ranked(["answer3", "answer1", "answer2"], 12, user=2),
+    ]
     pairs, summary = tasks_to_pairs([task(annotations)], CONFIG)
     decided = {(p.chosen, p.rejected): p.votes for p in pairs}
     # user 1's latest (3 > 2 > 1) and user 2 (3 > 1 > 2) agree on 3 > 1 and 3 > 2, split on 1 vs 2
-    assert decided == {("The third answer.", "The first answer."): (2, 0),
-                       ("The third answer.", "The second answer."): (2, 0)}
+    assert decided == {
+        ("The third answer.", "The first answer."): (2, 0),
+        ("The third answer.", "The second answer."): (2, 0),
+    }
     assert summary.dropped["tie"] == 1
 
 
-@pytest.mark.parametrize("annotation, reason", [
-    (ranked(["answer1", "answer2"]), "incomplete_ranking"),
-    (ranked(["answer1", "answer2", "answer3"], was_cancelled=True), "skipped"),
-    ({"id": 3, "result": []}, "empty_result"),
-    ({"id": 4, "result": [{"from_name": "other", "type": "ranker", "value": {"ranker": {"x": ["answer1"]}}}]},
-     "no_ranking_result"),
-])
+@pytest.mark.parametrize(
+    "annotation, reason",
+    [
+        (ranked(["answer1", "answer2"]), "incomplete_ranking"),
+        (ranked(["answer1", "answer2", "answer3"], was_cancelled=True), "skipped"),
+        ({"id": 3, "result": []}, "empty_result"),
+        (
+            {"id": 4, "result": [{"from_name": "other", "type": "ranker", "value": {"ranker": {"x": ["answer1"]}}}]},
+            "no_ranking_result",
+        ),
+    ],
+)
 def test_unusable_rankings_are_dropped_with_their_reason(annotation, reason):
     pairs, summary = tasks_to_pairs([task([annotation])], CONFIG)
     assert pairs == [] and summary.dropped[reason] == 1

@@ -25,7 +25,7 @@ def test_only_the_newest_versions_stay_never_the_current_or_a_pinned_one(tmp_pat
     store.pin(1, "reward", first)
     second = publish(store, 1, "reward")
     made = [publish(store, 1, "reward") for _ in range(5)]
-    store.set_current(1, "reward", made[2])   # an operator switched back to an older one
+    store.set_current(1, "reward", made[2])  # an operator switched back to an older one
     newest = publish(store, 1, "reward", make_current=False)
     kept = names(store, 1, "reward")
     assert kept == sorted([first, made[2], made[3], made[4], newest]), kept
@@ -63,7 +63,7 @@ def test_odd_identifiers_never_reach_the_filesystem(tmp_path):
     for version in ("rm-" + "9" * 300, "rm-../../x", "pi-20260101", "rm-", "rm-a/b", "rm-\x00"):
         with pytest.raises(ModelNotFound):
             store.version_dir(1, "reward", version)
-    for project in (10 ** 300, 0, -1, True, "²", "1" * 11):
+    for project in (10**300, 0, -1, True, "²", "1" * 11):
         with pytest.raises(BadRequest):
             store.current(project)
     (tmp_path / "²").mkdir()

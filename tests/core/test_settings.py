@@ -19,25 +19,37 @@ def test_defaults_follow_label_studio_conventions():
 
 def test_values_are_parsed_and_typed():
     """Environment strings become typed values."""
-    s = Settings.from_env({"PORT": "9191", "WORKERS": "3", "TEMPERATURE": "0.7", "PROJECTS": "3, 5",
-                           "REGENERATE_AFTER_PPO": "yes", "LOG_LEVEL": "debug", "MODEL_DIR": "/data/models"})
+    s = Settings.from_env(
+        {
+            "PORT": "9191",
+            "WORKERS": "3",
+            "TEMPERATURE": "0.7",
+            "PROJECTS": "3, 5",
+            "REGENERATE_AFTER_PPO": "yes",
+            "LOG_LEVEL": "debug",
+            "MODEL_DIR": "/data/models",
+        }
+    )
     assert (s.port, s.workers, s.temperature, s.projects) == (9191, 3, 0.7, (3, 5))
     assert s.regenerate_after_ppo is True and s.log_level == "DEBUG" and s.model_dir == Path("/data/models")
 
 
-@pytest.mark.parametrize("env, name", [
-    ({"PORT": "ninety"}, "PORT"),
-    ({"PORT": "70000"}, "PORT"),
-    ({"WORKERS": "0"}, "WORKERS"),
-    ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
-    ({"REDIS_URL": "localhost:6379"}, "REDIS_URL"),
-    ({"LABEL_STUDIO_URL": "not a url"}, "LABEL_STUDIO_URL"),
-    ({"BASIC_AUTH_USER": "admin"}, "BASIC_AUTH_PASS"),
-    ({"TOP_P": "1.5"}, "TOP_P"),
-    ({"REGENERATE_AFTER_PPO": "maybe"}, "REGENERATE_AFTER_PPO"),
-    ({"PROJECTS": "1,two"}, "PROJECTS"),
-    ({"DEVICE": "tpu"}, "DEVICE"),
-])
+@pytest.mark.parametrize(
+    "env, name",
+    [
+        ({"PORT": "ninety"}, "PORT"),
+        ({"PORT": "70000"}, "PORT"),
+        ({"WORKERS": "0"}, "WORKERS"),
+        ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
+        ({"REDIS_URL": "localhost:6379"}, "REDIS_URL"),
+        ({"LABEL_STUDIO_URL": "not a url"}, "LABEL_STUDIO_URL"),
+        ({"BASIC_AUTH_USER": "admin"}, "BASIC_AUTH_PASS"),
+        ({"TOP_P": "1.5"}, "TOP_P"),
+        ({"REGENERATE_AFTER_PPO": "maybe"}, "REGENERATE_AFTER_PPO"),
+        ({"PROJECTS": "1,two"}, "PROJECTS"),
+        ({"DEVICE": "tpu"}, "DEVICE"),
+    ],
+)
 def test_bad_value_names_the_variable(env, name):
     """A typo stops the process at start with the variable's name in the message."""
     with pytest.raises(SettingsError, match=name):

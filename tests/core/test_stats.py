@@ -31,11 +31,20 @@ def test_compare_calls_a_difference_only_when_intervals_do_not_overlap():
 
 
 def _task(task_id: int, votes: dict[int, str]) -> dict:
-    anns = [{"id": task_id * 10 + who, "completed_by": who, "updated_at": "2026-12-01T00:00:00Z",
-             "result": [{"from_name": "pw", "to_name": "pw", "type": "pairwise", "value": {"selected": side}}]}
-            for who, side in votes.items()]
-    return {"id": task_id, "data": {"prompt": f"q{task_id}", "answer1": f"a{task_id}", "answer2": f"b{task_id}"},
-            "annotations": anns}
+    anns = [
+        {
+            "id": task_id * 10 + who,
+            "completed_by": who,
+            "updated_at": "2026-12-01T00:00:00Z",
+            "result": [{"from_name": "pw", "to_name": "pw", "type": "pairwise", "value": {"selected": side}}],
+        }
+        for who, side in votes.items()
+    ]
+    return {
+        "id": task_id,
+        "data": {"prompt": f"q{task_id}", "answer1": f"a{task_id}", "answer2": f"b{task_id}"},
+        "annotations": anns,
+    }
 
 
 def test_a_contrarian_annotator_stands_out_against_the_majority_and_the_model():
@@ -57,8 +66,9 @@ def test_a_contrarian_annotator_stands_out_against_the_majority_and_the_model():
 
 
 def test_without_a_model_only_majority_agreement_is_reported():
-    _, summary = tasks_to_pairs([_task(1, {1: "left", 2: "right", 3: "left"})],
-                                parse_pairwise_config(load_label_config("pairwise")))
+    _, summary = tasks_to_pairs(
+        [_task(1, {1: "left", 2: "right", 3: "left"})], parse_pairwise_config(load_label_config("pairwise"))
+    )
     stats = annotator_stats(summary.votes)
     assert stats["2"]["majority"]["rate"] == 0.0 and stats["2"]["model"] is None
     assert "model" not in describe(stats).splitlines()[1]

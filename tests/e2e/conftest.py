@@ -60,6 +60,7 @@ def filled(task: dict) -> bool:
 
 def wait_filled(label_studio, stack: Stack, project_id: int, count: int, timeout: float = 120) -> list[dict]:
     """Wait until `count` tasks of the project carry both answers; returns all tasks."""
+
     def done():
         tasks = label_studio.tasks(project_id)
         return tasks if sum(filled(t) for t in tasks) >= count else None

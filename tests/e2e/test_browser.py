@@ -17,11 +17,22 @@ from worker.reward import RewardTrainConfig
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 SELECTED = "rgb(39, 174, 96)"  # label_config/pairwise.xml's selectionStyle background
-PROMPTS = [f"Browser prompt {i}: what makes a good {topic}?" for i, topic in enumerate(
-    ["breakfast", "holiday", "book", "friend", "teacher", "garden", "song", "city", "game", "walk", "film"])]
+PROMPTS = [
+    f"Browser prompt {i}: what makes a good {topic}?"
+    for i, topic in enumerate(
+        ["breakfast", "holiday", "book", "friend", "teacher", "garden", "song", "city", "game", "walk", "film"]
+    )
+]
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +42,7 @@ def trained_project(new_project, stack, label_studio) -> int:
     project = init_project(label_studio, stack.url, "e2e browser")
     label_studio.import_tasks(project, prompt_tasks(PROMPTS))
     tasks = wait_filled(label_studio, stack, project, len(PROMPTS))
-    for i, task in enumerate(tasks[:RewardTrainConfig().min_pairs]):
+    for i, task in enumerate(tasks[: RewardTrainConfig().min_pairs]):
         label_studio.annotate(task["id"], "left" if i % 2 else "right")
     stack.wait_version(project, "reward", None, 180)
     stack.wait_version(project, "policy", None, 300)  # PPO runs behind it; let the model_version settle
@@ -42,11 +53,13 @@ def trained_project(new_project, stack, label_studio) -> int:
 def wait_pushed(label_studio, stack, project: int) -> list[dict]:
     """Until every filled task holds a prediction of the serving model_version (what /setup answers)
     and the project's model_version is that version; returns the tasks."""
+
     def pushed():
         version = stack.model_version(project)
         tasks = [t for t in label_studio.tasks(project) if filled(t)]
         ok = label_studio.api("GET", f"/api/projects/{project}")["model_version"] == version and all(
-            any(p["model_version"] == version and p["result"] for p in t["predictions"]) for t in tasks)
+            any(p["model_version"] == version and p["result"] for p in t["predictions"]) for t in tasks
+        )
         return tasks if ok else None
 
     return stack.wait_for(pushed, 120, f"the worker's predictions for every filled task of project {project}")
@@ -55,8 +68,13 @@ def wait_pushed(label_studio, stack, project: int) -> list[dict]:
 def init_project(label_studio, backend_url: str, title: str, label_config: str = "pairwise") -> int:
     """A project made as `prefloop init` makes it (empty annotations refused, annotators' Data
     Manager tab), connected to the backend at `backend_url`."""
-    settings = Settings.from_env({}, label_studio_url=label_studio.url, label_studio_api_key=label_studio.token,
-                                 backend_url=backend_url, project_title=f"{title} {uuid.uuid4().hex[:6]}")
+    settings = Settings.from_env(
+        {},
+        label_studio_url=label_studio.url,
+        label_studio_api_key=label_studio.token,
+        backend_url=backend_url,
+        project_title=f"{title} {uuid.uuid4().hex[:6]}",
+    )
     return first_start(settings, label_config=label_config).projects[0].id
 
 
@@ -99,8 +117,11 @@ def is_selected(box) -> bool:
 
 
 def wait_selected(page, box, selected: bool = True) -> None:
-    page.wait_for_function("([el, color, want]) => (el.getAttribute('style') || '').includes(color) === want",
-                           arg=[box.element_handle(), SELECTED, selected], timeout=10_000)
+    page.wait_for_function(
+        "([el, color, want]) => (el.getAttribute('style') || '').includes(color) === want",
+        arg=[box.element_handle(), SELECTED, selected],
+        timeout=10_000,
+    )
 
 
 def wait_saved(page, screenshots, name: str) -> None:
@@ -111,7 +132,8 @@ def wait_saved(page, screenshots, name: str) -> None:
 
 
 def test_every_task_shows_the_pushed_pick_and_the_least_certain_tab_and_label_all_follow_the_score(
-        trained_project, browser, stack, label_studio, screenshots):
+    trained_project, browser, stack, label_studio, screenshots
+):
     """Without Retrieve Predictions, the Data Manager's "Least certain first" tab (made by `prefloop
     init`'s code) lists every filled task with its prediction score, lowest first, and "Label All
     Tasks" opens the unlabeled task the reward model is least sure about."""
@@ -120,8 +142,11 @@ def test_every_task_shows_the_pushed_pick_and_the_least_certain_tab_and_label_al
     project = trained_project
     tasks = wait_pushed(label_studio, stack, project)
     assert len(tasks) == len(PROMPTS)
-    [tab] = [v for v in label_studio.api("GET", "/api/dm/views", params={"project": project})
-             if v["data"].get("title") == LEAST_CERTAIN_TAB]
+    [tab] = [
+        v
+        for v in label_studio.api("GET", "/api/dm/views", params={"project": project})
+        if v["data"].get("title") == LEAST_CERTAIN_TAB
+    ]
     by_score = sorted(tasks, key=lambda t: t["predictions_score"])
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     log_in(page, label_studio, screenshots)
@@ -142,7 +167,8 @@ def test_every_task_shows_the_pushed_pick_and_the_least_certain_tab_and_label_al
     least = next(t for t in by_score if not t["annotations"])
     labeling = page.locator(".lsf-richtext__line")
     assert labeling.filter(has_text=least["data"]["prompt"]).count() >= 1, (
-        f"Label All Tasks opened another task than the least certain one ({least['predictions_score']})")
+        f"Label All Tasks opened another task than the least certain one ({least['predictions_score']})"
+    )
     page.close()
 
 
@@ -169,8 +195,11 @@ def test_a_ranking_annotated_in_the_browser_becomes_the_pairs_it_implies(stack, 
     project = init_project(label_studio, stack.url, "e2e ranking", label_config="ranking")
     prompt = "Ranking prompt: what makes a good morning?"
     label_studio.import_tasks(project, [{"prompt": prompt, "answers": []}])
-    [task] = stack.wait_for(lambda: [t for t in label_studio.tasks(project) if len(t["data"]["answers"]) == 3] or None,
-                            120, "three answers written into the ranking task")
+    [task] = stack.wait_for(
+        lambda: [t for t in label_studio.tasks(project) if len(t["data"]["answers"]) == 3] or None,
+        120,
+        "three answers written into the ranking task",
+    )
     items = task["data"]["answers"]
     assert len({i["body"] for i in items}) == 3 and [i["id"] for i in items] == ["answer1", "answer2", "answer3"]
 
@@ -184,8 +213,11 @@ def test_a_ranking_annotated_in_the_browser_becomes_the_pairs_it_implies(stack, 
     shown.nth(2).wait_for(timeout=30_000)
     page.screenshot(path=str(screenshots / "12-ranking-task.png"))
     drag_to_top(page, shown, 2)
-    page.wait_for_function("(body) => document.querySelector('.htx-ranker-item').innerText.includes(body)",
-                           arg=items[2]["body"][:20], timeout=10_000)
+    page.wait_for_function(
+        "(body) => document.querySelector('.htx-ranker-item').innerText.includes(body)",
+        arg=items[2]["body"][:20],
+        timeout=10_000,
+    )
     page.screenshot(path=str(screenshots / "13-ranking-dragged.png"))
     t0 = time.time()
     submit.click()
@@ -198,23 +230,36 @@ def test_a_ranking_annotated_in_the_browser_becomes_the_pairs_it_implies(stack, 
     config = parse_label_config(label_studio.api("GET", f"/api/projects/{project}")["label_config"])
     pairs, summary = tasks_to_pairs(saved, config)
     body = {i["id"]: i["body"] for i in items}
-    assert {(p.chosen, p.rejected) for p in pairs} == {(body["answer3"], body["answer1"]),
-                                                       (body["answer3"], body["answer2"]),
-                                                       (body["answer1"], body["answer2"])}, summary.describe()
-    job = stack.wait_job(project, "train_reward", lambda j: j["status"] == "finished" and (j["enqueued_at"] or "")
-                         >= time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t0 - 1)), 60,
-                         "the training job the ranking queued")
+    assert {(p.chosen, p.rejected) for p in pairs} == {
+        (body["answer3"], body["answer1"]),
+        (body["answer3"], body["answer2"]),
+        (body["answer1"], body["answer2"]),
+    }, summary.describe()
+    job = stack.wait_job(
+        project,
+        "train_reward",
+        lambda j: (
+            j["status"] == "finished"
+            and (j["enqueued_at"] or "") >= time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t0 - 1))
+        ),
+        60,
+        "the training job the ranking queued",
+    )
     assert job["result"]["pairs"] == 3, job["result"]
 
 
 def test_a_confirmed_pre_selection_is_saved_as_that_choice_never_as_nothing(
-        trained_project, browser, label_studio, screenshots):
+    trained_project, browser, label_studio, screenshots
+):
     """Label Studio's Pairwise unselects an answer clicked a second time, also the one the reward
     model pre-selected; prefloop's projects refuse empty annotations, so Submit is disabled while
     nothing is chosen, a second click chooses it again, and the saved result is that choice."""
     project = trained_project
-    task = next(t for t in label_studio.tasks(project)
-                if not t["annotations"] and any(p["result"] for p in label_studio.predictions(t["id"])))
+    task = next(
+        t
+        for t in label_studio.tasks(project)
+        if not t["annotations"] and any(p["result"] for p in label_studio.predictions(t["id"]))
+    )
     predicted = [p for p in label_studio.predictions(task["id"]) if p["result"]][-1]["result"][0]["value"]["selected"]
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     log_in(page, label_studio, screenshots)
@@ -242,7 +287,8 @@ def test_a_confirmed_pre_selection_is_saved_as_that_choice_never_as_nothing(
 
 
 def test_annotator_sees_the_pre_selection_chooses_the_other_answer_and_prefloop_gets_it(
-        trained_project, browser, stack, label_studio, screenshots):
+    trained_project, browser, stack, label_studio, screenshots
+):
     """Log in, open a task: prompt, both answers and the reward model's pick are shown; choosing the
     other answer and submitting reaches prefloop as a webhook that queues training."""
     project = trained_project
@@ -262,8 +308,9 @@ def test_annotator_sees_the_pre_selection_chooses_the_other_answer_and_prefloop_
     for side, key in (("left", "answer1"), ("right", "answer2")):
         box = boxes.nth(0 if side == "left" else 1)
         assert box.inner_text().strip() == task["data"][key].strip(), f"{side} answer not shown as in LS"
-        assert is_selected(box) == (side == predicted), \
+        assert is_selected(box) == (side == predicted), (
             f"the model picked {predicted}; {side} selected={is_selected(box)}"
+        )
 
     t0 = time.time()
     boxes.nth(0 if other == "left" else 1).click()
@@ -274,9 +321,16 @@ def test_annotator_sees_the_pre_selection_chooses_the_other_answer_and_prefloop_
     saved = label_studio.tasks(project)
     annotation = next(t for t in saved if t["id"] == task["id"])["annotations"][-1]
     assert annotation["result"][0]["value"]["selected"] == other
-    job = stack.wait_job(project, "train_reward", lambda j: j["reason"] == "ANNOTATION_CREATED"
-                         and (j["enqueued_at"] or "") >= time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t0 - 1)),
-                         30, "a training job queued by the browser's annotation")
+    job = stack.wait_job(
+        project,
+        "train_reward",
+        lambda j: (
+            j["reason"] == "ANNOTATION_CREATED"
+            and (j["enqueued_at"] or "") >= time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t0 - 1))
+        ),
+        30,
+        "a training job queued by the browser's annotation",
+    )
     assert job["status"] in ("queued", "scheduled", "started", "finished")
 
     page.goto(f"{stack.url}/status?project={project}")
@@ -288,13 +342,14 @@ def test_annotator_sees_the_pre_selection_chooses_the_other_answer_and_prefloop_
     page.close()
 
 
-LONG = ("A long answer that wraps over several lines of the card. " * 6 + "\ufffd\x01" * 8 + "unbroken" * 30)
+LONG = "A long answer that wraps over several lines of the card. " * 6 + "\ufffd\x01" * 8 + "unbroken" * 30
 WIDTHS = (1024, 1366, 1920)
 
 
 @pytest.mark.parametrize("label_config", ["pairwise", "pairwise_chat"])
 def test_answers_stay_side_by_side_the_selection_colours_the_whole_card_and_annotators_see_no_json_column(
-        label_config, browser, label_studio, screenshots):
+    label_config, browser, label_studio, screenshots
+):
     """At common widths the left answer is left of the right one on the same row (also with long,
     unbroken model output), the chosen card is green edge to edge, and the Data Manager's first
     tab (made by `prefloop init`'s code) hides the wide `prefloop` column."""
@@ -302,18 +357,34 @@ def test_answers_stay_side_by_side_the_selection_colours_the_whole_card_and_anno
     from prefloop.label_config import load_label_config
     from prefloop.labelstudio import LabelStudioClient
 
-    project = label_studio.create_project(load_label_config(label_config),
-                                          title=f"layout {label_config} {uuid.uuid4().hex[:6]}")
-    client = LabelStudioClient(Settings.from_env({}, label_studio_url=label_studio.url,
-                                                 label_studio_api_key=label_studio.token))
+    project = label_studio.create_project(
+        load_label_config(label_config), title=f"layout {label_config} {uuid.uuid4().hex[:6]}"
+    )
+    client = LabelStudioClient(
+        Settings.from_env({}, label_studio_url=label_studio.url, label_studio_api_key=label_studio.token)
+    )
     annotator_settings(client, client.get_project(project))
-    shown = ({"prompt": "Layout prompt?"} if label_config == "pairwise"
-             else {"messages": [{"role": "user", "content": "Layout prompt?"}]})
+    shown = (
+        {"prompt": "Layout prompt?"}
+        if label_config == "pairwise"
+        else {"messages": [{"role": "user", "content": "Layout prompt?"}]}
+    )
     pick = {"from_name": "pw", "to_name": "pw", "type": "pairwise", "value": {"selected": "left"}}
-    label_studio.api("POST", f"/api/projects/{project}/import", json=[{
-        "data": {**shown, "answer1": LONG, "answer2": "A short right answer.",
-                 "prefloop": {"policy": "pi-base", "note": "x" * 200}},
-        "predictions": [{"model_version": "rm-test", "score": 0.9, "result": [pick]}]}])
+    label_studio.api(
+        "POST",
+        f"/api/projects/{project}/import",
+        json=[
+            {
+                "data": {
+                    **shown,
+                    "answer1": LONG,
+                    "answer2": "A short right answer.",
+                    "prefloop": {"policy": "pi-base", "note": "x" * 200},
+                },
+                "predictions": [{"model_version": "rm-test", "score": 0.9, "result": [pick]}],
+            }
+        ],
+    )
 
     page = browser.new_page(viewport={"width": WIDTHS[0], "height": 900})
     log_in(page, label_studio, screenshots)
@@ -338,8 +409,9 @@ def test_answers_stay_side_by_side_the_selection_colours_the_whole_card_and_anno
         assert min(left["width"], right["width"]) > 0.4 * row["width"], f"{width}px: the answers do not share the row"
         assert right["x"] + right["width"] <= row["x"] + row["width"] + 1, f"{width}px: the right answer overflows"
         card = page.locator(".answers .answer-box").nth(0).bounding_box()
-        assert all(abs(left[k] - card[k]) <= 1 for k in ("x", "y", "width", "height")), \
+        assert all(abs(left[k] - card[k]) <= 1 for k in ("x", "y", "width", "height")), (
             f"{width}px: the selection ({left}) does not cover the card ({card})"
+        )
         assert is_selected(boxes.nth(0)) and not is_selected(boxes.nth(1))
         assert boxes.nth(0).evaluate("el => getComputedStyle(el).backgroundColor") == SELECTED
     page.close()

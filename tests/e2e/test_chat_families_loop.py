@@ -19,11 +19,29 @@ from worker.reward import RewardTrainConfig
 pytestmark = pytest.mark.e2e
 
 CHATS = [
-    [{"role": "user", "content": f"Question {i}: what is the news on {topic}?"}] if i % 2 else
-    [{"role": "user", "content": "Hello"}, {"role": "assistant", "content": "Hi! How can I help?"},
-     {"role": "user", "content": f"Tell me about {topic}."}]
-    for i, topic in enumerate(["the market", "cats", "the weather", "music", "science", "history", "art", "dogs",
-                               "school", "the economy", "technology", "language models"])
+    [{"role": "user", "content": f"Question {i}: what is the news on {topic}?"}]
+    if i % 2
+    else [
+        {"role": "user", "content": "Hello"},
+        {"role": "assistant", "content": "Hi! How can I help?"},
+        {"role": "user", "content": f"Tell me about {topic}."},
+    ]
+    for i, topic in enumerate(
+        [
+            "the market",
+            "cats",
+            "the weather",
+            "music",
+            "science",
+            "history",
+            "art",
+            "dogs",
+            "school",
+            "the economy",
+            "technology",
+            "language models",
+        ]
+    )
 ]
 MIN_PAIRS = RewardTrainConfig().min_pairs
 TEMPLATE_TOKENS = ("<|eot_id|>", "<|start_header_id|>", "<|end_header_id|>", "<|begin_of_text|>", "<|end_of_text|>")
@@ -31,8 +49,12 @@ TEMPLATE_TOKENS = ("<|eot_id|>", "<|start_header_id|>", "<|end_header_id|>", "<|
 
 @pytest.fixture(scope="module")
 def chat_stack(label_studio, tiny_family_dir, tmp_path_factory):
-    s = Stack(tmp_path_factory.mktemp("chat-stack"), label_studio, tiny_family_dir("llama"),
-              extra={"reward_base_model": tiny_family_dir("bert"), "lora_r": 4, "reward_learning_rate": 2e-3}).start()
+    s = Stack(
+        tmp_path_factory.mktemp("chat-stack"),
+        label_studio,
+        tiny_family_dir("llama"),
+        extra={"reward_base_model": tiny_family_dir("bert"), "lora_r": 4, "reward_learning_rate": 2e-3},
+    ).start()
     yield s
     s.stop()
     keep_logs(s, "chat-stack")
@@ -55,8 +77,9 @@ def test_chat_tasks_get_clean_answers_from_the_llama_style_policy(project, chat_
         assert task["data"]["prefloop"]["model"] == str(tiny_family_dir("llama"))
 
 
-def test_annotations_train_an_encoder_reward_model_published_as_an_adapter(project, chat_stack, label_studio,
-                                                                            tiny_family_dir):
+def test_annotations_train_an_encoder_reward_model_published_as_an_adapter(
+    project, chat_stack, label_studio, tiny_family_dir
+):
     for i, task in enumerate(label_studio.tasks(project)[:MIN_PAIRS]):
         label_studio.annotate(task["id"], "left" if i % 3 else "right")
     reward = chat_stack.wait_version(project, "reward", None, 240)

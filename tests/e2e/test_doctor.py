@@ -18,8 +18,13 @@ def doctor(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
 
 def test_doctor_says_everything_runs_names_the_project_and_its_webhook_and_finds_a_missing_secret(stack, label_studio):
     title = f"doctor {uuid.uuid4().hex[:6]}"
-    settings = Settings.from_env({}, label_studio_url=label_studio.url, label_studio_api_key=label_studio.token,
-                                 backend_url=stack.url, project_title=title)
+    settings = Settings.from_env(
+        {},
+        label_studio_url=label_studio.url,
+        label_studio_api_key=label_studio.token,
+        backend_url=stack.url,
+        project_title=title,
+    )
     project = first_start(settings).projects[0].id
     env = {**stack.env(), "PROJECT_TITLE": title}
     env.pop("WEBHOOK_SECRET", None)
@@ -27,11 +32,15 @@ def test_doctor_says_everything_runs_names_the_project_and_its_webhook_and_finds
     r = doctor(env)
     assert r.returncode == 0, r.stdout + r.stderr
     out = r.stdout
-    for part, words in (("Redis", "answers"), ("worker", "worker(s) listening"), ("backend", "/health answers"),
-                        ("Label Studio", f"accepts the token (user {label_studio.email})"),
-                        (f"project {project}", repr(title)),
-                        (f"project {project} backend", f"{stack.url} is connected; Label Studio sees it connected"),
-                        (f"project {project} webhook", f"{stack.url}/webhook (active)")):
+    for part, words in (
+        ("Redis", "answers"),
+        ("worker", "worker(s) listening"),
+        ("backend", "/health answers"),
+        ("Label Studio", f"accepts the token (user {label_studio.email})"),
+        (f"project {project}", repr(title)),
+        (f"project {project} backend", f"{stack.url} is connected; Label Studio sees it connected"),
+        (f"project {project} webhook", f"{stack.url}/webhook (active)"),
+    ):
         line = next((x for x in out.splitlines() if x.startswith("ok") and f" {part} " in x), None)
         assert line is not None and words in line, f"{part}: {words!r} not in\n{out}"
     assert "empty annotations are allowed" not in out  # prefloop init refused them

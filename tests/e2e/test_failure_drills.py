@@ -21,15 +21,67 @@ from worker.reward import RewardTrainConfig
 pytestmark = pytest.mark.e2e
 
 MIN_PAIRS = RewardTrainConfig().min_pairs
-PROMPTS = [f"Drill prompt {i}: tell me about {w}." for i, w in enumerate(
-    ["rivers", "bread", "trains", "owls", "snow", "glass", "maps", "bees", "clocks", "kites", "tea", "stone", "rain", "salt"])]
+PROMPTS = [
+    f"Drill prompt {i}: tell me about {w}."
+    for i, w in enumerate(
+        [
+            "rivers",
+            "bread",
+            "trains",
+            "owls",
+            "snow",
+            "glass",
+            "maps",
+            "bees",
+            "clocks",
+            "kites",
+            "tea",
+            "stone",
+            "rain",
+            "salt",
+        ]
+    )
+]
 SLOW = {"max_new_tokens": 32, "generation_batch_size": 1, "ppo_min_accuracy": 1}
 """Generation slow enough (a few seconds per job) that a drill can stop Label Studio mid-job; PPO
 only behind a perfect reward model, so it rarely takes the worker's time."""
-LATE = [f"Late prompt {i}: what is a {w}?" for i, w in enumerate(
-    ["comet", "harbour", "violin", "desert", "lantern", "glacier", "meadow", "canal", "pebble", "tower", "ferry",
-     "cactus", "anchor", "beacon", "orchard", "quarry", "saddle", "tunnel", "valley", "wagon", "wharf", "yacht",
-     "bridge", "candle", "dune", "forge", "grove", "island", "jetty", "kettle"])]
+LATE = [
+    f"Late prompt {i}: what is a {w}?"
+    for i, w in enumerate(
+        [
+            "comet",
+            "harbour",
+            "violin",
+            "desert",
+            "lantern",
+            "glacier",
+            "meadow",
+            "canal",
+            "pebble",
+            "tower",
+            "ferry",
+            "cactus",
+            "anchor",
+            "beacon",
+            "orchard",
+            "quarry",
+            "saddle",
+            "tunnel",
+            "valley",
+            "wagon",
+            "wharf",
+            "yacht",
+            "bridge",
+            "candle",
+            "dune",
+            "forge",
+            "grove",
+            "island",
+            "jetty",
+            "kettle",
+        ]
+    )
+]
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +137,9 @@ def idle(stack: Stack, project_id: int) -> None:
 def predict_versions(stack: Stack, label_studio, project_id: int) -> set[str]:
     """The model_version of /predict's entries for the project's tasks, as Label Studio asks."""
     tasks = label_studio.tasks(project_id)[:4]
-    r = stack.post("/predict", {"tasks": tasks, "project": f"{project_id}.1", "label_config": load_label_config("pairwise")})
+    r = stack.post(
+        "/predict", {"tasks": tasks, "project": f"{project_id}.1", "label_config": load_label_config("pairwise")}
+    )
     r.raise_for_status()
     results = r.json()["results"]
     assert all(e.get("result") for e in results), results
@@ -100,8 +154,14 @@ def test_worker_killed_mid_training_publishes_nothing_and_the_job_is_retried(pro
     before, listed = s.current(project)["reward"], [v["version"] for v in s.store.versions(project, "reward")]
     serving = s.model_version(project)
     q = queue_of(s)
-    job_id = q.enqueue(JobKind.TRAIN_REWARD, project, reason="drill: a long training run", rate_limited=False,
-                       force=True, config={"num_train_epochs": 60}).job_id
+    job_id = q.enqueue(
+        JobKind.TRAIN_REWARD,
+        project,
+        reason="drill: a long training run",
+        rate_limited=False,
+        force=True,
+        config={"num_train_epochs": 60},
+    ).job_id
 
     def training():
         job = job_state(q, job_id)
@@ -122,7 +182,9 @@ def test_worker_killed_mid_training_publishes_nothing_and_the_job_is_retried(pro
     assert job["status"] == "finished", job
     new = s.current(project)["reward"]
     assert new != before and job["result"]["version"] == new
-    assert {"config.json", "metrics.json", "version.json"} <= {p.name for p in (s.model_dir / str(project) / "reward" / new).iterdir()}
+    assert {"config.json", "metrics.json", "version.json"} <= {
+        p.name for p in (s.model_dir / str(project) / "reward" / new).iterdir()
+    }
     assert "recovered 1 job(s) abandoned by dead workers" in (s.base / "worker.log").read_text()
 
 

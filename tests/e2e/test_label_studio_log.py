@@ -95,5 +95,6 @@ def test_tasks_opened_before_the_first_reward_model_log_no_error(new_project, st
     written = read_from(log, start)
     assert serve_log.read_text(errors="replace").count("POST /predict") > predicts, "Label Studio called /predict"
     errors = [line for line in written.splitlines() if any(bad in line for bad in BAD)]
-    assert not errors, "Label Studio logged errors for tasks opened before the first reward model:\n" + \
-        "\n".join(errors)
+    assert not errors, "Label Studio logged errors for tasks opened before the first reward model:\n" + "\n".join(
+        errors
+    )

@@ -64,8 +64,13 @@ def test_annotations_train_a_reward_model_that_setup_reports(project, stack, lab
     tasks = label_studio.tasks(project)
     for i, task in enumerate(tasks[:MIN_PAIRS]):
         label_studio.annotate(task["id"], "left" if i % 3 else "right")
-    stack.wait_job(project, "train_reward", lambda j: j["reason"] == "ANNOTATION_CREATED", 30,
-                   "a training job queued by an ANNOTATION_CREATED webhook")
+    stack.wait_job(
+        project,
+        "train_reward",
+        lambda j: j["reason"] == "ANNOTATION_CREATED",
+        30,
+        "a training job queued by an ANNOTATION_CREATED webhook",
+    )
     reward = stack.wait_version(project, "reward", None, 180)
     version = stack.model_version(project)
     assert version.startswith(f"{reward}+"), version
@@ -75,7 +80,7 @@ def test_annotations_train_a_reward_model_that_setup_reports(project, stack, lab
 
 
 def test_retrieve_predictions_stores_pairwise_predictions_in_label_studio(project, stack, label_studio):
-    """"Retrieve Predictions" makes LS call /predict; every task gets the reward model's pick,
+    """ "Retrieve Predictions" makes LS call /predict; every task gets the reward model's pick,
     with the serving model_version and its probability as score."""
     label_studio.retrieve_predictions(project)
     version = stack.model_version(project)
@@ -101,8 +106,9 @@ def test_ppo_publishes_a_policy_and_generation_switches_to_it(project, stack, la
     new = [t for t in tasks if t["id"] not in before]
     assert len(new) == len(LATER_PROMPTS)
     for task in new:
-        assert policy in json.dumps(task["data"]) + json.dumps(task.get("meta") or {}), \
+        assert policy in json.dumps(task["data"]) + json.dumps(task.get("meta") or {}), (
             f"task {task['id']} does not record the policy that wrote it: {task['data']}"
+        )
 
 
 def test_status_page_shows_the_project_versions_and_jobs(project, stack):

@@ -31,8 +31,15 @@ class Up:
     """`prefloop up` in its own process, its output collected line by line."""
 
     def __init__(self, args: list[str], env: dict[str, str]):
-        self.proc = subprocess.Popen(PREFLOOP + ["up", *args], env=env, cwd=REPO, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        self.proc = subprocess.Popen(
+            PREFLOOP + ["up", *args],
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
         self.lines: list[str] = []
         threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True).start()
 
@@ -42,7 +49,9 @@ class Up:
 
     def wait_for(self, text: str, timeout: float) -> str:
         try:
-            wait_until(lambda: text in self.output or self.proc.poll() is not None, timeout, f"{text!r} from prefloop up")
+            wait_until(
+                lambda: text in self.output or self.proc.poll() is not None, timeout, f"{text!r} from prefloop up"
+            )
         except TimeoutError as exc:
             raise AssertionError(f"{exc}\n{self.output}") from None
         assert text in self.output, self.output
@@ -59,13 +68,22 @@ def up_env(label_studio):
 
 
 def test_up_starts_the_loop_prints_where_to_go_stops_on_ctrl_c_and_restarts_with_the_same_project(
-        label_studio, tmp_path, up_env):
+    label_studio, tmp_path, up_env
+):
     """Offline it says so and runs the tiny model; it creates and connects the demo project, imports
     the sample prompts (answered by its worker), prints the URLs; Ctrl-C stops every process it
     started; a second run finds the project, the model and the data again."""
     port, redis_port = free_port(), free_port()
-    args = ["--state-dir", str(tmp_path / "state"), "--port", str(port), "--redis-port", str(redis_port),
-            "--label-studio-url", label_studio.url]
+    args = [
+        "--state-dir",
+        str(tmp_path / "state"),
+        "--port",
+        str(port),
+        "--redis-port",
+        str(redis_port),
+        "--label-studio-url",
+        label_studio.url,
+    ]
     first = Up(args, up_env)
     out = first.wait_for("Ctrl-C stops everything", 180)
     assert "OFFLINE" in out and "tiny 2-layer GPT-2" in out
@@ -88,8 +106,9 @@ def test_up_starts_the_loop_prints_where_to_go_stops_on_ctrl_c_and_restarts_with
     assert "everything stopped" in first.output
     assert port_free(port) and port_free(redis_port)
     time.sleep(1)
-    assert not [pid for pid in children if os.path.exists(f"/proc/{pid}") and "Z" not in _state(pid)], \
+    assert not [pid for pid in children if os.path.exists(f"/proc/{pid}") and "Z" not in _state(pid)], (
         "no process of prefloop up is left"
+    )
 
     second = Up(args, up_env)
     try:
@@ -119,12 +138,19 @@ def uses_the_stack(state_dir, project: int, label_studio) -> None:
     assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
     env = {k: v for k, v in prefloop_env().items() if k not in STACK_KEYS + ("PROJECT_TITLE",)}
     env["PREFLOOP_STATE_DIR"] = str(state_dir)
-    jobs = subprocess.run(PREFLOOP + ["jobs", "--project", str(project)], env=env, cwd=state_dir.parent,
-                          capture_output=True, text=True, timeout=60)
+    jobs = subprocess.run(
+        PREFLOOP + ["jobs", "--project", str(project)],
+        env=env,
+        cwd=state_dir.parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert jobs.returncode == 0 and "generate" in jobs.stdout, jobs.stdout + jobs.stderr
     assert "local stack" in jobs.stderr, jobs.stderr
-    doctor = subprocess.run(PREFLOOP + ["doctor"], env=env, cwd=state_dir.parent,
-                            capture_output=True, text=True, timeout=120)
+    doctor = subprocess.run(
+        PREFLOOP + ["doctor"], env=env, cwd=state_dir.parent, capture_output=True, text=True, timeout=120
+    )
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
     assert f"project {project} webhook" in doctor.stdout and "tiny GPT-2" in doctor.stdout, doctor.stdout
 
@@ -152,9 +178,16 @@ def test_label_studio_gets_its_login_from_the_environment_never_from_its_argumen
         assert own.api("GET", "/api/current-user/whoami")["email"] == own.email  # the token works
         session = requests.Session()
         session.get(f"{own.url}/user/login/", timeout=30)
-        r = session.post(f"{own.url}/user/login/", data={"email": own.email, "password": own.password,
-                                                          "csrfmiddlewaretoken": session.cookies.get("csrftoken")},
-                         headers={"Referer": f"{own.url}/user/login/"}, timeout=30)
+        r = session.post(
+            f"{own.url}/user/login/",
+            data={
+                "email": own.email,
+                "password": own.password,
+                "csrfmiddlewaretoken": session.cookies.get("csrftoken"),
+            },
+            headers={"Referer": f"{own.url}/user/login/"},
+            timeout=30,
+        )
         assert r.ok and "/user/login" not in r.url, "the admin logs in with the password given in the environment"
     finally:
         if own is not label_studio:

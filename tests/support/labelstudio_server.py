@@ -47,11 +47,22 @@ class LabelStudioServer:
 
         self._log = open(self.data_dir / "label-studio.log", "ab")
         env = label_studio_env(self.data_dir, username=self.email, password=self.password, token=TOKEN)
-        self.proc = subprocess.Popen(label_studio_argv(LS_BIN, self.port), env=env, stdout=self._log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-        wait_until(lambda: self.proc.poll() is None and requests.get(f"{self.url}/health", timeout=2).ok, timeout,
-                   "Label Studio", interval=1.0)
-        wait_until(lambda: self.api("GET", "/api/current-user/whoami").get("email") == ADMIN_EMAIL, 60, "Label Studio API")
+        self.proc = subprocess.Popen(
+            label_studio_argv(LS_BIN, self.port),
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        wait_until(
+            lambda: self.proc.poll() is None and requests.get(f"{self.url}/health", timeout=2).ok,
+            timeout,
+            "Label Studio",
+            interval=1.0,
+        )
+        wait_until(
+            lambda: self.api("GET", "/api/current-user/whoami").get("email") == ADMIN_EMAIL, 60, "Label Studio API"
+        )
         return self
 
     def stop(self) -> None:
@@ -83,8 +94,12 @@ class LabelStudioServer:
     def tasks(self, project_id: int) -> list[dict]:
         out, page = [], 1
         while True:
-            r = requests.get(f"{self.url}/api/tasks", params={"project": project_id, "page": page, "page_size": 100, "fields": "all"},
-                             headers={"Authorization": f"Token {TOKEN}"}, timeout=30)
+            r = requests.get(
+                f"{self.url}/api/tasks",
+                params={"project": project_id, "page": page, "page_size": 100, "fields": "all"},
+                headers={"Authorization": f"Token {TOKEN}"},
+                timeout=30,
+            )
             if r.status_code == 404:
                 return out
             r.raise_for_status()
@@ -102,8 +117,12 @@ class LabelStudioServer:
         """The Data Manager action "Retrieve Predictions": LS calls the backend's /predict for the
         selected tasks (all when `task_ids` is None) in one synchronous request and stores the results."""
         selected = {"all": True, "excluded": []} if task_ids is None else {"all": False, "included": task_ids}
-        return self.api("POST", "/api/dm/actions", params={"id": "retrieve_tasks_predictions", "project": project_id},
-                        json={"selectedItems": selected})
+        return self.api(
+            "POST",
+            "/api/dm/actions",
+            params={"id": "retrieve_tasks_predictions", "project": project_id},
+            json={"selectedItems": selected},
+        )
 
     def webhooks(self, project_id: int) -> list[dict]:
         return self.api("GET", "/api/webhooks", params={"project": project_id})

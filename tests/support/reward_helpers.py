@@ -52,8 +52,16 @@ def annotated_project(label_studio, n: int = 40, seed: int = 11) -> dict:
     project_id = label_studio.create_project(load_label_config("pairwise"), title=f"reward test {seed}")
     pairs = synthetic_pairs(n, seed=seed)
     sides = [rng.choice(("left", "right")) for _ in pairs]
-    tasks = [{"data": {"prompt": p.prompt, "answer1": p.chosen if s == "left" else p.rejected,
-                       "answer2": p.rejected if s == "left" else p.chosen}} for p, s in zip(pairs, sides)]
+    tasks = [
+        {
+            "data": {
+                "prompt": p.prompt,
+                "answer1": p.chosen if s == "left" else p.rejected,
+                "answer2": p.rejected if s == "left" else p.chosen,
+            }
+        }
+        for p, s in zip(pairs, sides)
+    ]
     label_studio.import_tasks(project_id, tasks)
     stored = sorted(label_studio.tasks(project_id), key=lambda t: t["id"])
     chosen_ids = []
@@ -61,7 +69,11 @@ def annotated_project(label_studio, n: int = 40, seed: int = 11) -> dict:
         if i % 2:
             chosen_ids.append(label_studio.annotate(task["id"], side)["id"])
         else:  # what API clients may write
-            result = [{"from_name": "pw", "to_name": "answer1,answer2", "type": "pairwise", "value": {"selected": side}}]
-            chosen_ids.append(label_studio.api("POST", f"/api/tasks/{task['id']}/annotations", json={"result": result})["id"])
+            result = [
+                {"from_name": "pw", "to_name": "answer1,answer2", "type": "pairwise", "value": {"selected": side}}
+            ]
+            chosen_ids.append(
+                label_studio.api("POST", f"/api/tasks/{task['id']}/annotations", json={"result": result})["id"]
+            )
     label_studio.api("POST", f"/api/tasks/{stored[0]['id']}/annotations", json={"result": [], "was_cancelled": True})
     return {"project_id": project_id, "annotation_ids": sorted(chosen_ids), "tasks": stored}

@@ -38,10 +38,19 @@ class PairwiseDataset:
     def __init__(self, pairs: Sequence[PreferencePair], tokenizer, max_length: int):
         self.rows = []
         for pair in pairs:
-            enc = [tokenizer("<|startoftext|>" + reward_text(pair.prompt, text) + "<|endoftext|>", truncation=True,
-                             max_length=max_length, padding="max_length", return_tensors="pt")
-                   for text in (pair.chosen, pair.rejected)]
-            self.rows.append((enc[0]["input_ids"], enc[0]["attention_mask"], enc[1]["input_ids"], enc[1]["attention_mask"]))
+            enc = [
+                tokenizer(
+                    "<|startoftext|>" + reward_text(pair.prompt, text) + "<|endoftext|>",
+                    truncation=True,
+                    max_length=max_length,
+                    padding="max_length",
+                    return_tensors="pt",
+                )
+                for text in (pair.chosen, pair.rejected)
+            ]
+            self.rows.append(
+                (enc[0]["input_ids"], enc[0]["attention_mask"], enc[1]["input_ids"], enc[1]["attention_mask"])
+            )
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -63,8 +72,9 @@ class DataCollatorReward:
         }
 
 
-def train_seed_recipe(pairs: Sequence[PreferencePair], base_model: str | Path, out_dir: str | Path,
-                      config: SeedRecipeConfig | None = None) -> tuple[Any, Any, float]:
+def train_seed_recipe(
+    pairs: Sequence[PreferencePair], base_model: str | Path, out_dir: str | Path, config: SeedRecipeConfig | None = None
+) -> tuple[Any, Any, float]:
     """Train as the blog did. Returns (model, tokenizer, train seconds); the model stays in memory."""
     import torch
     from transformers import Trainer, TrainingArguments, set_seed
@@ -74,16 +84,28 @@ def train_seed_recipe(pairs: Sequence[PreferencePair], base_model: str | Path, o
     config = config or SeedRecipeConfig()
     set_seed(config.seed)
     tokenizer = load_tokenizer(base_model, padding_side="right")
-    model = load_reward_model(base_model, device=torch.device("cpu"), dtype=torch.float32,
-                              pad_token_id=tokenizer.pad_token_id)
+    model = load_reward_model(
+        base_model, device=torch.device("cpu"), dtype=torch.float32, pad_token_id=tokenizer.pad_token_id
+    )
     args = TrainingArguments(
-        output_dir=str(out_dir), learning_rate=config.learning_rate, num_train_epochs=config.num_train_epochs,
-        per_device_train_batch_size=config.per_device_train_batch_size, save_strategy="no", report_to="none",
-        use_cpu=config.device == "cpu", logging_steps=10, disable_tqdm=True, seed=config.seed,
+        output_dir=str(out_dir),
+        learning_rate=config.learning_rate,
+        num_train_epochs=config.num_train_epochs,
+        per_device_train_batch_size=config.per_device_train_batch_size,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=config.device == "cpu",
+        logging_steps=10,
+        disable_tqdm=True,
+        seed=config.seed,
         remove_unused_columns=False,
     )
-    trainer = Trainer(model=model, args=args, train_dataset=PairwiseDataset(pairs, tokenizer, config.max_length),
-                      data_collator=DataCollatorReward())
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=PairwiseDataset(pairs, tokenizer, config.max_length),
+        data_collator=DataCollatorReward(),
+    )
     started = time.perf_counter()
     trainer.train()
     return trainer.accelerator.unwrap_model(trainer.model), tokenizer, time.perf_counter() - started

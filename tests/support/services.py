@@ -56,7 +56,9 @@ class RedisServer:
 
         if self.data_dir is not None:
             self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(redis_argv(self.port, self.data_dir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            redis_argv(self.port, self.data_dir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         import redis
 
         wait_until(lambda: redis.Redis(port=self.port).ping(), 10, f"redis-server on port {self.port}")
@@ -90,8 +92,14 @@ class Process:
     def start(self) -> Process:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         self._fh = open(self.log, "ab")
-        self.proc = subprocess.Popen(PREFLOOP + self.args, env=self.env, cwd=REPO, stdout=self._fh,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            PREFLOOP + self.args,
+            env=self.env,
+            cwd=REPO,
+            stdout=self._fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         return self
 
     def alive(self) -> bool:

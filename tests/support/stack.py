@@ -40,7 +40,7 @@ failure drills see retries and the final failure quickly."""
 @dataclass
 class Stack:
     base: Path
-    label_studio: Any                       # tests.support.labelstudio_server.LabelStudioServer
+    label_studio: Any  # tests.support.labelstudio_server.LabelStudioServer
     model_source: Path
     extra: dict[str, Any] = field(default_factory=dict)
     redis: RedisServer | None = None
@@ -62,9 +62,16 @@ class Stack:
         return ArtifactStore(self.model_dir)
 
     def env(self) -> dict[str, str]:
-        settings = dict(FAST, redis_url=self.redis.url, model_dir=self.model_dir, base_model=self.model_source,
-                        label_studio_url=self.label_studio.url, label_studio_api_key=self.label_studio.token,
-                        backend_url=self.url, **self.extra)
+        settings = dict(
+            FAST,
+            redis_url=self.redis.url,
+            model_dir=self.model_dir,
+            base_model=self.model_source,
+            label_studio_url=self.label_studio.url,
+            label_studio_api_key=self.label_studio.token,
+            backend_url=self.url,
+            **self.extra,
+        )
         return prefloop_env(**settings)
 
     # --- processes -----------------------------------------------------------------------------
@@ -77,10 +84,15 @@ class Stack:
 
     def start_worker(self) -> Process:
         self.workers_started += 1
-        self.worker = Process(["worker", "--name", f"e2e-{self.port}-{self.workers_started}"], self.env(),
-                              self.base / "worker.log").start()
-        wait_until(lambda: f"e2e-{self.port}-{self.workers_started}" in self.worker_names(), 60, "prefloop worker",
-                   interval=0.3)
+        self.worker = Process(
+            ["worker", "--name", f"e2e-{self.port}-{self.workers_started}"], self.env(), self.base / "worker.log"
+        ).start()
+        wait_until(
+            lambda: f"e2e-{self.port}-{self.workers_started}" in self.worker_names(),
+            60,
+            "prefloop worker",
+            interval=0.3,
+        )
         return self.worker
 
     def worker_names(self) -> list[str]:
@@ -121,23 +133,34 @@ class Stack:
         config; default: label_config/pairwise.xml)."""
         from prefloop.label_config import load_label_config
 
-        r = self.post("/setup", {"project": f"{project_id}.1700000000", "schema": schema or load_label_config("pairwise")})
+        r = self.post(
+            "/setup", {"project": f"{project_id}.1700000000", "schema": schema or load_label_config("pairwise")}
+        )
         r.raise_for_status()
         return r.json()["model_version"]
 
     def current(self, project_id: int) -> dict[str, str | None]:
         return self.store.current(project_id)
 
-    def wait_job(self, project_id: int, kind: str, predicate: Callable[[dict], bool], timeout: float, what: str,
-                 ) -> dict[str, Any]:
+    def wait_job(
+        self,
+        project_id: int,
+        kind: str,
+        predicate: Callable[[dict], bool],
+        timeout: float,
+        what: str,
+    ) -> dict[str, Any]:
         """Wait for a job of `kind` that satisfies `predicate`; on timeout, show the jobs and the logs."""
+
         def find():
             return next((j for j in self.jobs(project_id) if j["kind"] == kind and predicate(j)), None)
 
         try:
             return wait_until(find, timeout, what, interval=0.5)
         except TimeoutError as exc:
-            raise AssertionError(f"{exc}\njobs: {json.dumps(self.jobs(project_id), indent=1)[:4000]}\n{self.logs()}") from None
+            raise AssertionError(
+                f"{exc}\njobs: {json.dumps(self.jobs(project_id), indent=1)[:4000]}\n{self.logs()}"
+            ) from None
 
     def wait_for(self, predicate: Callable[[], Any], timeout: float, what: str) -> Any:
         try:
@@ -147,6 +170,7 @@ class Stack:
 
     def wait_version(self, project_id: int, kind: str, after: str | None, timeout: float) -> str:
         """Wait until `kind`'s serving version changes from `after`; returns the new one."""
+
         def changed():
             version = self.current(project_id).get(kind)
             return version if version and version != after else None

@@ -16,11 +16,23 @@ from prefloop.scoring import RewardScorer
 from tests.support.reward_synthetic import synthetic_pairs
 from worker.generation import Generator, SamplingConfig, task_seed
 
-CHAT = Conversation.of([{"role": "user", "content": "Hello"}, {"role": "assistant", "content": "Hi"},
-                        {"role": "user", "content": "What is the news?"}])
+CHAT = Conversation.of(
+    [
+        {"role": "user", "content": "Hello"},
+        {"role": "assistant", "content": "Hi"},
+        {"role": "user", "content": "What is the news?"},
+    ]
+)
 PROMPTS = [Conversation.of("What is the latest news on the stock market?"), CHAT, Conversation.of("Cats")]
-TINY_RM = dict(learning_rate=2e-3, num_train_epochs=1, per_device_train_batch_size=8, device="cpu", eval_points=0,
-               seed=0, min_pairs=4)
+TINY_RM = dict(
+    learning_rate=2e-3,
+    num_train_epochs=1,
+    per_device_train_batch_size=8,
+    device="cpu",
+    eval_points=0,
+    seed=0,
+    min_pairs=4,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -62,8 +74,9 @@ def test_sampling_stops_at_an_eos_id_the_tokenizer_does_not_name(tiny_family_dir
     head.bias.data[other] = 30.0
     lm.lm_head = head
     q, qm = encode_prompts(tok, PROMPTS, 64, "cpu", pad_token_id=tok.pad_token_id)
-    responses, mask, ended = sample(lm, q, qm, max_new_tokens=6, eos_token_id=list(eos_ids(tok, lm)),
-                                    pad_token_id=tok.pad_token_id)
+    responses, mask, ended = sample(
+        lm, q, qm, max_new_tokens=6, eos_token_id=list(eos_ids(tok, lm)), pad_token_id=tok.pad_token_id
+    )
     assert ended.all() and mask.sum(1).tolist() == [1] * len(PROMPTS)
 
 
@@ -78,8 +91,10 @@ def test_reward_training_publish_and_serve(tiny_family_dir, tmp_path, family, lo
     base = tiny_family_dir(family)
     pairs = synthetic_pairs(24, seed=3, prompts=8)
     chats = [Conversation.of(CHAT.messages()[:-1] + [{"role": "user", "content": f"Q{i}?"}]) for i in range(8)]
-    pairs[:8] = [p.__class__(c.key, p.chosen, p.rejected, p.task_id, p.annotation_ids, conversation=c)
-                 for c, p in zip(chats, pairs[:8], strict=True)]
+    pairs[:8] = [
+        p.__class__(c.key, p.chosen, p.rejected, p.task_id, p.annotation_ids, conversation=c)
+        for c, p in zip(chats, pairs[:8], strict=True)
+    ]
     out = tmp_path / "rm"
     metrics = train_reward(pairs, base, out, TINY_RM, lora=LoraSettings(r=lora))
     assert is_adapter(out) == bool(lora) and (out / "model.safetensors").exists() == (not lora)
@@ -112,12 +127,31 @@ def test_ppo_with_an_encoder_reward_model_publishes_a_loadable_policy(tiny_famil
     reward = tmp_path / "rm"
     train_reward(synthetic_pairs(16, seed=5, prompts=8), tiny_family_dir("bert"), reward, TINY_RM)
     policy = tiny_family_dir(family)
-    config = PPOConfig.from_overrides(dict(steps=1, rollout_batch_size=4, mini_batch_size=4, micro_batch_size=4,
-                                           forward_batch_size=4, max_new_tokens=6, ppo_epochs=1, learning_rate=1e-3,
-                                           sample_prompts=2, max_prompt_tokens=64))
+    config = PPOConfig.from_overrides(
+        dict(
+            steps=1,
+            rollout_batch_size=4,
+            mini_batch_size=4,
+            micro_batch_size=4,
+            forward_batch_size=4,
+            max_new_tokens=6,
+            ppo_epochs=1,
+            learning_rate=1e-3,
+            sample_prompts=2,
+            max_prompt_tokens=64,
+        )
+    )
     out = tmp_path / "policy"
-    metrics = train_policy(PROMPTS + [Conversation.of("Good morning!")], policy_source=policy, reward_source=reward,
-                           out_dir=out, config=config, device="cpu", base_model=str(policy), lora=LoraSettings(r=lora))
+    metrics = train_policy(
+        PROMPTS + [Conversation.of("Good morning!")],
+        policy_source=policy,
+        reward_source=reward,
+        out_dir=out,
+        config=config,
+        device="cpu",
+        base_model=str(policy),
+        lora=LoraSettings(r=lora),
+    )
     assert metrics["steps_done"] == 1 and metrics["history"][0]["objective/kl"] == 0.0
     assert is_adapter(out) == bool(lora) and read_base_model_name(out) == str(policy)
     samples = json.loads((out / "samples.json").read_text())
@@ -136,14 +170,41 @@ def test_ppo_continues_a_published_lora_adapter_on_the_same_base(tiny_family_dir
     from worker.ppo.run import train_policy
 
     policy = tiny_family_dir("llama")
-    config = PPOConfig.from_overrides(dict(steps=1, rollout_batch_size=4, mini_batch_size=4, micro_batch_size=4,
-                                           forward_batch_size=4, max_new_tokens=6, ppo_epochs=1, learning_rate=1e-2,
-                                           sample_prompts=1, max_prompt_tokens=64))
+    config = PPOConfig.from_overrides(
+        dict(
+            steps=1,
+            rollout_batch_size=4,
+            mini_batch_size=4,
+            micro_batch_size=4,
+            forward_batch_size=4,
+            max_new_tokens=6,
+            ppo_epochs=1,
+            learning_rate=1e-2,
+            sample_prompts=1,
+            max_prompt_tokens=64,
+        )
+    )
     score = lambda prompts, texts: [float(len(t)) for t in texts]  # noqa: E731  (the reward model is not the subject)
     first, second = tmp_path / "v1", tmp_path / "v2"
-    train_policy(PROMPTS, policy_source=policy, out_dir=first, config=config, device="cpu", score=score,
-                 base_model=str(policy), lora=LoraSettings(r=4))
-    metrics = train_policy(PROMPTS, policy_source=first, out_dir=second, config=config, device="cpu", score=score,
-                           base_model=str(policy), lora=LoraSettings(r=4))
+    train_policy(
+        PROMPTS,
+        policy_source=policy,
+        out_dir=first,
+        config=config,
+        device="cpu",
+        score=score,
+        base_model=str(policy),
+        lora=LoraSettings(r=4),
+    )
+    metrics = train_policy(
+        PROMPTS,
+        policy_source=first,
+        out_dir=second,
+        config=config,
+        device="cpu",
+        score=score,
+        base_model=str(policy),
+        lora=LoraSettings(r=4),
+    )
     assert read_base_model_name(second) == str(policy) and is_adapter(second)
     assert metrics["history"][0]["objective/kl"] != 0.0  # the continued adapter already differs from the base

@@ -11,8 +11,14 @@ from prefloop.errors import SettingsError
 from worker.generation import MAX_TRIES, Generator, SamplingConfig, counter_uniform, task_seed
 from worker.policy import PolicyCache
 
-PROMPTS = ["What is the latest news on the stock market?", "Cats", "The quick brown fox jumps over the lazy dog. " * 4,
-           "User: Hi\nAssistant:", "Please explain how a language model works.", "Good morning!"]
+PROMPTS = [
+    "What is the latest news on the stock market?",
+    "Cats",
+    "The quick brown fox jumps over the lazy dog. " * 4,
+    "User: Hi\nAssistant:",
+    "Please explain how a language model works.",
+    "Good morning!",
+]
 CONFIG = SamplingConfig(max_new_tokens=12, batch_size=4)
 
 
@@ -67,7 +73,8 @@ def test_both_samples_share_one_left_padded_cached_generate_call(gen):
     calls = []
     hook = gen.model.register_forward_pre_hook(
         lambda mod, args, kwargs: calls.append((kwargs["input_ids"].shape, kwargs.get("attention_mask"))),
-        with_kwargs=True)
+        with_kwargs=True,
+    )
     try:
         results = gen.generate(PROMPTS, seeds(PROMPTS), SamplingConfig(max_new_tokens=5, batch_size=4))
     finally:
@@ -99,11 +106,14 @@ def test_equal_or_empty_answers_are_resampled_a_bounded_number_of_times(gen):
     prompts = [f"Question number {i}:" for i in range(24)]
     results = gen.generate(prompts, seeds(prompts), narrow)
     for res in results:
-        assert (res.answers is not None and all(res.answers) and res.answers[0] != res.answers[1]) or \
-            (res.answers is None and res.tries == MAX_TRIES and "after 4 tries" in res.error)
+        assert (res.answers is not None and all(res.answers) and res.answers[0] != res.answers[1]) or (
+            res.answers is None and res.tries == MAX_TRIES and "after 4 tries" in res.error
+        )
     assert any(res.answers and res.tries > 1 for res in results), "some pair needed a re-sample and got one"
     frozen = gen.generate(["Cats"], [3], SamplingConfig(max_new_tokens=8, temperature=1e-4))[0]
-    assert frozen.answers is None and frozen.tries == MAX_TRIES and gen.metadata(narrow, frozen)["error"] == frozen.error
+    assert (
+        frozen.answers is None and frozen.tries == MAX_TRIES and gen.metadata(narrow, frozen)["error"] == frozen.error
+    )
 
 
 def test_counter_noise_is_uniform_and_a_function_of_key_step_and_token():

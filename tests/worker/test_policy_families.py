@@ -52,12 +52,28 @@ def test_llama_policy_with_lora_and_a_bert_reward_model(trainer, tiny_family_dir
     policy = tiny_family_dir("llama")
     lora = LoraSettings(r=4)
     if trainer == "dpo":
-        metrics = train_dpo(PAIRS, policy, tmp_path, {**SHORT, "max_steps": 2, "min_pairs": 4}, device="cpu",
-                            reward_source=reward_on_bert, base_model=str(policy), lora=lora)
+        metrics = train_dpo(
+            PAIRS,
+            policy,
+            tmp_path,
+            {**SHORT, "max_steps": 2, "min_pairs": 4},
+            device="cpu",
+            reward_source=reward_on_bert,
+            base_model=str(policy),
+            lora=lora,
+        )
     else:
-        metrics = train_online(trainer, CHATS, policy_source=policy, reward_source=reward_on_bert, out_dir=tmp_path,
-                               config={**SHORT, "steps": 2, "prompts_per_step": 2, "num_generations": 2},
-                               device="cpu", base_model=str(policy), lora=lora)
+        metrics = train_online(
+            trainer,
+            CHATS,
+            policy_source=policy,
+            reward_source=reward_on_bert,
+            out_dir=tmp_path,
+            config={**SHORT, "steps": 2, "prompts_per_step": 2, "num_generations": 2},
+            device="cpu",
+            base_model=str(policy),
+            lora=lora,
+        )
     assert metrics["trainer"] == trainer and metrics["steps_done"] == 2 and abs(metrics["final_kl"]) < 5
     assert is_adapter(tmp_path), "a LoRA run publishes its adapter, naming the base it sits on"
     assert json.loads((tmp_path / "adapter_config.json").read_text())["base_model_name_or_path"] == str(policy)
@@ -73,9 +89,16 @@ def test_qwen2_policy_full_fine_tuning(tiny_family_dir, reward_on_bert, tmp_path
     from worker.online.train import train_online
 
     policy = tiny_family_dir("qwen2")
-    metrics = train_online("grpo", CHATS, policy_source=policy, reward_source=reward_on_bert, out_dir=tmp_path,
-                           config={**SHORT, "steps": 2, "prompts_per_step": 2, "num_generations": 2}, device="cpu",
-                           base_model=str(policy))
+    metrics = train_online(
+        "grpo",
+        CHATS,
+        policy_source=policy,
+        reward_source=reward_on_bert,
+        out_dir=tmp_path,
+        config={**SHORT, "steps": 2, "prompts_per_step": 2, "num_generations": 2},
+        device="cpu",
+        base_model=str(policy),
+    )
     assert metrics["steps_done"] == 2 and not is_adapter(tmp_path)
     assert json.loads((tmp_path / "config.json").read_text())["prefloop_base_model"] == str(policy)
     load_causal_lm(tmp_path, device=torch.device("cpu"))

@@ -27,8 +27,15 @@ WORDS = "cats dogs music art science history weather market news economy technol
 PROMPTS = [f"Please explain {a} and {b}." for a in WORDS for b in WORDS if a != b]
 random.Random(0).shuffle(PROMPTS)
 TRAIN_PROMPTS, HELD_OUT = PROMPTS[:96], PROMPTS[96:128]
-PPO_KNOBS = {"steps": 20, "rollout_batch_size": 64, "mini_batch_size": 16, "micro_batch_size": 16,
-             "learning_rate": 1e-3, "max_prompt_tokens": 64, "kl_stop": 20.0}
+PPO_KNOBS = {
+    "steps": 20,
+    "rollout_batch_size": 64,
+    "mini_batch_size": 16,
+    "micro_batch_size": 16,
+    "learning_rate": 1e-3,
+    "max_prompt_tokens": 64,
+    "kl_stop": 20.0,
+}
 
 
 def words(text: str) -> int:
@@ -73,11 +80,20 @@ def sample(model_dir, prompts: list[str], seed: int, max_new_tokens: int = 16) -
 
     cpu = torch.device("cpu")
     torch.manual_seed(seed)
-    return sample_texts(load_causal_lm(model_dir, device=cpu), load_tokenizer(model_dir), prompts,
-                        max_new_tokens=max_new_tokens, max_prompt_tokens=64, batch_size=64, device=cpu)
+    return sample_texts(
+        load_causal_lm(model_dir, device=cpu),
+        load_tokenizer(model_dir),
+        prompts,
+        max_new_tokens=max_new_tokens,
+        max_prompt_tokens=64,
+        batch_size=64,
+        device=cpu,
+    )
 
 
-def publish_reward(store: ArtifactStore, pid: int, base: str, accuracy: float, *, weights_from: Path | None = None) -> str:
+def publish_reward(
+    store: ArtifactStore, pid: int, base: str, accuracy: float, *, weights_from: Path | None = None
+) -> str:
     """A reward version with the given base and eval accuracy (weights only when a run will load it)."""
     with store.staging(pid, "reward") as staged:
         if weights_from is not None:
@@ -92,7 +108,9 @@ def publish_reward(store: ArtifactStore, pid: int, base: str, accuracy: float, *
 
 
 @pytest.mark.slow
-def test_closed_loop_policy_wins_under_the_annotators_preference(job_settings, label_studio, tiny_model_dir, one_thread):
+def test_closed_loop_policy_wins_under_the_annotators_preference(
+    job_settings, label_studio, tiny_model_dir, one_thread
+):
     """Pairs from the base policy -> scripted choices -> prefloop's reward model -> PPO job: the new policy's
     answers win >= 0.7 of head-to-head comparisons on held-out prompts, within the KL bound."""
     from worker.jobs import run_ppo
@@ -105,8 +123,19 @@ def test_closed_loop_policy_wins_under_the_annotators_preference(job_settings, l
     left, right = sample(tiny_model_dir, asked, seed=1), sample(tiny_model_dir, asked, seed=2)
     pairs = [p for p in map(annotate, asked, left, right) if p]
     with store.staging(pid, "reward") as staged:
-        rm = train_reward(pairs, str(tiny_model_dir), staged, {"learning_rate": 2e-3, "num_train_epochs": 2,
-                          "per_device_train_batch_size": 16, "device": "cpu", "eval_points": 0, "warmup_ratio": 0.0})
+        rm = train_reward(
+            pairs,
+            str(tiny_model_dir),
+            staged,
+            {
+                "learning_rate": 2e-3,
+                "num_train_epochs": 2,
+                "per_device_train_batch_size": 16,
+                "device": "cpu",
+                "eval_points": 0,
+                "warmup_ratio": 0.0,
+            },
+        )
         store.publish(pid, "reward", staged)
     assert rm["eval/accuracy"] >= job_settings.ppo_min_accuracy, rm
 
@@ -120,7 +149,14 @@ def test_closed_loop_policy_wins_under_the_annotators_preference(job_settings, l
     assert 0 < metrics["final_kl"] <= PPO_KNOBS["kl_stop"], metrics
     assert metrics["stopped_early"] is None and len(metrics["history"]) == PPO_KNOBS["steps"]
     step = metrics["history"][-1]
-    for key in ("objective/kl", "objective/rlhf_reward", "policy/clipfrac", "policy/entropy", "loss/value", "response/length"):
+    for key in (
+        "objective/kl",
+        "objective/rlhf_reward",
+        "policy/clipfrac",
+        "policy/entropy",
+        "loss/value",
+        "response/length",
+    ):
         assert key in step, key
     samples = json.loads((policy_dir / "samples.json").read_text())
     assert samples and {"prompt", "before", "after", "score_before", "score_after"} <= set(samples[0])
@@ -135,7 +171,9 @@ def test_closed_loop_policy_wins_under_the_annotators_preference(job_settings, l
     assert len(queued) == 1 and result["regenerate"]["job_id"] == queued[0]["id"]  # REGENERATE_AFTER_PPO
 
 
-def test_killed_run_publishes_nothing_and_the_previous_policy_keeps_serving(ls_settings, label_studio, tiny_model_dir, tmp_path):
+def test_killed_run_publishes_nothing_and_the_previous_policy_keeps_serving(
+    ls_settings, label_studio, tiny_model_dir, tmp_path
+):
     """SIGKILL to the worker in the middle of PPO: no new version, the pointer still names the old policy."""
     settings = replace(ls_settings, max_new_tokens=8)
     store = ArtifactStore(settings.model_dir)
@@ -146,14 +184,26 @@ def test_killed_run_publishes_nothing_and_the_previous_policy_keeps_serving(ls_s
         previous = store.publish(pid, "policy", staged)
     serving = store.model_version(pid)
 
-    env = prefloop_env(redis_url=settings.redis_url, model_dir=settings.model_dir, base_model=tiny_model_dir,
-                       device="cpu", label_studio_url=settings.label_studio_url, max_new_tokens=8,
-                       label_studio_api_key=settings.label_studio_api_key, omp_num_threads=1)
+    env = prefloop_env(
+        redis_url=settings.redis_url,
+        model_dir=settings.model_dir,
+        base_model=tiny_model_dir,
+        device="cpu",
+        label_studio_url=settings.label_studio_url,
+        max_new_tokens=8,
+        label_studio_api_key=settings.label_studio_api_key,
+        omp_num_threads=1,
+    )
     worker = Process(["worker", "--queue", "gpu"], env, tmp_path / "worker.log").start()
     try:
         queue = JobQueue(settings)
-        queued = queue.enqueue(JobKind.PPO, pid, reason="kill test", rate_limited=False,
-                               config={"steps": 100000, "rollout_batch_size": 8, "mini_batch_size": 8, "micro_batch_size": 8})
+        queued = queue.enqueue(
+            JobKind.PPO,
+            pid,
+            reason="kill test",
+            rate_limited=False,
+            config={"steps": 100000, "rollout_batch_size": 8, "mini_batch_size": 8, "micro_batch_size": 8},
+        )
 
         def training():
             job = queue.fetch(queued.job_id)
@@ -185,14 +235,23 @@ def test_bad_input_skips_with_the_reason(job_settings, label_studio, tiny_model_
 
     version = publish_reward(store, pid, str(tiny_model_dir), 0.55)
     result = run_ppo(pid, reason="test")
-    assert result["status"] == "skipped" and "below PPO_MIN_ACCURACY=0.6" in result["reason"] and version in result["reason"]
+    assert (
+        result["status"] == "skipped"
+        and "below PPO_MIN_ACCURACY=0.6" in result["reason"]
+        and version in result["reason"]
+    )
 
     lora = publish_reward(store, pid, "gpt2", 0.9)
     (store.kind_dir(pid, "reward") / lora / "adapter_config.json").write_text(
-        json.dumps({"base_model_name_or_path": str(store.root / "gone")}))
+        json.dumps({"base_model_name_or_path": str(store.root / "gone")})
+    )
     result = run_ppo(pid, reason="test")
-    assert result["status"] == "skipped" and "LoRA adapter on base model" in result["reason"] \
-        and lora in result["reason"] and "gone" in result["reason"], result
+    assert (
+        result["status"] == "skipped"
+        and "LoRA adapter on base model" in result["reason"]
+        and lora in result["reason"]
+        and "gone" in result["reason"]
+    ), result
 
     publish_reward(store, pid, "gpt2", 0.9)  # another backbone: not a reason to skip
     result = run_ppo(pid, reason="test")
@@ -217,8 +276,12 @@ def test_train_ppo_command_queues_a_run_with_its_knobs(settings, monkeypatch, ca
     assert main(["train-ppo", "--project", "7", "--set", "steps=5", "--force"]) == 0
     [job] = JobQueue(settings).jobs(7)
     assert job["kind"] == "ppo" and job["status"] == "queued" and job["id"] in capsys.readouterr().out
-    assert JobQueue(settings).fetch(job["id"]).kwargs == {"project_id": 7, "reason": "queued by hand (prefloop train-ppo)",
-                                                           "config": {"steps": 5}, "force": True}
+    assert JobQueue(settings).fetch(job["id"]).kwargs == {
+        "project_id": 7,
+        "reason": "queued by hand (prefloop train-ppo)",
+        "config": {"steps": 5},
+        "force": True,
+    }
     assert main(["train-ppo", "--project", "8", "--set", "stepz=5"]) == 1
     assert "no knob 'stepz'" in capsys.readouterr().err and JobQueue(settings).jobs(8) == []
 
@@ -228,12 +291,24 @@ def test_kl_guardrail_stops_and_keeps_the_policy_from_within_the_bound(tiny_mode
     from worker.ppo.config import PPOConfig
     from worker.ppo.trainer import PPOTrainer
 
-    config = PPOConfig(steps=30, rollout_batch_size=8, mini_batch_size=8, micro_batch_size=8, max_new_tokens=8,
-                       learning_rate=3e-2, kl_stop=1.0, max_prompt_tokens=32)
-    trainer = PPOTrainer(config, str(tiny_model_dir), lambda prompts, texts: [float(words(t)) for t in texts], device="cpu")
+    config = PPOConfig(
+        steps=30,
+        rollout_batch_size=8,
+        mini_batch_size=8,
+        micro_batch_size=8,
+        max_new_tokens=8,
+        learning_rate=3e-2,
+        kl_stop=1.0,
+        max_prompt_tokens=32,
+    )
+    trainer = PPOTrainer(
+        config, str(tiny_model_dir), lambda prompts, texts: [float(words(t)) for t in texts], device="cpu"
+    )
     states = [{k: v.clone() for k, v in trainer.policy.state_dict().items()}]  # states[i]: weights before update i
-    run = trainer.train(TRAIN_PROMPTS[:8], on_step=lambda step, m: states.append(
-        {k: v.clone() for k, v in trainer.policy.state_dict().items()}))
+    run = trainer.train(
+        TRAIN_PROMPTS[:8],
+        on_step=lambda step, m: states.append({k: v.clone() for k, v in trainer.policy.state_dict().items()}),
+    )
     assert run.stopped_early and "passed kl_stop 1.0" in run.stopped_early, run
     crossed = len(run.history)  # the rollout after this many updates measured KL > 1.0
     assert 0 < crossed < config.steps and run.history[-1]["objective/kl"] <= config.kl_stop

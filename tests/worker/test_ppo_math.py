@@ -72,8 +72,9 @@ def test_clipped_policy_loss():
     close(clipfrac, 0.5)
     close(approx_kl, 0.5 * math.log(1.5) ** 2)
     # ratio 0.5: A=+1 keeps -0.5 (unclipped), A=-1 is pessimistically clipped to 0.8
-    loss, clipfrac, _ = core.policy_loss(torch.full((1, 2), math.log(0.5)), old, torch.tensor([[1.0, -1.0]]),
-                                         torch.ones(1, 2), 0.2)
+    loss, clipfrac, _ = core.policy_loss(
+        torch.full((1, 2), math.log(0.5)), old, torch.tensor([[1.0, -1.0]]), torch.ones(1, 2), 0.2
+    )
     close(loss, (-0.5 + 0.8) / 2)
     close(clipfrac, 0.5)
 
@@ -88,18 +89,27 @@ def test_policy_loss_ignores_padding():
 
 def test_clipped_value_loss():
     """Old value 0, clip 0.2: a jump to 1 is clipped to 0.2, loss 0.5*0.64; a step to 0.1 is not."""
-    loss, clipfrac = core.value_loss(torch.tensor([[1.0]]), torch.zeros(1, 1), torch.tensor([[1.0]]), torch.ones(1, 1), 0.2)
+    loss, clipfrac = core.value_loss(
+        torch.tensor([[1.0]]), torch.zeros(1, 1), torch.tensor([[1.0]]), torch.ones(1, 1), 0.2
+    )
     close(loss, 0.32)
     close(clipfrac, 1.0)
-    loss, clipfrac = core.value_loss(torch.tensor([[0.1]]), torch.zeros(1, 1), torch.tensor([[1.0]]), torch.ones(1, 1), 0.2)
+    loss, clipfrac = core.value_loss(
+        torch.tensor([[0.1]]), torch.zeros(1, 1), torch.tensor([[1.0]]), torch.ones(1, 1), 0.2
+    )
     close(loss, 0.5 * 0.81)
     close(clipfrac, 0.0)
 
 
 def test_per_token_kl_rewards():
     """r_t = -beta (logp - logp_ref); the score lands on the last real token, not on padding."""
-    rewards, kl = core.per_token_rewards(torch.tensor([2.0]), torch.tensor([[-1.0, -2.0, -3.0]]),
-                                         torch.tensor([[-1.5, -2.0, -1.0]]), torch.tensor([[1, 1, 0]]), 0.1)
+    rewards, kl = core.per_token_rewards(
+        torch.tensor([2.0]),
+        torch.tensor([[-1.0, -2.0, -3.0]]),
+        torch.tensor([[-1.5, -2.0, -1.0]]),
+        torch.tensor([[1, 1, 0]]),
+        0.1,
+    )
     close(kl, [[0.5, 0.0, 0.0]])
     close(rewards, [[-0.05, 2.0, 0.0]])
 
@@ -140,8 +150,9 @@ def test_sample_masks_and_pads_after_the_first_eos():
             return torch.cat([input_ids, tail], dim=1)
 
     query = torch.tensor([[0, 3], [4, 3]])  # left padding with pad == eos
-    responses, mask, ended = sample(ScriptedLM(), query, torch.tensor([[0, 1], [1, 1]]), max_new_tokens=4,
-                                    eos_token_id=0, pad_token_id=0)
+    responses, mask, ended = sample(
+        ScriptedLM(), query, torch.tensor([[0, 1], [1, 1]]), max_new_tokens=4, eos_token_id=0, pad_token_id=0
+    )
     assert responses.tolist() == [[7, 0, 0, 0], [7, 8, 9, 0]]
     assert mask.tolist() == [[1, 1, 0, 0], [1, 1, 1, 0]]  # the pad added after row 1 is no EOS
     assert ended.tolist() == [True, False]
@@ -165,7 +176,9 @@ def test_left_padding_does_not_change_log_probs(tiny_model_dir):
 
 def test_config_overrides_and_validation():
     """Knobs are overridden by name (strings converted); unknown knobs and bad batch sizes are errors."""
-    cfg = PPOConfig.from_overrides({"steps": "3", "target_kl": "none", "whiten_advantages": "false", "learning_rate": 1e-4})
+    cfg = PPOConfig.from_overrides(
+        {"steps": "3", "target_kl": "none", "whiten_advantages": "false", "learning_rate": 1e-4}
+    )
     assert cfg.steps == 3 and cfg.target_kl is None and cfg.whiten_advantages is False and cfg.learning_rate == 1e-4
     with pytest.raises(InputError, match="no knob"):
         PPOConfig.from_overrides({"stepz": 1})

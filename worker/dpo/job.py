@@ -96,8 +96,13 @@ def dpo_job(
     start = contract.starting_policy(settings, store, project_id)
     missing = contract.missing_adapter_base(start["policy_source"])
     if missing:
-        return contract.skipped("dpo", project_id, f"the policy is a LoRA adapter on base model {missing!r}, which "
-                                "is not there any more: restore that directory (or retrain)", **base)
+        return contract.skipped(
+            "dpo",
+            project_id,
+            f"the policy is a LoRA adapter on base model {missing!r}, which "
+            "is not there any more: restore that directory (or retrain)",
+            **base,
+        )
     if knobs.on_policy:
         version = start["policy_version"] or BASE_POLICY
         mine = written_by(tasks, version)

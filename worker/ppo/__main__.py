@@ -24,7 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     from worker.ppo.config import PPOConfig
     from worker.ppo.run import train_policy
 
-    p = argparse.ArgumentParser(prog="python -m worker.ppo", description="Train a policy with PPO against a reward model.")
+    p = argparse.ArgumentParser(
+        prog="python -m worker.ppo", description="Train a policy with PPO against a reward model."
+    )
     p.add_argument("--policy", required=True, help="starting policy: a model directory or hub name")
     p.add_argument("--reward", required=True, help="reward model directory (a published reward version)")
     p.add_argument("--prompts", required=True, help="prompt file (.json, .jsonl or .csv)")
@@ -36,12 +38,21 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.from_env()  # LORA_* and CHAT_TEMPLATE, as the job reads them
     overrides = parse_set(args.set)
     config = PPOConfig.from_overrides(overrides)
-    prompts = [Conversation.of(r.prompt if r.messages is None else [{"role": a, "content": b} for a, b in r.messages])
-               for r in read_prompts(args.prompts)]  # rendered by the policy's own tokenizer (prefloop.family)
-    metrics = train_policy(prompts, policy_source=args.policy, reward_source=args.reward, out_dir=args.out,
-                           config=config, device=args.device, lora=LoraSettings.from_settings(settings),
-                           template=settings.chat_template,
-                           base_model=read_base_model_name(args.policy) or args.policy)
+    prompts = [
+        Conversation.of(r.prompt if r.messages is None else [{"role": a, "content": b} for a, b in r.messages])
+        for r in read_prompts(args.prompts)
+    ]  # rendered by the policy's own tokenizer (prefloop.family)
+    metrics = train_policy(
+        prompts,
+        policy_source=args.policy,
+        reward_source=args.reward,
+        out_dir=args.out,
+        config=config,
+        device=args.device,
+        lora=LoraSettings.from_settings(settings),
+        template=settings.chat_template,
+        base_model=read_base_model_name(args.policy) or args.policy,
+    )
     print(json.dumps({k: v for k, v in metrics.items() if k != "history"}, indent=2))
     return 0
 

@@ -36,18 +36,27 @@ class PPOConfig(Knobs):
     # --- rollouts --------------------------------------------------------------------------------
     max_new_tokens: int = _knob(50, "Tokens sampled per response (pure sampling: temperature 1, top_k 0, top_p 1).")
     max_prompt_tokens: int = _knob(192, "Prompts longer than this keep their last tokens.")
-    missing_eos_penalty: float | None = _knob(None, "Subtracted from the score of responses that never emit EOS (None: off).")
+    missing_eos_penalty: float | None = _knob(
+        None, "Subtracted from the score of responses that never emit EOS (None: off)."
+    )
 
     # --- reward ----------------------------------------------------------------------------------
-    normalize_reward: bool = _knob(True, "Whiten scores with running mean/std across iterations, so KL and score scales stay comparable.")
+    normalize_reward: bool = _knob(
+        True, "Whiten scores with running mean/std across iterations, so KL and score scales stay comparable."
+    )
     reward_clip: float = _knob(10.0, "Clip (normalised) scores to [-reward_clip, reward_clip] (0: off).")
 
     # --- KL --------------------------------------------------------------------------------------
     init_kl_coef: float = _knob(0.05, "Initial beta of the per-token KL penalty -beta * (logp - logp_ref).")
     target_kl: float | None = _knob(6.0, "Target KL (nats per response) of the adaptive controller; None: fixed beta.")
-    horizon: int = _knob(10000, "Adaptive controller horizon in episodes: beta *= 1 + clip(KL/target - 1, +-0.2) * n / horizon.")
-    kl_stop: float | None = _knob(20.0, "Stop when a rollout's KL (nats per response) passes this bound; the policy "
-                                  "from before the bound was passed is kept. None: never.")
+    horizon: int = _knob(
+        10000, "Adaptive controller horizon in episodes: beta *= 1 + clip(KL/target - 1, +-0.2) * n / horizon."
+    )
+    kl_stop: float | None = _knob(
+        20.0,
+        "Stop when a rollout's KL (nats per response) passes this bound; the policy "
+        "from before the bound was passed is kept. None: never.",
+    )
 
     # --- advantages and losses -------------------------------------------------------------------
     gamma: float = _knob(1.0, "Discount of GAE (1: no discount within a response).")
@@ -62,14 +71,25 @@ class PPOConfig(Knobs):
     sample_prompts: int = _knob(4, "Prompts whose responses before and after training go into samples.json.")
 
     def __post_init__(self) -> None:
-        for name in ("steps", "rollout_batch_size", "mini_batch_size", "micro_batch_size", "forward_batch_size",
-                     "ppo_epochs", "max_new_tokens", "max_prompt_tokens", "horizon"):
+        for name in (
+            "steps",
+            "rollout_batch_size",
+            "mini_batch_size",
+            "micro_batch_size",
+            "forward_batch_size",
+            "ppo_epochs",
+            "max_new_tokens",
+            "max_prompt_tokens",
+            "horizon",
+        ):
             if getattr(self, name) < 1:
                 raise InputError(f"PPO config: {name} must be at least 1, got {getattr(self, name)}")
         if self.rollout_batch_size % self.mini_batch_size or self.mini_batch_size % self.micro_batch_size:
-            raise InputError("PPO config: rollout_batch_size must be a multiple of mini_batch_size, and "
-                             "mini_batch_size a multiple of micro_batch_size "
-                             f"(got {self.rollout_batch_size}, {self.mini_batch_size}, {self.micro_batch_size})")
+            raise InputError(
+                "PPO config: rollout_batch_size must be a multiple of mini_batch_size, and "
+                "mini_batch_size a multiple of micro_batch_size "
+                f"(got {self.rollout_batch_size}, {self.mini_batch_size}, {self.micro_batch_size})"
+            )
         if self.learning_rate <= 0 or self.init_kl_coef < 0 or not 0 <= self.lam <= 1 or not 0 < self.gamma <= 1:
             raise InputError("PPO config: learning_rate must be > 0, init_kl_coef >= 0, lam in [0, 1], gamma in (0, 1]")
         if self.target_kl is not None and self.target_kl <= 0:

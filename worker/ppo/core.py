@@ -55,8 +55,9 @@ def response_mask(responses: torch.Tensor, eos_token_id: int | Sequence[int]) ->
     return (positions <= first.unsqueeze(1)).long(), ended
 
 
-def per_token_rewards(scores: torch.Tensor, logprobs: torch.Tensor, ref_logprobs: torch.Tensor,
-                      mask: torch.Tensor, kl_coef: float) -> tuple[torch.Tensor, torch.Tensor]:
+def per_token_rewards(
+    scores: torch.Tensor, logprobs: torch.Tensor, ref_logprobs: torch.Tensor, mask: torch.Tensor, kl_coef: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """r_t = -beta * (logp_t - logp_ref_t) on every real token, plus the score on the last one.
     Returns (rewards, kl) both (B, T), zero on padding."""
     m = mask.to(logprobs.dtype)
@@ -67,8 +68,9 @@ def per_token_rewards(scores: torch.Tensor, logprobs: torch.Tensor, ref_logprobs
     return rewards, kl
 
 
-def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor,
-        gamma: float = 1.0, lam: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:
+def gae(
+    rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0, lam: float = 0.95
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Generalised advantage estimation over a response (the value after the last token is 0).
     delta_t = r_t + gamma V_{t+1} - V_t;  A_t = delta_t + gamma lam A_{t+1};  returns = A + V.
     Padding is zeroed first, so it contributes nothing to the real tokens before it."""
@@ -86,8 +88,9 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor,
     return advantages, (advantages + values) * m
 
 
-def policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor,
-                mask: torch.Tensor, cliprange: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def policy_loss(
+    logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, cliprange: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Clipped surrogate: mean over real tokens of max(-A r, -A clip(r, 1-eps, 1+eps)).
     Returns (loss, clipfrac, approx_kl) where approx_kl = mean 0.5 (log r)^2."""
     log_ratio = (logprobs - old_logprobs) * mask.to(logprobs.dtype)
@@ -96,12 +99,13 @@ def policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: 
     clipped = -advantages * torch.clamp(ratio, 1.0 - cliprange, 1.0 + cliprange)
     loss = masked_mean(torch.maximum(losses, clipped), mask)
     clipfrac = masked_mean((clipped > losses).to(logprobs.dtype), mask)
-    approx_kl = masked_mean(0.5 * log_ratio ** 2, mask)
+    approx_kl = masked_mean(0.5 * log_ratio**2, mask)
     return loss, clipfrac.detach(), approx_kl.detach()
 
 
-def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor,
-               mask: torch.Tensor, cliprange_value: float) -> tuple[torch.Tensor, torch.Tensor]:
+def value_loss(
+    values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor, cliprange_value: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """0.5 * mean over real tokens of max((V - R)^2, (clip(V, V_old +- eps) - R)^2). Returns (loss, clipfrac)."""
     clipped = old_values + torch.clamp(values - old_values, -cliprange_value, cliprange_value)
     loss1 = (values - returns) ** 2
@@ -167,7 +171,7 @@ class RunningMoments:
         batch_var = xs.var(unbiased=False).item()
         delta = batch_mean - self.mean
         total = self.count + n
-        m2 = self.var * self.count + batch_var * n + delta ** 2 * self.count * n / total
+        m2 = self.var * self.count + batch_var * n + delta**2 * self.count * n / total
         self.mean += delta * n / total
         self.var = m2 / total
         self.count = total

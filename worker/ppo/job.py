@@ -17,8 +17,15 @@ from worker.ppo.config import PPOConfig
 from worker.trainers import contract
 
 
-def ppo_job(settings: Settings, project_id: int, *, forced: bool = False, config: dict[str, Any] | None = None,
-            force: bool = False, **_: Any) -> dict[str, Any]:
+def ppo_job(
+    settings: Settings,
+    project_id: int,
+    *,
+    forced: bool = False,
+    config: dict[str, Any] | None = None,
+    force: bool = False,
+    **_: Any,
+) -> dict[str, Any]:
     from worker.runtime import Progress
 
     store = ArtifactStore(settings.model_dir, keep_versions=settings.keep_versions)
@@ -29,8 +36,9 @@ def ppo_job(settings: Settings, project_id: int, *, forced: bool = False, config
     prompts, bad = contract.read_prompts(settings, project_id, conversations=True)
     if not prompts:
         return contract.no_prompts("ppo", project_id, bad)
-    ppo_config, skip = contract.knobs(PPOConfig, "ppo", project_id, {"max_new_tokens": settings.max_new_tokens,
-                                                                      **(config or {})})
+    ppo_config, skip = contract.knobs(
+        PPOConfig, "ppo", project_id, {"max_new_tokens": settings.max_new_tokens, **(config or {})}
+    )
     if skip:
         return skip
     shown = random.Random(ppo_config.seed).sample(prompts, min(ppo_config.sample_prompts, len(prompts)))
@@ -43,13 +51,34 @@ def ppo_job(settings: Settings, project_id: int, *, forced: bool = False, config
         from worker.ppo.run import train_policy
 
         metrics = train_policy(
-            prompts, policy_source=inputs["policy_source"], reward_source=inputs["reward_dir"], out_dir=staged,
-            config=ppo_config, device=settings.device, base_model=inputs["base_model"], sample_prompts=shown,
-            on_step=on_step, extra_config={"project_id": project_id, "reward_version": inputs["reward_version"],
-                                           "policy_version": inputs["policy_version"], "base_model": inputs["base_model"]},
-            lora=LoraSettings.from_settings(settings), template=settings.chat_template)
+            prompts,
+            policy_source=inputs["policy_source"],
+            reward_source=inputs["reward_dir"],
+            out_dir=staged,
+            config=ppo_config,
+            device=settings.device,
+            base_model=inputs["base_model"],
+            sample_prompts=shown,
+            on_step=on_step,
+            extra_config={
+                "project_id": project_id,
+                "reward_version": inputs["reward_version"],
+                "policy_version": inputs["policy_version"],
+                "base_model": inputs["base_model"],
+            },
+            lora=LoraSettings.from_settings(settings),
+            template=settings.chat_template,
+        )
         progress.update(ppo_config.steps, stage="publishing", force=True)
         return metrics
 
-    return contract.train_and_publish(settings, store, project_id, "ppo", train, reward_version=inputs["reward_version"],
-                                      policy_version=inputs["policy_version"], prompts=len(prompts))
+    return contract.train_and_publish(
+        settings,
+        store,
+        project_id,
+        "ppo",
+        train,
+        reward_version=inputs["reward_version"],
+        policy_version=inputs["policy_version"],
+        prompts=len(prompts),
+    )

@@ -27,20 +27,29 @@ def backbone(lm: nn.Module) -> nn.Module:
     return inner.base_model
 
 
-def response_hidden(lm: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, query_len: int) -> torch.Tensor:
+def response_hidden(
+    lm: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, query_len: int
+) -> torch.Tensor:
     """Hidden states (B, T, H) at the positions that predict the T response tokens after `query_len`."""
-    out = backbone(lm)(input_ids=input_ids, attention_mask=attention_mask,
-                       position_ids=position_ids_for(attention_mask), use_cache=False)
-    return out.last_hidden_state[:, query_len - 1:-1]
+    out = backbone(lm)(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids_for(attention_mask),
+        use_cache=False,
+    )
+    return out.last_hidden_state[:, query_len - 1 : -1]
 
 
-def response_logits(lm: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, query_len: int) -> torch.Tensor:
+def response_logits(
+    lm: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, query_len: int
+) -> torch.Tensor:
     """Next-token logits (B, T, V) for the response positions of a causal LM (the reference policy)."""
     return lm.get_output_embeddings()(response_hidden(lm, input_ids, attention_mask, query_len))
 
 
-def reference_logits(ref: nn.Module | None, policy: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                     query_len: int) -> torch.Tensor:
+def reference_logits(
+    ref: nn.Module | None, policy: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, query_len: int
+) -> torch.Tensor:
     """The frozen reference's response logits: a separate model (full fine-tuning), or with a LoRA
     policy (`ref` None) the policy's own base with the adapter disabled, so no second copy of the
     weights exists."""

@@ -31,16 +31,16 @@ class Rollout:
     """One batch of episodes. Queries are left-padded to Q, responses right-padded to T."""
 
     prompts: list[Conversation | str]
-    texts: list[str]                 # decoded responses (EOS removed)
-    query_ids: torch.Tensor          # (B, Q)
-    query_mask: torch.Tensor         # (B, Q)
-    response_ids: torch.Tensor       # (B, T), padding after the first EOS set to pad_id
-    mask: torch.Tensor               # (B, T) 1 on real response tokens, EOS included
-    ended: torch.Tensor              # (B,) the response emitted an EOS
-    logprobs: torch.Tensor           # (B, T) policy log p of each response token at rollout time
-    ref_logprobs: torch.Tensor       # (B, T) frozen reference's log p
-    values: torch.Tensor             # (B, T) value estimates at rollout time
-    scores: torch.Tensor             # (B,) raw reward-model scores
+    texts: list[str]  # decoded responses (EOS removed)
+    query_ids: torch.Tensor  # (B, Q)
+    query_mask: torch.Tensor  # (B, Q)
+    response_ids: torch.Tensor  # (B, T), padding after the first EOS set to pad_id
+    mask: torch.Tensor  # (B, T) 1 on real response tokens, EOS included
+    ended: torch.Tensor  # (B,) the response emitted an EOS
+    logprobs: torch.Tensor  # (B, T) policy log p of each response token at rollout time
+    ref_logprobs: torch.Tensor  # (B, T) frozen reference's log p
+    values: torch.Tensor  # (B, T) value estimates at rollout time
+    scores: torch.Tensor  # (B,) raw reward-model scores
 
     @property
     def input_ids(self) -> torch.Tensor:
@@ -51,16 +51,23 @@ class Rollout:
         return torch.cat([self.query_mask, self.mask], dim=1)
 
 
-def encode_prompts(tokenizer, prompts: Sequence[Conversation | str], max_prompt_tokens: int, device, *,
-                   pad_token_id: int, template: str = "") -> tuple[torch.Tensor, torch.Tensor]:
+def encode_prompts(
+    tokenizer,
+    prompts: Sequence[Conversation | str],
+    max_prompt_tokens: int,
+    device,
+    *,
+    pad_token_id: int,
+    template: str = "",
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Left-padded (ids, mask) of the rendered prompts; longer than max_prompt_tokens keeps the end."""
     rows = [generation_ids(tokenizer, p, template)[-max_prompt_tokens:] for p in prompts]
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for b, r in enumerate(rows):
-        ids[b, width - len(r):] = torch.tensor(r, dtype=torch.long)
-        mask[b, width - len(r):] = 1
+        ids[b, width - len(r) :] = torch.tensor(r, dtype=torch.long)
+        mask[b, width - len(r) :] = 1
     return ids.to(device), mask.to(device)
 
 
@@ -77,17 +84,32 @@ def decode_responses(tokenizer, responses: torch.Tensor, eos_ids: Sequence[int])
 
 
 @torch.no_grad()
-def sample(lm, query_ids: torch.Tensor, query_mask: torch.Tensor, *, max_new_tokens: int,
-           eos_token_id: int | Sequence[int], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def sample(
+    lm,
+    query_ids: torch.Tensor,
+    query_mask: torch.Tensor,
+    *,
+    max_new_tokens: int,
+    eos_token_id: int | Sequence[int],
+    pad_token_id: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Pure sampling. Returns (responses (B, max_new_tokens) padded after the first EOS, mask, ended)."""
     from transformers import GenerationConfig
 
-    config = GenerationConfig(do_sample=True, temperature=1.0, top_k=0, top_p=1.0, min_new_tokens=0,
-                              max_new_tokens=max_new_tokens, pad_token_id=pad_token_id,
-                              eos_token_id=eos_token_id if isinstance(eos_token_id, int) else list(eos_token_id),
-                              repetition_penalty=1.0, use_cache=True)
+    config = GenerationConfig(
+        do_sample=True,
+        temperature=1.0,
+        top_k=0,
+        top_p=1.0,
+        min_new_tokens=0,
+        max_new_tokens=max_new_tokens,
+        pad_token_id=pad_token_id,
+        eos_token_id=eos_token_id if isinstance(eos_token_id, int) else list(eos_token_id),
+        repetition_penalty=1.0,
+        use_cache=True,
+    )
     out = lm.generate(input_ids=query_ids, attention_mask=query_mask, generation_config=config)
-    responses = out[:, query_ids.shape[1]:]
+    responses = out[:, query_ids.shape[1] :]
     mask, ended = response_mask(responses, eos_token_id)  # before padding: a pad (== eos) is no real EOS
     missing = max_new_tokens - responses.shape[1]
     if missing > 0:  # generate() stops when every sequence ended: pad to a fixed width
@@ -97,23 +119,39 @@ def sample(lm, query_ids: torch.Tensor, query_mask: torch.Tensor, *, max_new_tok
 
 
 @torch.no_grad()
-def collect(model, ref_model, tokenizer, prompts: Sequence[Conversation | str], score: ScoreFn, *, max_new_tokens: int,
-            max_prompt_tokens: int, forward_batch_size: int, device, eos_ids: Sequence[int] | None = None,
-            pad_token_id: int | None = None, autocast=None, template: str = "") -> Rollout:
+def collect(
+    model,
+    ref_model,
+    tokenizer,
+    prompts: Sequence[Conversation | str],
+    score: ScoreFn,
+    *,
+    max_new_tokens: int,
+    max_prompt_tokens: int,
+    forward_batch_size: int,
+    device,
+    eos_ids: Sequence[int] | None = None,
+    pad_token_id: int | None = None,
+    autocast=None,
+    template: str = "",
+) -> Rollout:
     """Generate and evaluate one batch of episodes with `model` (a PolicyValueModel, unwrapped);
     `ref_model` None: the reference is the LoRA policy with its adapter disabled."""
     import contextlib
 
     autocast = autocast or contextlib.nullcontext
     eos, pad = _ids(tokenizer, model.policy, eos_ids, pad_token_id)
-    query_ids, query_mask = encode_prompts(tokenizer, prompts, max_prompt_tokens, device, pad_token_id=pad,
-                                           template=template)
+    query_ids, query_mask = encode_prompts(
+        tokenizer, prompts, max_prompt_tokens, device, pad_token_id=pad, template=template
+    )
     Q = query_ids.shape[1]
     parts: dict[str, list[torch.Tensor]] = {k: [] for k in ("resp", "mask", "ended", "logp", "ref", "values")}
     for start in range(0, len(prompts), forward_batch_size):
-        q, qm = query_ids[start:start + forward_batch_size], query_mask[start:start + forward_batch_size]
+        q, qm = query_ids[start : start + forward_batch_size], query_mask[start : start + forward_batch_size]
         with autocast():
-            resp, mask, ended = sample(model.policy, q, qm, max_new_tokens=max_new_tokens, eos_token_id=eos, pad_token_id=pad)
+            resp, mask, ended = sample(
+                model.policy, q, qm, max_new_tokens=max_new_tokens, eos_token_id=eos, pad_token_id=pad
+            )
             ids, attn = torch.cat([q, resp], 1), torch.cat([qm, mask], 1)
             logits, values = model(ids, attn, Q)
             logp = logprobs_from_logits(logits, resp)
@@ -126,14 +164,36 @@ def collect(model, ref_model, tokenizer, prompts: Sequence[Conversation | str], 
     m = cat["mask"][:, :T]
     texts = decode_responses(tokenizer, cat["resp"][:, :T], eos)
     scores = torch.tensor([float(s) for s in score(list(prompts), texts)], device=device)
-    return Rollout(list(prompts), texts, query_ids, query_mask, cat["resp"][:, :T], m, cat["ended"],
-                   cat["logp"][:, :T] * m, cat["ref"][:, :T] * m, cat["values"][:, :T] * m, scores)
+    return Rollout(
+        list(prompts),
+        texts,
+        query_ids,
+        query_mask,
+        cat["resp"][:, :T],
+        m,
+        cat["ended"],
+        cat["logp"][:, :T] * m,
+        cat["ref"][:, :T] * m,
+        cat["values"][:, :T] * m,
+        scores,
+    )
 
 
 @torch.no_grad()
-def sample_texts(lm, tokenizer, prompts: Sequence[Conversation | str], *, max_new_tokens: int, max_prompt_tokens: int,
-                 batch_size: int, device, eos_ids: Sequence[int] | None = None, pad_token_id: int | None = None,
-                 autocast=None, template: str = "") -> list[str]:
+def sample_texts(
+    lm,
+    tokenizer,
+    prompts: Sequence[Conversation | str],
+    *,
+    max_new_tokens: int,
+    max_prompt_tokens: int,
+    batch_size: int,
+    device,
+    eos_ids: Sequence[int] | None = None,
+    pad_token_id: int | None = None,
+    autocast=None,
+    template: str = "",
+) -> list[str]:
     """Responses to `prompts` by pure sampling, decoded (for the samples report and evaluation)."""
     import contextlib
 
@@ -141,10 +201,17 @@ def sample_texts(lm, tokenizer, prompts: Sequence[Conversation | str], *, max_ne
     eos_ids, pad_token_id = _ids(tokenizer, lm, eos_ids, pad_token_id)
     out: list[str] = []
     for start in range(0, len(prompts), batch_size):
-        q, qm = encode_prompts(tokenizer, prompts[start:start + batch_size], max_prompt_tokens, device,
-                               pad_token_id=pad_token_id, template=template)
+        q, qm = encode_prompts(
+            tokenizer,
+            prompts[start : start + batch_size],
+            max_prompt_tokens,
+            device,
+            pad_token_id=pad_token_id,
+            template=template,
+        )
         with autocast():
-            resp, _, _ = sample(lm, q, qm, max_new_tokens=max_new_tokens, eos_token_id=list(eos_ids),
-                                pad_token_id=pad_token_id)
+            resp, _, _ = sample(
+                lm, q, qm, max_new_tokens=max_new_tokens, eos_token_id=list(eos_ids), pad_token_id=pad_token_id
+            )
         out += decode_responses(tokenizer, resp, eos_ids)
     return out

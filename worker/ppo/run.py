@@ -25,13 +25,22 @@ from worker.ppo.trainer import PPOTrainer
 logger = logging.getLogger(__name__)
 
 
-def train_policy(prompts: Sequence[Conversation | str], *, policy_source: str | Path, out_dir: str | Path,
-                 config: PPOConfig, reward_source: str | Path | None = None, score: ScoreFn | None = None,
-                 device: str = "auto", base_model: str | None = None,
-                 sample_prompts: Sequence[Conversation | str] | None = None,
-                 on_step: Callable[[int, dict[str, float]], None] | None = None,
-                 extra_config: dict[str, Any] | None = None, lora: LoraSettings | None = None,
-                 template: str = "") -> dict[str, Any]:
+def train_policy(
+    prompts: Sequence[Conversation | str],
+    *,
+    policy_source: str | Path,
+    out_dir: str | Path,
+    config: PPOConfig,
+    reward_source: str | Path | None = None,
+    score: ScoreFn | None = None,
+    device: str = "auto",
+    base_model: str | None = None,
+    sample_prompts: Sequence[Conversation | str] | None = None,
+    on_step: Callable[[int, dict[str, float]], None] | None = None,
+    extra_config: dict[str, Any] | None = None,
+    lora: LoraSettings | None = None,
+    template: str = "",
+) -> dict[str, Any]:
     """Train with PPO on `prompts` (Conversations or plain prompt strings) against the reward model
     at `reward_source` (or a `score` function), save into `out_dir`, and return the summary metrics
     (also in metrics.json). The reward model may have another backbone than the policy: it scores
@@ -43,17 +52,28 @@ def train_policy(prompts: Sequence[Conversation | str], *, policy_source: str | 
     if score is None:
         from prefloop.scoring import RewardScorer
 
-        scorer = RewardScorer(reward_source, device=str(trainer.accelerator.device), batch_size=config.forward_batch_size)
+        scorer = RewardScorer(
+            reward_source, device=str(trainer.accelerator.device), batch_size=config.forward_batch_size
+        )
         score = scorer.score
     trainer.score = score
-    shown = list(sample_prompts or prompts[:config.sample_prompts])
+    shown = list(sample_prompts or prompts[: config.sample_prompts])
 
     def responses() -> list[str]:
         torch.manual_seed(config.seed + 12345)  # the same sampling noise before and after
-        return sample_texts(trainer.policy, trainer.tokenizer, shown, max_new_tokens=config.max_new_tokens,
-                            max_prompt_tokens=config.max_prompt_tokens, batch_size=config.forward_batch_size,
-                            device=trainer.accelerator.device, eos_ids=trainer.eos_ids, pad_token_id=trainer.pad_id,
-                            autocast=trainer.accelerator.autocast, template=template)
+        return sample_texts(
+            trainer.policy,
+            trainer.tokenizer,
+            shown,
+            max_new_tokens=config.max_new_tokens,
+            max_prompt_tokens=config.max_prompt_tokens,
+            batch_size=config.forward_batch_size,
+            device=trainer.accelerator.device,
+            eos_ids=trainer.eos_ids,
+            pad_token_id=trainer.pad_id,
+            autocast=trainer.accelerator.autocast,
+            template=template,
+        )
 
     before = responses()
     before_scores = list(score(shown, before))
@@ -65,14 +85,29 @@ def train_policy(prompts: Sequence[Conversation | str], *, policy_source: str | 
     after_scores = list(score(shown, after))
     out_dir = Path(out_dir)
     trainer.save(out_dir, base_model=base_model)
-    metrics = summary(run.history, run.final, run.stopped_early, before_scores, after_scores,
-                      kl_stop=config.kl_stop, prompts=len(prompts), runtime_s=runtime_s,
-                      processes=trainer.accelerator.num_processes)
+    metrics = summary(
+        run.history,
+        run.final,
+        run.stopped_early,
+        before_scores,
+        after_scores,
+        kl_stop=config.kl_stop,
+        prompts=len(prompts),
+        runtime_s=runtime_s,
+        processes=trainer.accelerator.num_processes,
+    )
     if trainer.accelerator.is_main_process:
-        resolved = {**config.to_dict(), "policy_source": str(policy_source),
-                    "reward_source": str(reward_source) if reward_source else None,
-                    "lora": dataclasses.asdict(lora) if lora and lora.enabled else None, **(extra_config or {})}
-        write_report(out_dir, config=resolved, metrics=metrics,
-                     samples=sample_records([Conversation.of(p).key for p in shown], before, after, before_scores,
-                                            after_scores))
+        resolved = {
+            **config.to_dict(),
+            "policy_source": str(policy_source),
+            "reward_source": str(reward_source) if reward_source else None,
+            "lora": dataclasses.asdict(lora) if lora and lora.enabled else None,
+            **(extra_config or {}),
+        }
+        write_report(
+            out_dir,
+            config=resolved,
+            metrics=metrics,
+            samples=sample_records([Conversation.of(p).key for p in shown], before, after, before_scores, after_scores),
+        )
     return metrics

@@ -68,8 +68,16 @@ class PPOTrainer:
     frozen copy. `template` is CHAT_TEMPLATE; prompts are Conversations rendered by the policy's
     tokenizer (prefloop.family)."""
 
-    def __init__(self, config: PPOConfig, policy_source: str, score: ScoreFn | None = None, *, device: str = "auto",
-                 lora: LoraSettings | None = None, template: str = ""):
+    def __init__(
+        self,
+        config: PPOConfig,
+        policy_source: str,
+        score: ScoreFn | None = None,
+        *,
+        device: str = "auto",
+        lora: LoraSettings | None = None,
+        template: str = "",
+    ):
         from accelerate.utils import set_seed
 
         self.config = config
@@ -85,15 +93,23 @@ class PPOTrainer:
         if lora.enabled and is_adapter(policy_source):  # continue the published adapter, on its own base
             policy, self.adapter_base = load(policy_source, trainable_adapter=True), adapter_base(policy_source)
         elif lora.enabled:
-            policy, self.adapter_base = with_lora(load(policy_source), lora, "causal_lm", base_model=policy_source), policy_source
+            policy, self.adapter_base = (
+                with_lora(load(policy_source), lora, "causal_lm", base_model=policy_source),
+                policy_source,
+            )
         else:
             policy, self.adapter_base = load(policy_source), None
         policy = fused_gelu(policy)
         self.ref_model = None if lora.enabled else fused_gelu(load(policy_source)).requires_grad_(False)
         self.eos_ids = list(eos_ids(self.tokenizer, policy))
         model = PolicyValueModel(policy)
-        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate,
-                                      eps=config.adam_eps, weight_decay=config.weight_decay, foreach=True)
+        optimizer = torch.optim.AdamW(
+            [p for p in model.parameters() if p.requires_grad],
+            lr=config.learning_rate,
+            eps=config.adam_eps,
+            weight_decay=config.weight_decay,
+            foreach=True,
+        )
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.model.eval()  # no dropout, ever (N+ details)
         self.score = score
@@ -106,7 +122,9 @@ class PPOTrainer:
         return self.accelerator.unwrap_model(self.model).policy
 
     # --- the loop ----------------------------------------------------------------------------------
-    def train(self, prompts: Sequence[Conversation | str], on_step: Callable[[int, dict[str, float]], None] | None = None) -> PPORun:
+    def train(
+        self, prompts: Sequence[Conversation | str], on_step: Callable[[int, dict[str, float]], None] | None = None
+    ) -> PPORun:
         cfg, run = self.config, PPORun()
         batches = self._prompt_batches(list(prompts))
         snapshot = None
@@ -118,16 +136,19 @@ class PPOTrainer:
             if cfg.kl_stop is not None and kl > cfg.kl_stop:
                 if snapshot is not None:
                     self.policy.load_state_dict(snapshot, strict=False)
-                run.stopped_early = (f"KL {kl:.2f} passed kl_stop {cfg.kl_stop} at step {step}; kept the policy "
-                                     f"from before step {max(step - 1, 0)}'s update")
+                run.stopped_early = (
+                    f"KL {kl:.2f} passed kl_stop {cfg.kl_stop} at step {step}; kept the policy "
+                    f"from before step {max(step - 1, 0)}'s update"
+                )
                 logger.warning("PPO stopped early: %s", run.stopped_early)
                 break
             run.final = {"objective/kl": kl, "objective/scores": self._mean(rollout.scores), "step": step}
             if step == cfg.steps:
                 break
             if cfg.kl_stop is not None:
-                snapshot = {k: v.detach().to("cpu", copy=True) for k, v in self.policy.named_parameters()
-                            if v.requires_grad}  # what an update changes (a LoRA adapter: a few MB)
+                snapshot = {
+                    k: v.detach().to("cpu", copy=True) for k, v in self.policy.named_parameters() if v.requires_grad
+                }  # what an update changes (a LoRA adapter: a few MB)
             metrics = self.update(rollout)
             metrics["time/rollout_s"] = rollout_s
             metrics["time/step_s"] = time.monotonic() - started
@@ -139,11 +160,21 @@ class PPOTrainer:
 
     def rollout(self, prompts: Sequence[Conversation | str]) -> Rollout:
         cfg = self.config
-        return collect(self.accelerator.unwrap_model(self.model), self.ref_model, self.tokenizer, prompts, self.score,
-                       max_new_tokens=cfg.max_new_tokens, max_prompt_tokens=cfg.max_prompt_tokens,
-                       forward_batch_size=cfg.forward_batch_size, device=self.accelerator.device,
-                       eos_ids=self.eos_ids, pad_token_id=self.pad_id, autocast=self.accelerator.autocast,
-                       template=self.template)
+        return collect(
+            self.accelerator.unwrap_model(self.model),
+            self.ref_model,
+            self.tokenizer,
+            prompts,
+            self.score,
+            max_new_tokens=cfg.max_new_tokens,
+            max_prompt_tokens=cfg.max_prompt_tokens,
+            forward_batch_size=cfg.forward_batch_size,
+            device=self.accelerator.device,
+            eos_ids=self.eos_ids,
+            pad_token_id=self.pad_id,
+            autocast=self.accelerator.autocast,
+            template=self.template,
+        )
 
     def update(self, r: Rollout) -> dict[str, float]:
         """Rewards, advantages and `ppo_epochs` passes of clipped updates on one rollout batch."""
@@ -165,7 +196,9 @@ class PPOTrainer:
                     sync = i == len(micros) - 1
                     ctx = self.accelerator.no_sync(self.model) if not sync else contextlib.nullcontext()
                     with ctx:
-                        step_stats = self._micro_step(ids[idx], attn[idx], Q, r, idx, advantages[idx], returns[idx], len(micros))
+                        step_stats = self._micro_step(
+                            ids[idx], attn[idx], Q, r, idx, advantages[idx], returns[idx], len(micros)
+                        )
                     for k, v in step_stats.items():
                         stats.setdefault(k, []).append(v)
                 if cfg.max_grad_norm > 0:
@@ -177,14 +210,18 @@ class PPOTrainer:
         self.kl_ctl.update(mean_kl, B * self.accelerator.num_processes)
         out = {k: sum(v) / len(v) for k, v in stats.items()}
         raw = self._mean(r.scores)
-        out.update({
-            "objective/kl": mean_kl, "objective/kl_coef": kl_coef, "objective/scores": raw,
-            "objective/rlhf_reward": raw - kl_coef * mean_kl,
-            "objective/scores_shaped": self._mean(scores),
-            "response/length": self._mean(r.mask.sum(1).float()),
-            "response/ended": self._mean(r.ended.float()),
-            "episodes": B * self.accelerator.num_processes,
-        })
+        out.update(
+            {
+                "objective/kl": mean_kl,
+                "objective/kl_coef": kl_coef,
+                "objective/scores": raw,
+                "objective/rlhf_reward": raw - kl_coef * mean_kl,
+                "objective/scores_shaped": self._mean(scores),
+                "response/length": self._mean(r.mask.sum(1).float()),
+                "response/ended": self._mean(r.ended.float()),
+                "episodes": B * self.accelerator.num_processes,
+            }
+        )
         return out
 
     def _micro_step(self, ids, attn, Q, r: Rollout, idx, advantages, returns, accumulation: int) -> dict[str, float]:
@@ -202,8 +239,14 @@ class PPOTrainer:
         with torch.no_grad():
             if entropy is None:
                 entropy = core.masked_mean(core.entropy_from_logits(logits.detach()), mask)
-        return {"loss/policy": pg_loss.item(), "loss/value": vf_loss.item(), "policy/clipfrac": clipfrac.item(),
-                "policy/approxkl": approx_kl.item(), "policy/entropy": float(entropy), "value/clipfrac": vf_clipfrac.item()}
+        return {
+            "loss/policy": pg_loss.item(),
+            "loss/value": vf_loss.item(),
+            "policy/clipfrac": clipfrac.item(),
+            "policy/approxkl": approx_kl.item(),
+            "policy/entropy": float(entropy),
+            "value/clipfrac": vf_clipfrac.item(),
+        }
 
     def shape_scores(self, r: Rollout) -> torch.Tensor:
         """Raw reward-model scores -> the scores PPO optimises: EOS penalty, running whitening, clipping."""

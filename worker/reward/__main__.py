@@ -26,8 +26,15 @@ def read_pairs(path: Path) -> list[dict]:
             continue
         try:
             record = json.loads(line)
-            pairs.append({"prompt": record["prompt"], "chosen": record["chosen"], "rejected": record["rejected"],
-                          "task_id": record.get("task_id"), "annotation_ids": record.get("annotation_ids") or ()})
+            pairs.append(
+                {
+                    "prompt": record["prompt"],
+                    "chosen": record["chosen"],
+                    "rejected": record["rejected"],
+                    "task_id": record.get("task_id"),
+                    "annotation_ids": record.get("annotation_ids") or (),
+                }
+            )
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             raise InputError(f"{path}:{number}: not a prompt/chosen/rejected record ({exc})") from None
     return pairs

@@ -34,34 +34,51 @@ class RewardTrainConfig(Knobs):
 
     label = "reward training config"
 
-    learning_rate: float | None = _knob(None, "AdamW learning rate; None: chosen from the backbone's size (1e-5 for "
-                                        "GPT-2 small, ~1.5e-3 for the tiny offline model).")
-    num_train_epochs: float = _knob(30.0, "Most passes over the training pairs; training stops earlier once the "
-                                    "validation loss stops improving.")
-    early_stopping_patience: int = _knob(3, "Evaluations without a lower validation loss before training stops (0: run "
-                                         "all num_train_epochs); the best evaluation's weights are kept either way.")
-    validation_fraction: float = _knob(0.15, "Share of the training prompts held out to choose the training length "
-                                       "(eval pairs are never used for it).")
-    per_device_train_batch_size: int = _knob(8, "Pairs per step per device (each pair is two sequences in one "
-                                             "forward).")
+    learning_rate: float | None = _knob(
+        None,
+        "AdamW learning rate; None: chosen from the backbone's size (1e-5 for "
+        "GPT-2 small, ~1.5e-3 for the tiny offline model).",
+    )
+    num_train_epochs: float = _knob(
+        30.0, "Most passes over the training pairs; training stops earlier once the validation loss stops improving."
+    )
+    early_stopping_patience: int = _knob(
+        3,
+        "Evaluations without a lower validation loss before training stops (0: run "
+        "all num_train_epochs); the best evaluation's weights are kept either way.",
+    )
+    validation_fraction: float = _knob(
+        0.15, "Share of the training prompts held out to choose the training length (eval pairs are never used for it)."
+    )
+    per_device_train_batch_size: int = _knob(
+        8, "Pairs per step per device (each pair is two sequences in one forward)."
+    )
     per_device_eval_batch_size: int = _knob(16, "Pairs per evaluation batch.")
     gradient_accumulation_steps: int = _knob(1, "Steps accumulated before an optimizer update.")
     weight_decay: float = _knob(0.0, "AdamW weight decay.")
     warmup_ratio: float = _knob(0.1, "Fraction of one epoch's steps spent warming the learning rate up.")
-    lr_scheduler_type: str = _knob("constant_with_warmup", "transformers scheduler name (constant: the training length "
-                                   "is not known in advance).")
-    max_length: int = _knob(1024, "Longest (prompt + response) in tokens; longer pairs are dropped (capped at the "
-                            "model's context length).")
-    center_rewards_coefficient: float | None = _knob(0.01, "Pulls rewards towards mean 0 (TRL's recommendation: 0.01); "
-                                                     "None: off.")
+    lr_scheduler_type: str = _knob(
+        "constant_with_warmup", "transformers scheduler name (constant: the training length is not known in advance)."
+    )
+    max_length: int = _knob(
+        1024, "Longest (prompt + response) in tokens; longer pairs are dropped (capped at the model's context length)."
+    )
+    center_rewards_coefficient: float | None = _knob(
+        0.01, "Pulls rewards towards mean 0 (TRL's recommendation: 0.01); None: off."
+    )
     eval_fraction: float = _knob(0.2, "Share of the distinct prompts held out for evaluation.")
     min_pairs: int = _knob(8, "Fewer usable pairs than this: the run is skipped.")
-    eval_points: int = _knob(1, "Validation evaluations per epoch (0: none: no validation split, no early stopping, "
-                             "all num_train_epochs).")
-    logging_steps: int = _knob(0, "Optimizer steps between two logged training losses (0: about 100 points over the "
-                               "run, at least one per epoch).")
-    gradient_checkpointing: bool = _knob(False, "Trade compute for memory (TRL turns it on by default; GPT-2 small "
-                                         "does not need it).")
+    eval_points: int = _knob(
+        1, "Validation evaluations per epoch (0: none: no validation split, no early stopping, all num_train_epochs)."
+    )
+    logging_steps: int = _knob(
+        0,
+        "Optimizer steps between two logged training losses (0: about 100 points over the "
+        "run, at least one per epoch).",
+    )
+    gradient_checkpointing: bool = _knob(
+        False, "Trade compute for memory (TRL turns it on by default; GPT-2 small does not need it)."
+    )
     seed: int = _knob(0, "Seed for the split, the head's initialisation and data order.")
     device: str = _knob("auto", "auto, cpu, cuda or cuda:N (auto: a GPU if one is visible).")
     bf16: bool | None = _knob(None, "bf16 mixed precision; None: on for a GPU that supports it, off on CPU.")
@@ -76,13 +93,15 @@ class RewardTrainConfig(Knobs):
         if not 0 < self.validation_fraction < 1:
             raise InputError(f"{bad} validation_fraction must be in (0, 1), got {self.validation_fraction}")
         if self.learning_rate is not None and self.learning_rate <= 0:
-            raise InputError(f"{bad} learning_rate must be > 0 (or None: from the model's size), "
-                             f"got {self.learning_rate}")
+            raise InputError(
+                f"{bad} learning_rate must be > 0 (or None: from the model's size), got {self.learning_rate}"
+            )
         if self.num_train_epochs <= 0:
             raise InputError(f"{bad} num_train_epochs must be > 0, got {self.num_train_epochs}")
         for name in ("early_stopping_patience", "eval_points", "logging_steps"):
             if getattr(self, name) < 0:
                 raise InputError(f"{bad} {name} must not be negative, got {getattr(self, name)}")
+
 
 GPT2_SMALL_PARAMETERS = 124_000_000
 

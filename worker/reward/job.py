@@ -32,9 +32,13 @@ logger = logging.getLogger(__name__)
 
 
 def config_from_settings(settings: Settings, overrides: Mapping[str, Any] | None = None) -> RewardTrainConfig:
-    values = {"learning_rate": settings.reward_lr, "num_train_epochs": settings.reward_epochs,
-              "per_device_train_batch_size": settings.reward_batch_size, "tracking": settings.reward_tracking,
-              "device": settings.device}
+    values = {
+        "learning_rate": settings.reward_lr,
+        "num_train_epochs": settings.reward_epochs,
+        "per_device_train_batch_size": settings.reward_batch_size,
+        "tracking": settings.reward_tracking,
+        "device": settings.device,
+    }
     values.update(overrides or {})
     return RewardTrainConfig.from_overrides(values)
 
@@ -51,8 +55,16 @@ def last_seen(store: ArtifactStore, project_id: int) -> dict[str, str]:
     return dict(data.get("annotations_seen") or {})
 
 
-def run(settings: Settings, project_id: int, *, reason: str, forced: bool, queue: JobQueue | None = None,
-        config: Mapping[str, Any] | None = None, on_change: bool = False) -> dict[str, Any]:
+def run(
+    settings: Settings,
+    project_id: int,
+    *,
+    reason: str,
+    forced: bool,
+    queue: JobQueue | None = None,
+    config: Mapping[str, Any] | None = None,
+    on_change: bool = False,
+) -> dict[str, Any]:
     progress = Progress("reading annotations")
     queue = queue or _job_queue(settings)
     events_seen = _change_count(queue, project_id)  # before reading: later events make START_TRAINING queue again
@@ -63,19 +75,35 @@ def run(settings: Settings, project_id: int, *, reason: str, forced: bool, queue
     tasks = list(client.iter_tasks(project_id, fields="all"))
     pairs, summary = tasks_to_pairs(tasks, pairwise, settings.chat_template)
     changes = count_changes(last_seen(store, project_id), summary.seen)
-    logger.info("project %s: %s; %d annotation change(s) since the last version", project_id,
-                summary.describe().replace("\n", ";"), changes)
-    base = {"project_id": project_id, "reason": reason, "forced": forced, "changes": changes, "pairs": len(pairs),
-            "conversion": summary.as_dict()}
+    logger.info(
+        "project %s: %s; %d annotation change(s) since the last version",
+        project_id,
+        summary.describe().replace("\n", ";"),
+        changes,
+    )
+    base = {
+        "project_id": project_id,
+        "reason": reason,
+        "forced": forced,
+        "changes": changes,
+        "pairs": len(pairs),
+        "conversion": summary.as_dict(),
+    }
     if changes == 0:
         _mark_trained(queue, project_id, events_seen)
     needed = 0 if forced else 1 if on_change else settings.min_new_annotations
     if changes < needed:
         progress.update(0, stage="skipped", force=True)
-        why = (f"fewer than MIN_NEW_ANNOTATIONS={settings.min_new_annotations} (the Train button trains on any change)"
-               if needed > 1 else "nothing to learn from (`prefloop train-reward --force` trains anyway)")
-        return {"status": "skipped", **base,
-                "reason": f"{changes} new, changed or deleted annotation(s) since the last reward model: {why}"}
+        why = (
+            f"fewer than MIN_NEW_ANNOTATIONS={settings.min_new_annotations} (the Train button trains on any change)"
+            if needed > 1
+            else "nothing to learn from (`prefloop train-reward --force` trains anyway)"
+        )
+        return {
+            "status": "skipped",
+            **base,
+            "reason": f"{changes} new, changed or deleted annotation(s) since the last reward model: {why}",
+        }
     train_config = config_from_settings(settings, config)
 
     def report(done: int, total: int, stage: str) -> None:
@@ -84,21 +112,34 @@ def run(settings: Settings, project_id: int, *, reason: str, forced: bool, queue
 
     try:
         with store.staging(project_id, "reward") as staged:
-            metrics = train_reward(pairs, settings.reward_base, staged, train_config, progress=report,
-                                   conversion={**summary.as_dict(), "seen": summary.seen, "votes": summary.votes},
-                                   chat_template=settings.chat_template, lora=LoraSettings.from_settings(settings))
+            metrics = train_reward(
+                pairs,
+                settings.reward_base,
+                staged,
+                train_config,
+                progress=report,
+                conversion={**summary.as_dict(), "seen": summary.seen, "votes": summary.votes},
+                chat_template=settings.chat_template,
+                lora=LoraSettings.from_settings(settings),
+            )
             progress.update(1, stage="publishing", force=True)
             version = store.publish(project_id, "reward", staged)
     except JobSkipped as exc:
         progress.update(0, stage="skipped", force=True)
         return {"status": "skipped", **base, "reason": str(exc)}
     _mark_trained(queue, project_id, events_seen)
-    result = {"status": "published", **base, "version": version, "metrics": metrics,
-              "model_version": store.model_version(project_id)}
+    result = {
+        "status": "published",
+        **base,
+        "version": version,
+        "metrics": metrics,
+        "model_version": store.model_version(project_id),
+    }
     # Before the policy run is queued (it would run first on a one-worker queue): the new model's picks,
     # in Label Studio.
-    result["predictions"] = push_after(settings, project_id, f"reward model {version}", client=client, queue=queue,
-                                       progress=report)
+    result["predictions"] = push_after(
+        settings, project_id, f"reward model {version}", client=client, queue=queue, progress=report
+    )
     result["policy"] = _queue_policy(settings, queue, project_id, version, metrics)
     progress.update(1, stage="done", force=True)
     return result
@@ -128,19 +169,37 @@ def _job_queue(settings: Settings) -> JobQueue:
     return JobQueue(settings, connection=job.connection if job is not None else None)
 
 
-def _queue_policy(settings: Settings, queue: JobQueue, project_id: int, version: str, metrics: Mapping[str, Any]) -> dict:
+def _queue_policy(
+    settings: Settings, queue: JobQueue, project_id: int, version: str, metrics: Mapping[str, Any]
+) -> dict:
     """Queue the configured policy trainer (POLICY_TRAINER) behind a good enough reward model. DPO
     does not train on the reward model: annotation events queue it (backend/webhook.py)."""
     trainer = settings.policy_trainer
     if trainer == "dpo":
-        return {"queued": False, "trainer": trainer,
-                "reason": "POLICY_TRAINER=dpo trains on the pairs, not the reward model: annotation events queue it"}
+        return {
+            "queued": False,
+            "trainer": trainer,
+            "reason": "POLICY_TRAINER=dpo trains on the pairs, not the reward model: annotation events queue it",
+        }
     accuracy = metrics.get("eval/accuracy") or 0.0
     if accuracy < settings.ppo_min_accuracy:
-        logger.info("reward model %s: eval accuracy %.3f < PPO_MIN_ACCURACY %.3f, no %s run", version, accuracy,
-                    settings.ppo_min_accuracy, trainer.upper())
-        return {"queued": False, "trainer": trainer,
-                "reason": f"eval accuracy {accuracy:.3f} < PPO_MIN_ACCURACY {settings.ppo_min_accuracy}"}
-    enqueued = queue.enqueue(JobKind.POLICY, project_id, reason=f"reward model {version} (eval accuracy {accuracy:.3f})",
-                             trainer=trainer, reward_version=version)
+        logger.info(
+            "reward model %s: eval accuracy %.3f < PPO_MIN_ACCURACY %.3f, no %s run",
+            version,
+            accuracy,
+            settings.ppo_min_accuracy,
+            trainer.upper(),
+        )
+        return {
+            "queued": False,
+            "trainer": trainer,
+            "reason": f"eval accuracy {accuracy:.3f} < PPO_MIN_ACCURACY {settings.ppo_min_accuracy}",
+        }
+    enqueued = queue.enqueue(
+        JobKind.POLICY,
+        project_id,
+        reason=f"reward model {version} (eval accuracy {accuracy:.3f})",
+        trainer=trainer,
+        reward_version=version,
+    )
     return {"queued": True, "trainer": trainer, **enqueued.as_dict()}

@@ -31,20 +31,26 @@ from prefloop.preferences import PreferencePair
 from prefloop.stats import accuracy_interval
 
 
-def evaluate(model, tokenizer, pairs: Sequence[PreferencePair], ids: Mapping[str, list], *, batch_size: int,
-             device) -> dict[str, Any]:
+def evaluate(
+    model, tokenizer, pairs: Sequence[PreferencePair], ids: Mapping[str, list], *, batch_size: int, device
+) -> dict[str, Any]:
     """Rewards of the held-out pairs, computed the way serving computes them (prefloop.scoring)."""
     from prefloop.scoring import rewards_from_ids
 
     n = len(pairs)
-    rewards = rewards_from_ids(model, ids["chosen_ids"] + ids["rejected_ids"], pad_token_id=tokenizer.pad_token_id,
-                               batch_size=batch_size, device=device)
-    return {"chosen": rewards[:n], "rejected": rewards[n:],
-            "length_wins": [_length_vote(p) for p in pairs]}
+    rewards = rewards_from_ids(
+        model,
+        ids["chosen_ids"] + ids["rejected_ids"],
+        pad_token_id=tokenizer.pad_token_id,
+        batch_size=batch_size,
+        device=device,
+    )
+    return {"chosen": rewards[:n], "rejected": rewards[n:], "length_wins": [_length_vote(p) for p in pairs]}
 
 
-def annotator_table(model, tokenizer, votes: Sequence[Any], *, max_length: int, batch_size: int, device,
-                    template: str = "") -> dict[str, Any]:
+def annotator_table(
+    model, tokenizer, votes: Sequence[Any], *, max_length: int, batch_size: int, device, template: str = ""
+) -> dict[str, Any]:
     """Per-annotator agreement with the others' majority and with this model's picks (prefloop.annotators);
     `votes` is `ConversionSummary.votes`, scored as serving scores (prefloop.family.scoring_ids)."""
     from prefloop.annotators import annotator_stats
@@ -53,8 +59,9 @@ def annotator_table(model, tokenizer, votes: Sequence[Any], *, max_length: int, 
 
     items = [(v[0], v[1], v[2]) for v in votes]
     convs = [v[4] if len(v) > 4 and v[4] is not None else v[0] for v in votes]
-    ids = ([scoring_ids(tokenizer, c, a, template, max_length) for c, (_, a, _) in zip(convs, items)]
-           + [scoring_ids(tokenizer, c, b, template, max_length) for c, (_, _, b) in zip(convs, items)])
+    ids = [scoring_ids(tokenizer, c, a, template, max_length) for c, (_, a, _) in zip(convs, items)] + [
+        scoring_ids(tokenizer, c, b, template, max_length) for c, (_, _, b) in zip(convs, items)
+    ]
     rewards = rewards_from_ids(model, ids, pad_token_id=tokenizer.pad_token_id, batch_size=batch_size, device=device)
     n = len(items)
     picks = {item: (item[1] if rewards[i] > rewards[n + i] else item[2]) for i, item in enumerate(items)}
@@ -70,9 +77,18 @@ def pairwise_accuracy(chosen: Sequence[float], rejected: Sequence[float]) -> flo
     return sum(c > r for c, r in zip(chosen, rejected)) / max(1, len(chosen))
 
 
-def metrics(evaluation: Mapping[str, Any], *, train_pairs: int, eval_pairs: int, runtime_s: float, epochs: float,
-            log_history: list[dict], dropped_too_long: int, conversion: Mapping[str, Any] | None,
-            training: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def metrics(
+    evaluation: Mapping[str, Any],
+    *,
+    train_pairs: int,
+    eval_pairs: int,
+    runtime_s: float,
+    epochs: float,
+    log_history: list[dict],
+    dropped_too_long: int,
+    conversion: Mapping[str, Any] | None,
+    training: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     chosen, rejected = evaluation["chosen"], evaluation["rejected"]
     margins = [c - r for c, r in zip(chosen, rejected)]
     everything = list(chosen) + list(rejected)
@@ -99,8 +115,12 @@ def metrics(evaluation: Mapping[str, Any], *, train_pairs: int, eval_pairs: int,
     }
 
 
-def data_statistics(train: Sequence[PreferencePair], held_out: Sequence[PreferencePair],
-                    conversion: Mapping[str, Any] | None, validation: Sequence[PreferencePair] = ()) -> dict[str, Any]:
+def data_statistics(
+    train: Sequence[PreferencePair],
+    held_out: Sequence[PreferencePair],
+    conversion: Mapping[str, Any] | None,
+    validation: Sequence[PreferencePair] = (),
+) -> dict[str, Any]:
     def lengths(pairs, attr):
         values = [len(getattr(p, attr)) for p in pairs]
         return round(statistics.fmean(values), 1) if values else None
@@ -113,8 +133,11 @@ def data_statistics(train: Sequence[PreferencePair], held_out: Sequence[Preferen
     return {
         "pairs": {name: len(side) for name, side in sides.items()},
         "prompts": {name: len({p.prompt for p in side}) for name, side in sides.items()},
-        "mean_chars": {"prompt": lengths(everything, "prompt"), "chosen": lengths(everything, "chosen"),
-                       "rejected": lengths(everything, "rejected")},
+        "mean_chars": {
+            "prompt": lengths(everything, "prompt"),
+            "chosen": lengths(everything, "chosen"),
+            "rejected": lengths(everything, "rejected"),
+        },
         "conversion": conversion,
         "annotation_ids": {name: sorted({i for p in side for i in p.annotation_ids}) for name, side in sides.items()},
         "task_ids": {name: sorted({p.task_id for p in side if p.task_id is not None}) for name, side in sides.items()},
@@ -122,9 +145,17 @@ def data_statistics(train: Sequence[PreferencePair], held_out: Sequence[Preferen
     }
 
 
-def write_all(out: Path, config: Mapping[str, Any], resolved: Mapping[str, Any], metrics_: Mapping[str, Any],
-              train: Sequence[PreferencePair], held_out: Sequence[PreferencePair], conversion: Mapping[str, Any] | None,
-              log_history: list[dict], validation: Sequence[PreferencePair] = ()) -> None:
+def write_all(
+    out: Path,
+    config: Mapping[str, Any],
+    resolved: Mapping[str, Any],
+    metrics_: Mapping[str, Any],
+    train: Sequence[PreferencePair],
+    held_out: Sequence[PreferencePair],
+    conversion: Mapping[str, Any] | None,
+    log_history: list[dict],
+    validation: Sequence[PreferencePair] = (),
+) -> None:
     write_json(out / "train_config.json", {"config": dict(config), "resolved": dict(resolved)})
     write_json(out / "metrics.json", dict(metrics_))
     write_json(out / "data.json", data_statistics(train, held_out, conversion, validation))
@@ -174,9 +205,11 @@ def plot_curve(log_history: list[dict], path: Path, final: Mapping[str, Any] | N
 def _curve_title(final: Mapping[str, Any]) -> str:
     if final.get("eval/accuracy") is None:
         return "reward model"
-    title = (f"held-out accuracy {final['eval/accuracy']:.2f} [95% CI {final.get('eval/accuracy_ci_low', 0):.2f}-"
-             f"{final.get('eval/accuracy_ci_high', 1):.2f}] on {final.get('eval/pairs')} pairs; "
-             f"longer-answer baseline {final.get('eval/length_baseline_accuracy')}")
+    title = (
+        f"held-out accuracy {final['eval/accuracy']:.2f} [95% CI {final.get('eval/accuracy_ci_low', 0):.2f}-"
+        f"{final.get('eval/accuracy_ci_high', 1):.2f}] on {final.get('eval/pairs')} pairs; "
+        f"longer-answer baseline {final.get('eval/length_baseline_accuracy')}"
+    )
     if final.get("train/learning_rate") is not None:
         title += f"\nlr {final['train/learning_rate']:.2g}, {final.get('train/steps')} steps, "
         title += "stopped early" if final.get("train/stopped_early") else "ran to the epoch cap"

@@ -43,8 +43,16 @@ def as_pairs(items: Iterable[PreferencePair | Mapping[str, Any]]) -> list[Prefer
             out.append(item)
         else:
             conv = Conversation.of(item["messages"] if "messages" in item else item["prompt"])
-            out.append(PreferencePair(item.get("prompt") or conv.key, item["chosen"], item["rejected"],
-                                      item.get("task_id"), tuple(item.get("annotation_ids") or ()), conversation=conv))
+            out.append(
+                PreferencePair(
+                    item.get("prompt") or conv.key,
+                    item["chosen"],
+                    item["rejected"],
+                    item.get("task_id"),
+                    tuple(item.get("annotation_ids") or ()),
+                    conversation=conv,
+                )
+            )
     return out
 
 
@@ -52,18 +60,27 @@ def split_by_prompt(pairs: Sequence[PreferencePair], eval_fraction: float, seed:
     """(train, eval) with no prompt on both sides."""
     prompts = sorted({p.prompt for p in pairs})
     if len(prompts) < 2:
-        raise JobSkipped(f"the {len(pairs)} pair(s) come from {len(prompts)} prompt(s); a train/eval split by prompt "
-                         "needs at least 2 different prompts")
+        raise JobSkipped(
+            f"the {len(pairs)} pair(s) come from {len(prompts)} prompt(s); a train/eval split by prompt "
+            "needs at least 2 different prompts"
+        )
     random.Random(seed).shuffle(prompts)
     n_eval = min(len(prompts) - 1, max(1, round(len(prompts) * eval_fraction)))
     held_out = set(prompts[:n_eval])
     return [p for p in pairs if p.prompt not in held_out], [p for p in pairs if p.prompt in held_out]
 
 
-def train_reward(pairs: Iterable[PreferencePair | Mapping[str, Any]], base_model: str | Path, out_dir: str | Path,
-                 config: RewardTrainConfig | Mapping[str, Any] | None = None, *, progress: ProgressFn | None = None,
-                 conversion: Mapping[str, Any] | None = None, chat_template: str = "",
-                 lora: LoraSettings | None = None) -> dict[str, Any]:
+def train_reward(
+    pairs: Iterable[PreferencePair | Mapping[str, Any]],
+    base_model: str | Path,
+    out_dir: str | Path,
+    config: RewardTrainConfig | Mapping[str, Any] | None = None,
+    *,
+    progress: ProgressFn | None = None,
+    conversion: Mapping[str, Any] | None = None,
+    chat_template: str = "",
+    lora: LoraSettings | None = None,
+) -> dict[str, Any]:
     """Train a reward model on `pairs` from `base_model` (REWARD_BASE_MODEL: any backbone
     AutoModelForSequenceClassification loads, causal LM or encoder) into `out_dir`; returns the
     metrics (also written to out_dir/metrics.json). Pairs are rendered by the backbone's own
@@ -89,8 +106,9 @@ def train_reward(pairs: Iterable[PreferencePair | Mapping[str, Any]], base_model
     bf16 = use_bf16(device, config.bf16)
     set_seed(config.seed)
     tokenizer = load_tokenizer(base_model, padding_side=PADDING_SIDE["score"])
-    model = fused_gelu(load_reward_model(base_model, device=torch.device("cpu"), dtype=torch.float32,
-                                         pad_token_id=pad_id(tokenizer)))
+    model = fused_gelu(
+        load_reward_model(base_model, device=torch.device("cpu"), dtype=torch.float32, pad_token_id=pad_id(tokenizer))
+    )
     max_length = min(config.max_length, context_length(model.config, tokenizer, default=config.max_length))
     model = with_lora(model, lora or LoraSettings(), "seq_cls", base_model=base_model)
     if config.gradient_checkpointing and hasattr(model, "enable_input_require_grads"):
@@ -103,14 +121,27 @@ def train_reward(pairs: Iterable[PreferencePair | Mapping[str, Any]], base_model
     eval_ids, held_out, long_eval = encode(tokenizer, held_out, max_length)
     val_ids, validation, long_val = encode(tokenizer, validation, max_length)
     if not train or not held_out:
-        raise JobSkipped(f"after dropping {long_train + long_eval + long_val} pair(s) longer than {max_length} tokens, "
-                         f"{len(train)} train and {len(held_out)} eval pair(s) are left")
+        raise JobSkipped(
+            f"after dropping {long_train + long_eval + long_val} pair(s) longer than {max_length} tokens, "
+            f"{len(train)} train and {len(held_out)} eval pair(s) are left"
+        )
     parameters = sum(p.numel() for p in model.parameters())
     learning_rate = config.learning_rate or auto_learning_rate(parameters, lora=bool(lora and lora.r))
 
     keep_best = _KeepBest.create(config.early_stopping_patience)
-    trainer = _build_trainer(model, tokenizer, train_ids, val_ids if validation else None, config, out, device, bf16,
-                             progress, learning_rate, keep_best)
+    trainer = _build_trainer(
+        model,
+        tokenizer,
+        train_ids,
+        val_ids if validation else None,
+        config,
+        out,
+        device,
+        bf16,
+        progress,
+        learning_rate,
+        keep_best,
+    )
     started = time.perf_counter()
     trainer.train()
     runtime = time.perf_counter() - started
@@ -121,35 +152,73 @@ def train_reward(pairs: Iterable[PreferencePair | Mapping[str, Any]], base_model
         return {}
     if progress:
         progress(trainer.state.max_steps, trainer.state.max_steps, "evaluating")
-    evaluation = reward_report.evaluate(model, tokenizer, held_out, eval_ids,
-                                        batch_size=config.per_device_eval_batch_size * 2,
-                                        device=next(model.parameters()).device)
-    metrics = reward_report.metrics(evaluation, train_pairs=len(train), eval_pairs=len(held_out),
-                                    runtime_s=runtime, epochs=length["train/epochs"],
-                                    log_history=trainer.state.log_history,
-                                    dropped_too_long=long_train + long_eval + long_val, conversion=conversion,
-                                    training=dict(length, **{"train/learning_rate": learning_rate}))
+    evaluation = reward_report.evaluate(
+        model,
+        tokenizer,
+        held_out,
+        eval_ids,
+        batch_size=config.per_device_eval_batch_size * 2,
+        device=next(model.parameters()).device,
+    )
+    metrics = reward_report.metrics(
+        evaluation,
+        train_pairs=len(train),
+        eval_pairs=len(held_out),
+        runtime_s=runtime,
+        epochs=length["train/epochs"],
+        log_history=trainer.state.log_history,
+        dropped_too_long=long_train + long_eval + long_val,
+        conversion=conversion,
+        training=dict(length, **{"train/learning_rate": learning_rate}),
+    )
     if (conversion or {}).get("votes"):
         metrics["annotators"] = reward_report.annotator_table(
-            model, tokenizer, conversion["votes"], max_length=max_length, template=chat_template,
-            batch_size=config.per_device_eval_batch_size * 2, device=next(model.parameters()).device)
-    resolved = {"device": str(device), "bf16": bool(bf16), "max_length": max_length, "base_model": str(base_model),
-                "steps": trainer.state.global_step, "max_steps": trainer.state.max_steps,
-                "learning_rate": learning_rate, "learning_rate_from": "config" if config.learning_rate else
-                f"auto_learning_rate({parameters} parameters)", "parameters": parameters,
-                "processes": trainer.accelerator.num_processes, "torch": torch.__version__}
-    resolved.update(reward_base_model=str(base_model), lora=dataclasses.asdict(lora) if lora and lora.enabled else None,
-                    trainable_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad))
+            model,
+            tokenizer,
+            conversion["votes"],
+            max_length=max_length,
+            template=chat_template,
+            batch_size=config.per_device_eval_batch_size * 2,
+            device=next(model.parameters()).device,
+        )
+    resolved = {
+        "device": str(device),
+        "bf16": bool(bf16),
+        "max_length": max_length,
+        "base_model": str(base_model),
+        "steps": trainer.state.global_step,
+        "max_steps": trainer.state.max_steps,
+        "learning_rate": learning_rate,
+        "learning_rate_from": "config" if config.learning_rate else f"auto_learning_rate({parameters} parameters)",
+        "parameters": parameters,
+        "processes": trainer.accelerator.num_processes,
+        "torch": torch.__version__,
+    }
+    resolved.update(
+        reward_base_model=str(base_model),
+        lora=dataclasses.asdict(lora) if lora and lora.enabled else None,
+        trainable_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad),
+    )
     save_model(model, tokenizer, out, base_model=base_model)
     write_json(out / RENDERING_FILE, {"chat_template": chat_template})
-    reward_report.write_all(out, config.to_dict(), resolved, metrics, train, held_out, conversion,
-                            trainer.state.log_history, validation)
+    reward_report.write_all(
+        out, config.to_dict(), resolved, metrics, train, held_out, conversion, trainer.state.log_history, validation
+    )
     _tidy_trainer_dir(out / "tracking")
-    logger.info("reward model trained on %d pairs (%d steps, %.1f epochs, lr %.2g) in %.1fs: eval accuracy %.3f "
-                "[%.3f, %.3f] on %d pairs (longer-answer baseline %.3f)", len(train), length["train/steps"],
-                length["train/epochs"], learning_rate, runtime, metrics["eval/accuracy"],
-                metrics["eval/accuracy_ci_low"], metrics["eval/accuracy_ci_high"], len(held_out),
-                metrics["eval/length_baseline_accuracy"])
+    logger.info(
+        "reward model trained on %d pairs (%d steps, %.1f epochs, lr %.2g) in %.1fs: eval accuracy %.3f "
+        "[%.3f, %.3f] on %d pairs (longer-answer baseline %.3f)",
+        len(train),
+        length["train/steps"],
+        length["train/epochs"],
+        learning_rate,
+        runtime,
+        metrics["eval/accuracy"],
+        metrics["eval/accuracy_ci_low"],
+        metrics["eval/accuracy_ci_high"],
+        len(held_out),
+        metrics["eval/length_baseline_accuracy"],
+    )
     return metrics
 
 
@@ -215,15 +284,30 @@ class _KeepBest:
                     if name in self.weights:
                         param.copy_(self.weights[name].to(param.device))
         self.weights = None
-        return {"train/epochs": round(state.epoch or 0.0, 3), "train/steps": state.global_step,
-                "train/best_epoch": round(self.best_epoch, 3) if self.best_epoch is not None else None,
-                "train/best_step": self.best_step, "train/stopped_early": self.stopped_early,
-                "validation/pairs": validation_pairs,
-                "validation/loss_best": round(self.best_loss, 4) if self.best_step is not None else None}
+        return {
+            "train/epochs": round(state.epoch or 0.0, 3),
+            "train/steps": state.global_step,
+            "train/best_epoch": round(self.best_epoch, 3) if self.best_epoch is not None else None,
+            "train/best_step": self.best_step,
+            "train/stopped_early": self.stopped_early,
+            "validation/pairs": validation_pairs,
+            "validation/loss_best": round(self.best_loss, 4) if self.best_step is not None else None,
+        }
 
 
-def _build_trainer(model, tokenizer, train_ids: dict, eval_ids: dict | None, config: RewardTrainConfig, out: Path,
-                   device, bf16: bool, progress: ProgressFn | None, learning_rate: float, keep_best: _KeepBest):
+def _build_trainer(
+    model,
+    tokenizer,
+    train_ids: dict,
+    eval_ids: dict | None,
+    config: RewardTrainConfig,
+    out: Path,
+    device,
+    bf16: bool,
+    progress: ProgressFn | None,
+    learning_rate: float,
+    keep_best: _KeepBest,
+):
     from datasets import Dataset
     from transformers import TrainerCallback
     from trl import RewardConfig, RewardTrainer
@@ -234,17 +318,30 @@ def _build_trainer(model, tokenizer, train_ids: dict, eval_ids: dict | None, con
     eval_steps = max(1, steps // config.eval_points) if config.eval_points > 0 and eval_ids else None
     logging_steps = config.logging_steps or max(1, min(steps, total // 100))
     args = RewardConfig(
-        output_dir=str(out / "tracking"), learning_rate=learning_rate, num_train_epochs=config.num_train_epochs,
+        output_dir=str(out / "tracking"),
+        learning_rate=learning_rate,
+        num_train_epochs=config.num_train_epochs,
         per_device_train_batch_size=config.per_device_train_batch_size,
         per_device_eval_batch_size=config.per_device_eval_batch_size,
-        gradient_accumulation_steps=config.gradient_accumulation_steps, weight_decay=config.weight_decay,
-        warmup_steps=round(steps * config.warmup_ratio), lr_scheduler_type=config.lr_scheduler_type,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        weight_decay=config.weight_decay,
+        warmup_steps=round(steps * config.warmup_ratio),
+        lr_scheduler_type=config.lr_scheduler_type,
         max_length=None,  # already filtered in _encode
-        center_rewards_coefficient=config.center_rewards_coefficient, logging_steps=logging_steps,
-        eval_strategy="steps" if eval_steps else "no", eval_steps=eval_steps, save_strategy="no",
-        report_to=_report_to(config.tracking), use_cpu=device.type == "cpu", bf16=bf16,
-        activation_checkpointing=config.gradient_checkpointing, seed=config.seed, data_seed=config.seed,
-        disable_tqdm=True, dataloader_pin_memory=device.type == "cuda", run_name=out.name,
+        center_rewards_coefficient=config.center_rewards_coefficient,
+        logging_steps=logging_steps,
+        eval_strategy="steps" if eval_steps else "no",
+        eval_steps=eval_steps,
+        save_strategy="no",
+        report_to=_report_to(config.tracking),
+        use_cpu=device.type == "cpu",
+        bf16=bf16,
+        activation_checkpointing=config.gradient_checkpointing,
+        seed=config.seed,
+        data_seed=config.seed,
+        disable_tqdm=True,
+        dataloader_pin_memory=device.type == "cuda",
+        run_name=out.name,
     )
 
     class _Progress(TrainerCallback):
@@ -252,9 +349,14 @@ def _build_trainer(model, tokenizer, train_ids: dict, eval_ids: dict | None, con
             if progress:
                 progress(state.global_step, state.max_steps, "training")
 
-    return RewardTrainer(model=model, args=args, train_dataset=Dataset.from_dict(train_ids),
-                         eval_dataset=Dataset.from_dict(eval_ids) if eval_ids else None, processing_class=tokenizer,
-                         callbacks=[_Progress(), keep_best.callback])
+    return RewardTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_dict(train_ids),
+        eval_dataset=Dataset.from_dict(eval_ids) if eval_ids else None,
+        processing_class=tokenizer,
+        callbacks=[_Progress(), keep_best.callback],
+    )
 
 
 def _report_to(tracking: str) -> str:
@@ -264,9 +366,14 @@ def _report_to(tracking: str) -> str:
     if tracking == "none":
         return "none"
     package = {"tensorboard": "tensorboard", "wandb": "wandb"}[tracking]
-    if importlib.util.find_spec(package) is None and not (tracking == "tensorboard" and importlib.util.find_spec("tensorboardX")):
-        logger.warning("REWARD_TRACKING=%s but %s is not installed (pip install 'prefloop[tracking]'): tracking is off",
-                       tracking, package)
+    if importlib.util.find_spec(package) is None and not (
+        tracking == "tensorboard" and importlib.util.find_spec("tensorboardX")
+    ):
+        logger.warning(
+            "REWARD_TRACKING=%s but %s is not installed (pip install 'prefloop[tracking]'): tracking is off",
+            tracking,
+            package,
+        )
         return "none"
     return tracking
 
