@@ -125,11 +125,16 @@ def labels_to_reach(target: float, budgets: list[int], curve: list[float]) -> fl
     return None
 
 
+def plot_title(seeds: int, verdict: str) -> str:
+    return f"readable-answer preference, tiny GPT-2, {seeds} seeds\n{verdict}"
+
+
 def plot(summary: dict, budgets: list[int], path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=110)
     for strategy, style in zip(STRATEGIES, ("tab:grey", "tab:green")):
@@ -147,6 +152,7 @@ def plot(summary: dict, budgets: list[int], path: Path, title: str) -> None:
     ax.set_xscale("log")
     ax.set_xticks(budgets)
     ax.set_xticklabels([str(b) for b in budgets])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("labelled pairs")
     ax.set_ylabel("held-out pairwise accuracy")
     ax.set_ylim(0.4, 1.0)
@@ -167,7 +173,17 @@ def main() -> int:
     ap.add_argument("--budgets", default="25,50,100,200,400")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--held-out", type=int, default=250)
+    ap.add_argument("--replot", action="store_true", help="redraw the plot from bench/results/bench_active.json")
     args = ap.parse_args()
+    if args.replot:
+        saved = json.loads((RESULTS / "bench_active.json").read_text())
+        plot(
+            saved["summary"],
+            saved["budgets"],
+            RESULTS / "bench_active.png",
+            plot_title(saved["args"]["seeds"], saved["verdict"]),
+        )
+        return 0
     budgets = sorted({int(b) for b in args.budgets.split(",") if b.strip()})
     if not budgets or budgets[0] < 10:
         raise SystemExit("bench_active: --budgets must be comma-separated counts of at least 10 pairs")
@@ -211,8 +227,7 @@ def main() -> int:
     )
     print(verdict)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    title = f"readable-answer preference, tiny GPT-2, {args.seeds} seeds; {verdict}"
-    plot(summary, budgets, RESULTS / "bench_active.png", title.replace(": ", ":\n", 1))
+    plot(summary, budgets, RESULTS / "bench_active.png", plot_title(args.seeds, verdict))
     (RESULTS / "bench_active.json").write_text(
         json.dumps(
             {
