@@ -98,8 +98,8 @@ def test_ppo_publishes_a_policy_and_generation_switches_to_it(project, stack, la
     of newly imported prompts."""
     policy = stack.wait_version(project, "policy", None, 300)
     assert stack.model_version(project).endswith(f"+{policy}")
-    ppo = stack.wait_job(project, "ppo", finished, 30, "a finished PPO job")
-    assert ppo["result"], ppo
+    ppo = stack.wait_job(project, "policy", finished, 30, "a finished policy job")
+    assert ppo["trainer"] == "ppo" and ppo["result"], ppo
     before = {t["id"] for t in label_studio.tasks(project)}
     label_studio.import_tasks(project, prompt_tasks(LATER_PROMPTS))
     tasks = wait_filled(label_studio, stack, project, len(PROMPTS) + len(LATER_PROMPTS))
@@ -118,4 +118,4 @@ def test_status_page_shows_the_project_versions_and_jobs(project, stack):
     html = requests.get(f"{stack.url}/status", params={"project": project}, timeout=10).text
     current = stack.current(project)
     assert current["reward"] in html and current["policy"] in html
-    assert "train_reward" in html and "ppo" in html and "generate" in html
+    assert "train_reward" in html and "policy" in html and "ppo" in html and "generate" in html
