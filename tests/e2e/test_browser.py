@@ -8,6 +8,7 @@ import time
 import uuid
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from cli.commands.init import first_start
 from prefloop.settings import Settings
@@ -185,6 +186,14 @@ def drag_to_top(page, items, index: int) -> None:
     page.mouse.up()
 
 
+# The tiny model's answers hold control characters and runs of spaces that innerText drops or folds:
+# compare both sides without them.
+FIRST_RANKED_IS = """(body) => {
+    const norm = (s) => s.replace(/[\\u0000-\\u001f\\u007f-\\u009f]/g, "").replace(/\\s+/g, " ").trim();
+    return norm(document.querySelector(".htx-ranker-item").innerText).includes(norm(body).slice(0, 16));
+}"""
+
+
 def test_a_ranking_annotated_in_the_browser_becomes_the_pairs_it_implies(stack, browser, label_studio, screenshots):
     """label_config/ranking.xml in Label Studio 1.23.2: the worker writes ANSWERS_PER_PROMPT (3)
     answers into the List, the annotator drags the last one to the top and submits, and the saved
@@ -212,12 +221,14 @@ def test_a_ranking_annotated_in_the_browser_becomes_the_pairs_it_implies(stack, 
     shown = page.locator(".htx-ranker-item")
     shown.nth(2).wait_for(timeout=30_000)
     page.screenshot(path=str(screenshots / "12-ranking-task.png"))
-    drag_to_top(page, shown, 2)
-    page.wait_for_function(
-        "(body) => document.querySelector('.htx-ranker-item').innerText.includes(body)",
-        arg=items[2]["body"][:20],
-        timeout=10_000,
-    )
+    for attempt in range(3):  # a drag under load can end before the list reacts: try again
+        drag_to_top(page, shown, 2)
+        try:
+            page.wait_for_function(FIRST_RANKED_IS, arg=items[2]["body"], timeout=10_000)
+            break
+        except PlaywrightTimeout:
+            if attempt == 2:
+                raise
     page.screenshot(path=str(screenshots / "13-ranking-dragged.png"))
     t0 = time.time()
     submit.click()

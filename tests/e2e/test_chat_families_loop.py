@@ -13,6 +13,7 @@ import pytest
 from prefloop.label_config import load_label_config
 from prefloop.models import adapter_base, is_adapter
 from tests.e2e.conftest import filled, keep_logs, wait_filled
+from tests.support.services import wait_until
 from tests.support.stack import Stack, finished
 from worker.reward import RewardTrainConfig
 
@@ -90,14 +91,25 @@ def test_annotations_train_an_encoder_reward_model_published_as_an_adapter(
 
 
 def test_retrieve_predictions_stores_the_encoder_reward_models_picks(project, chat_stack, label_studio):
+    """Every task carries a prediction of the serving version. The policy may publish meanwhile (the
+    serving version then moves on and the picks are relabelled), so the version is read on each look."""
     chat_stack.wait_job(project, "train_reward", finished, 60, "a finished reward job")
     label_studio.retrieve_predictions(project)
-    version = chat_stack.model_version(project, load_label_config("pairwise_chat"))
-    assert version.startswith(chat_stack.current(project)["reward"])
-    for task in label_studio.tasks(project):
-        preds = [p for p in label_studio.predictions(task["id"]) if p["model_version"] == version]
-        assert preds, f"task {task['id']} has no prediction of {version}: {label_studio.predictions(task['id'])}"
-        assert preds[-1]["result"][0]["value"]["selected"] in ("left", "right") and 0.5 <= preds[-1]["score"] <= 1
+
+    def every_task_predicted():
+        version = chat_stack.model_version(project, load_label_config("pairwise_chat"))
+        assert version.startswith(chat_stack.current(project)["reward"])
+        latest = {}
+        for task in label_studio.tasks(project):
+            preds = [p for p in label_studio.predictions(task["id"]) if p["model_version"] == version]
+            if not preds:
+                return None
+            latest[task["id"]] = preds[-1]
+        return latest
+
+    latest = wait_until(every_task_predicted, 60, "a prediction of the serving version on every task", interval=1.0)
+    for pred in latest.values():
+        assert pred["result"][0]["value"]["selected"] in ("left", "right") and 0.5 <= pred["score"] <= 1
 
 
 def test_ppo_publishes_a_lora_policy_on_the_llama_base(project, chat_stack, tiny_family_dir):
