@@ -10,13 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from prefloop.errors import InputError
-from prefloop.knobs import Knobs, knob
+from prefloop.knobs import knob
+from worker.trainers.knobs import GuardKnobs
 
 LOSSES = ("sigmoid", "hinge", "ipo", "robust", "bco_pair", "sppo_hard", "nca_pair", "apo_zero", "apo_down")
 
 
 @dataclass(frozen=True)
-class DPOKnobs(Knobs):
+class DPOKnobs(GuardKnobs):
     label = "DPO config"
 
     # --- data ------------------------------------------------------------------------------------
@@ -51,17 +52,8 @@ class DPOKnobs(Knobs):
     label_smoothing: float = knob(0.0, "Robust DPO: the assumed probability that a label is flipped (0: off).")
 
     # --- KL guardrail and report -----------------------------------------------------------------
-    kl_stop: float | None = knob(
-        20.0,
-        "Stop when the measured KL to the starting policy (nats per response) "
-        "passes this bound; the weights from the last check within it are kept. "
-        "None: never.",
-    )
-    kl_check_steps: int = knob(10, "Optimizer steps between two KL measurements.")
-    kl_prompts: int = knob(16, "Prompts sampled (one response each) per KL measurement.")
     max_new_tokens: int = knob(50, "Tokens sampled per response for the KL measurement and samples.json.")
     max_prompt_tokens: int = knob(192, "Prompts longer than this keep their last tokens when sampling.")
-    sample_prompts: int = knob(4, "Prompts whose responses before and after training go into samples.json.")
     logging_steps: int = knob(5, "Optimizer steps between two logged training rows.")
 
     def __post_init__(self) -> None:

@@ -11,11 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from prefloop.errors import InputError
-from prefloop.knobs import Knobs, knob
+from prefloop.knobs import knob
+from worker.trainers.knobs import GuardKnobs
 
 
 @dataclass(frozen=True)
-class OnlineKnobs(Knobs):
+class OnlineKnobs(GuardKnobs):
     label = "online RL config"
 
     # --- schedule --------------------------------------------------------------------------------
@@ -38,15 +39,6 @@ class OnlineKnobs(Knobs):
     epsilon: float = knob(0.2, "Clip range of the policy ratio.")
 
     # --- KL guardrail and report -----------------------------------------------------------------
-    kl_stop: float | None = knob(
-        20.0,
-        "Stop when the measured KL to the starting policy (nats per response) "
-        "passes this bound; the weights from the last check within it are kept. "
-        "None: never.",
-    )
-    kl_check_steps: int = knob(10, "Optimizer steps between two KL measurements.")
-    kl_prompts: int = knob(16, "Prompts sampled (one response each) per KL measurement.")
-    sample_prompts: int = knob(4, "Prompts whose responses before and after training go into samples.json.")
     logging_steps: int = knob(1, "Optimizer steps between two logged training rows.")
 
     def __post_init__(self) -> None:
