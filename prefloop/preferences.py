@@ -72,6 +72,19 @@ class ConversionSummary:
     # for prefloop.annotators
     votes: list[tuple[str, str, str, dict[str, str], Any]] = field(default_factory=list)
 
+    def count_task(self, task: Mapping[str, Any]) -> list[Any]:
+        """Count a task and its annotations (and remember each annotation's id and update time);
+        returns the annotations, none for an unannotated task (counted as dropped)."""
+        self.tasks += 1
+        annotations = list(task.get("annotations") or [])
+        self.annotations += len(annotations)
+        for ann in annotations:
+            if ann.get("id") is not None:
+                self.seen[str(ann["id"])] = str(ann.get("updated_at") or ann.get("created_at") or "")
+        if not annotations:
+            self.dropped["not_annotated"] += 1
+        return annotations
+
     @property
     def agreement(self) -> float | None:
         """P(two annotators of one comparison agree); None when no comparison has two annotators."""
@@ -186,14 +199,8 @@ def tasks_to_pairs(
     summary = ConversionSummary()
     comparisons: dict[tuple[str, ...], _Comparison] = {}  # (prompt, *sorted answers)
     for task in tasks:
-        summary.tasks += 1
-        annotations = list(task.get("annotations") or [])
-        summary.annotations += len(annotations)
-        for ann in annotations:
-            if ann.get("id") is not None:
-                summary.seen[str(ann["id"])] = str(ann.get("updated_at") or ann.get("created_at") or "")
+        annotations = summary.count_task(task)
         if not annotations:
-            summary.dropped["not_annotated"] += 1
             continue
         data = task.get("data") or {}
         answers = answers_of(data, config)

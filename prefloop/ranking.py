@@ -55,14 +55,8 @@ def rankings_to_pairs(
     summary = ConversionSummary()
     comparisons: dict[tuple[str, ...], _Comparison] = {}
     for task in tasks:
-        summary.tasks += 1
-        annotations = list(task.get("annotations") or [])
-        summary.annotations += len(annotations)
-        for ann in annotations:
-            if ann.get("id") is not None:
-                summary.seen[str(ann["id"])] = str(ann.get("updated_at") or ann.get("created_at") or "")
+        annotations = summary.count_task(task)
         if not annotations:
-            summary.dropped["not_annotated"] += 1
             continue
         data = dict(task.get("data") or {})
         answers = ranking_answers(data, config)
