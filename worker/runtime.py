@@ -27,7 +27,7 @@ def settings() -> Settings:
 
 class Progress:
     """Writes progress into the current job's meta (visible through /jobs and `prefloop jobs`),
-    at most once per `every` seconds unless forced."""
+    at most once per `every` seconds unless forced or the stage changes (a new stage is always shown)."""
 
     def __init__(self, stage: str, total: int | None = None, every: float = 1.0):
         from rq import get_current_job
@@ -40,8 +40,8 @@ class Progress:
         self.update(0, force=True)
 
     def update(self, done: int, *, stage: str | None = None, force: bool = False, **extra: Any) -> None:
-        if stage is not None:
-            self.stage = stage
+        if stage is not None and stage != self.stage:
+            self.stage, force = stage, True
         now = time.monotonic()
         if self.job is None or (not force and now - self._last < self.every):
             return

@@ -33,6 +33,19 @@ def reward_like_job(**_):
     return {"status": "published", "version": "rm-20261201-000000"}
 
 
+def stage_change_job(**_):
+    """Moves to a new stage well inside the one-second throttle; returns what its meta then holds."""
+    from rq import get_current_job
+
+    from worker.runtime import Progress
+
+    progress = Progress("loading model", every=60)
+    progress.update(3, stage="training")  # a new stage: written although only milliseconds passed
+    progress.update(4)  # same stage inside the throttle: not written
+    meta = get_current_job().get_meta(refresh=True)
+    return {"status": "done", "stage": meta["stage"], "progress": meta["progress"]}
+
+
 def skipped_job(**_):
     return {"status": "skipped", "reason": "fewer than MIN_NEW_ANNOTATIONS=10"}
 
@@ -71,6 +84,14 @@ def test_an_ended_job_reads_done_or_skipped_without_its_last_steps_progress(sett
     described = {j["id"]: j for j in JobQueue(settings).jobs(41)}
     assert [described[i]["stage"] for i in ids] == ["done", "done", "skipped"]  # /jobs and the status page too
     assert described[ids[0]]["progress"] == {"done": 20, "total": 20}  # the numbers are kept
+
+
+def test_a_new_stage_is_shown_at_once_and_progress_within_a_stage_is_throttled(settings):
+    """/jobs shows the step a job is on: a stage change is written at once (a short training run
+    is seen as "training", not skipped from "loading model" to done); updates within a stage are not."""
+    [job_id] = run_jobs(settings, 44, stage_change_job)
+    [job] = [j for j in JobQueue(settings).jobs(44) if j["id"] == job_id]
+    assert job["result"]["stage"] == "training" and job["result"]["progress"]["done"] == 3, job
 
 
 def test_jobs_into_a_pipe_closed_early_ends_quietly(settings):

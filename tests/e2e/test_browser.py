@@ -8,7 +8,6 @@ import time
 import uuid
 
 import pytest
-from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from cli.commands.init import first_start
 from prefloop.settings import Settings
@@ -173,17 +172,18 @@ def test_every_task_shows_the_pushed_pick_and_the_least_certain_tab_and_label_al
     page.close()
 
 
-def drag_to_top(page, items, index: int) -> None:
-    """Drag the `index`-th Ranker item above the first with small mouse steps (the Ranker's
-    drag-and-drop follows pointer moves, not a single jump)."""
-    src, dst = items.nth(index).bounding_box(), items.nth(0).bounding_box()
-    x = src["x"] + src["width"] / 2
-    page.mouse.move(x, src["y"] + 10)
-    page.mouse.down()
-    for k in range(1, 21):
-        page.mouse.move(x, src["y"] + 10 + (dst["y"] - src["y"] - 5) * k / 20)
-        page.wait_for_timeout(50)
-    page.mouse.up()
+def move_to_top(page, items, index: int) -> None:
+    """Move the `index`-th Ranker item to the top with the keyboard, as react-beautiful-dnd (the
+    Ranker's drag-and-drop) lets annotators do: focus the card, Space lifts it, each ArrowUp moves
+    it one place, Space drops it. Each key is one discrete step, so a busy machine cannot turn the
+    drag into a click the way a mouse drag's timing can."""
+    items.nth(index).focus()
+    page.keyboard.press("Space")
+    page.wait_for_timeout(300)
+    for _ in range(index):
+        page.keyboard.press("ArrowUp")
+        page.wait_for_timeout(300)
+    page.keyboard.press("Space")
 
 
 # The tiny model's answers hold control characters and runs of spaces that innerText drops or folds:
@@ -196,7 +196,7 @@ FIRST_RANKED_IS = """(body) => {
 
 def test_a_ranking_annotated_in_the_browser_becomes_the_pairs_it_implies(stack, browser, label_studio, screenshots):
     """label_config/ranking.xml in Label Studio 1.23.2: the worker writes ANSWERS_PER_PROMPT (3)
-    answers into the List, the annotator drags the last one to the top and submits, and the saved
+    answers into the List, the annotator moves the last one to the top and submits, and the saved
     ranking becomes its three pairs, in prefloop's conversion and in the training job it queues."""
     from prefloop.label_config import parse_label_config
     from prefloop.preferences import tasks_to_pairs
@@ -221,14 +221,8 @@ def test_a_ranking_annotated_in_the_browser_becomes_the_pairs_it_implies(stack, 
     shown = page.locator(".htx-ranker-item")
     shown.nth(2).wait_for(timeout=30_000)
     page.screenshot(path=str(screenshots / "12-ranking-task.png"))
-    for attempt in range(3):  # a drag under load can end before the list reacts: try again
-        drag_to_top(page, shown, 2)
-        try:
-            page.wait_for_function(FIRST_RANKED_IS, arg=items[2]["body"], timeout=10_000)
-            break
-        except PlaywrightTimeout:
-            if attempt == 2:
-                raise
+    move_to_top(page, shown, 2)
+    page.wait_for_function(FIRST_RANKED_IS, arg=items[2]["body"], timeout=10_000)
     page.screenshot(path=str(screenshots / "13-ranking-dragged.png"))
     t0 = time.time()
     submit.click()
