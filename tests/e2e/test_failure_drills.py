@@ -160,7 +160,7 @@ def test_worker_killed_mid_training_publishes_nothing_and_the_job_is_retried(pro
         reason="drill: a long training run",
         rate_limited=False,
         force=True,
-        config={"num_train_epochs": 150},  # long enough to be caught mid-run on a busy machine
+        config={"num_train_epochs": 100, "early_stopping_patience": 0},  # long enough to catch mid-run
     ).job_id
 
     def training():
