@@ -12,6 +12,11 @@ Two things would otherwise stall a project for a long time:
   killing only the worker orphans it) is left alone: the horse finishes and records it. Workers
   on other hosts are left to RQ's heartbeat expiry.
 
+A process id alone does not say who runs: a restarted container starts its processes at the same
+small numbers, so the new worker, or one of its threads, holds the old worker's or work-horse's
+pid. The check therefore also compares when the process started (Linux /proc): with the run lock's
+token, which records it, and with the worker's registered birth, which comes after its start.
+
 Artifacts need nothing: a killed run leaves only a `.tmp-*` staging directory (never listed, swept
 later) and the previous version keeps serving.
 """
@@ -19,6 +24,7 @@ later) and the previous version keeps serving.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import logging
 import os
 import socket
@@ -39,9 +45,29 @@ logger = logging.getLogger(__name__)
 
 
 def lock_token(job_id: str) -> str:
-    """Who holds a run lock: the job and the process running it (an RQ work-horse), so recovery
-    can tell a dead holder from one still running after its worker died."""
-    return f"{job_id}@{socket.gethostname()}:{os.getpid()}"
+    """Who holds a run lock: the job and the process running it (an RQ work-horse: its pid and start
+    time), so recovery can tell a dead holder from one still running after its worker died."""
+    return f"{job_id}@{socket.gethostname()}:{os.getpid()}:{_start_ticks(os.getpid()) or 0}"
+
+
+def _start_ticks(pid: int) -> int | None:
+    """When the process started, in clock ticks since boot (/proc/PID/stat field 22); None without /proc."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def started_at(pid: int) -> float | None:
+    """When the process started, as a Unix time; None where /proc cannot tell."""
+    ticks = _start_ticks(pid)
+    try:
+        boot = next(
+            int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime ")
+        )
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None
+    return None if ticks is None else boot + ticks / os.sysconf("SC_CLK_TCK")
 
 
 @contextlib.contextmanager
@@ -107,12 +133,31 @@ def worker_alive(conn: redis.Redis, name: str, host: str) -> bool:
         return False
     if (data.get(b"hostname") or b"").decode() != host:
         return True
-    pid = int(data.get(b"pid") or 0)
-    return pid != os.getpid() and pid_alive(pid)  # our own pid: a restarted container's previous worker
+    return _registered_process_alive(int(data.get(b"pid") or 0), data.get(b"birth"))
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether a process runs; a zombie (dead, not yet reaped by a PID 1 that never reaps) does not."""
+BIRTH_SLACK_S = 2.0  # /proc/stat's boot time is whole seconds
+
+
+def _registered_process_alive(pid: int, born: bytes | None) -> bool:
+    """Whether the process that registered itself (an RQ worker or scheduler) at `born` (RQ's UTC
+    timestamp) as `pid` on this host still runs: not our own pid (a restarted container's previous
+    worker), running, and not a process that started after that registration (a reused pid)."""
+    if pid == os.getpid() or not pid_alive(pid):
+        return False
+    from rq.utils import utcparse
+
+    try:
+        registered = utcparse(born.decode()).replace(tzinfo=datetime.timezone.utc).timestamp() if born else None
+    except ValueError:
+        registered = None
+    start = started_at(pid)
+    return registered is None or start is None or start <= registered + BIRTH_SLACK_S
+
+
+def pid_alive(pid: int, start_ticks: int | None = None) -> bool:
+    """Whether a process runs; a zombie (dead, not yet reaped by a PID 1 that never reaps) does not,
+    nor one that started at another time than `start_ticks` (another process with the same pid)."""
     if pid <= 0:
         return False
     try:
@@ -122,10 +167,12 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):  # no /proc (not Linux), or it just ended
         return True
-    return state not in ("Z", "X")
+    if start_ticks and len(fields) > 19 and fields[19] != str(start_ticks):
+        return False
+    return fields[0] not in ("Z", "X")
 
 
 def _release_dead_holder(jq: JobQueue, job_id: str, host: str) -> bool:
@@ -142,8 +189,8 @@ def _release_dead_holder(jq: JobQueue, job_id: str, host: str) -> bool:
     holder, _, where = (jq.connection.get(key) or b"").decode().partition("@")
     if holder != job_id:
         return True
-    holder_host, _, pid = where.rpartition(":")
-    if holder_host == host and pid.isdigit() and pid_alive(int(pid)):
+    holder_host, pid, ticks = ([*where.split(":"), "", ""])[:3]  # host:pid:start ticks (older tokens: host:pid)
+    if holder_host == host and pid.isdigit() and pid_alive(int(pid), int(ticks) if ticks.isdigit() else None):
         return False
     jq.connection.delete(key)
     return True
@@ -159,8 +206,8 @@ def release_dead_schedulers(conn: redis.Redis, queue_names: list[str], host: str
         key = RQScheduler.get_locking_key(name)
         owner = conn.get(key)
         data = conn.hgetall(f"rq:scheduler:{owner.decode()}") if owner else {}
-        pid = int(data.get(b"pid") or 0)
-        if data and (data.get(b"hostname") or b"").decode() == host and (pid == os.getpid() or not pid_alive(pid)):
+        alive = _registered_process_alive(int(data.get(b"pid") or 0), data.get(b"created_at")) if data else True
+        if data and (data.get(b"hostname") or b"").decode() == host and not alive:
             conn.delete(key)
 
 

@@ -291,15 +291,16 @@ def drill(args) -> None:
     if new not in listed or not {"config.json", "metrics.json", "version.json"} <= files:
         raise SystemExit(f"the retried job's version {new} is not complete and listed: {listed}, {sorted(files)}")
     worker_logs = compose("logs", "--no-color", WORKER, capture=True)
-    if f"recovered 1 job(s) abandoned by dead workers: {job_id}" in worker_logs:
-        by = "prefloop's recovery at the worker's start"
-    elif f"Job {job_id}: scheduled for retry" in worker_logs:
-        # Seen in a restarted container: the old worker's pid is taken by a new process there, so the
-        # start-up recovery (worker/recovery.py, pid_alive) thinks it alive; RQ's registry cleaning
-        # retries the job once its heartbeat expires (about 2 minutes later).
-        by = "RQ once the job's heartbeat expired (prefloop's start-up recovery did not see it)"
-    else:
-        raise SystemExit(f"job {job_id} finished, but the worker log shows no retry of it")
+    if f"recovered 1 job(s) abandoned by dead workers: {job_id}" not in worker_logs:
+        # The restarted container reuses the old worker's and work-horse's pids: the start-up recovery
+        # (worker/recovery.py) must tell them apart by start time, or the job waits for RQ's heartbeat
+        # expiry (about 2 minutes).
+        retried_by_rq = f"Job {job_id}: scheduled for retry" in worker_logs
+        raise SystemExit(
+            f"job {job_id} was not recovered at the restarted worker's start"
+            + (" (RQ retried it once its heartbeat expired)" if retried_by_rq else "")
+        )
+    by = "prefloop's recovery at the worker's start"
     summary["retried_job"], summary["retried_version"], summary["retried_by"] = job_id, new, by
     say(f"job {job_id} retried by {by}; it published {new} (complete, listed)")
     Path(args.summary).write_text(json.dumps(summary, indent=1))

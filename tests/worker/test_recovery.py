@@ -74,6 +74,39 @@ def test_killed_worker_job_is_retried_by_the_next_worker_and_its_lock_freed(sett
     assert recovery.recover_abandoned(q) == []
 
 
+def test_a_restarted_container_reusing_the_dead_pids_still_recovers_the_job(settings, redis_conn, tmp_path):
+    """A restarted container numbers its processes from 1 again: the dead worker's and work-horse's
+    pids now belong to live processes that started later. Recovery still sees both as dead and
+    retries the job at once instead of waiting for RQ's heartbeat expiry."""
+    import subprocess
+
+    worker, job_id = start_doomed_worker(settings, redis_conn, tmp_path, 10)
+    worker.kill_tree()
+    time.sleep(BIRTH_GAP_S := 4)  # the new container starts after the old worker's birth (slack 2 s, btime ±1 s)
+    newcomer = subprocess.Popen(["sleep", "120"])  # stands for the new worker holding the reused pid
+    try:
+        lock_key = "prefloop:running:train_reward:10"
+        holder, host, _pid, ticks = redis_conn.get(lock_key).decode().replace("@", ":").split(":")
+        redis_conn.set(lock_key, f"{holder}@{host}:{newcomer.pid}:{ticks}", keepttl=True)  # the horse's pid, reused
+        redis_conn.hset(f"{Worker.redis_worker_namespace_prefix}doomed-10", "pid", newcomer.pid)
+        assert recovery.pid_alive(newcomer.pid), "the reused pid runs"
+        q = JobQueue(settings)
+        assert recovery.recover_abandoned(q) == [job_id], f"waited {BIRTH_GAP_S}s"
+        assert q.fetch(job_id).get_status().value == "scheduled"
+    finally:
+        newcomer.kill()
+        newcomer.wait()
+
+
+def test_a_reused_pid_does_not_pass_for_the_lock_holder(tmp_path):
+    """The run lock's token records the holder's start time: another process with the same pid is
+    not the holder."""
+    token = recovery.lock_token("train_reward-1-x")
+    pid, ticks = (int(p) for p in token.rsplit(":", 2)[1:])
+    assert pid == os.getpid() and recovery.pid_alive(pid, ticks)
+    assert not recovery.pid_alive(pid, ticks + 1)
+
+
 def test_an_orphaned_work_horse_keeps_its_job_and_lock(settings, redis_conn, tmp_path):
     """If only the worker process dies, its work-horse (own process group) finishes the job: it is
     neither retried underneath it nor robbed of its lock."""
