@@ -26,7 +26,7 @@ from flask import Blueprint, Flask, Response, g, request
 
 from backend.context import Context, context
 from prefloop.artifacts import read_json
-from prefloop.queue import DEFAULT_QUEUE, GPU_QUEUE
+from prefloop.jobkinds import DEFAULT_QUEUE, GPU_QUEUE
 
 logger = logging.getLogger(__name__)
 bp = Blueprint("metrics", __name__)

@@ -30,9 +30,9 @@ import redis
 from backend.context import Context
 from prefloop.artifacts import serving_version
 from prefloop.errors import ModelNotFound, QueueUnavailable, UnknownProject
+from prefloop.jobkinds import JobKind
 from prefloop.label_config import LabelConfig, RankingConfig
 from prefloop.prediction_store import PickStore, pairwise_result, task_comparison, too_long
-from prefloop.queue import JobKind
 
 logger = logging.getLogger(__name__)
 

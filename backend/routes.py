@@ -128,7 +128,7 @@ def jobs():
 @bp.get("/jobs/<path:job_id>")
 def job(job_id: str):
     """One job; an id no job can have (`abc.def`, `%00`, a path) is a 404 like an expired one."""
-    from prefloop.queue import describe_job
+    from prefloop.jobkinds import describe_job
 
     ctx = context()
     try:

@@ -17,8 +17,8 @@ from typing import Any
 
 from backend.context import Context
 from prefloop.errors import BadRequest
+from prefloop.jobkinds import JobKind
 from prefloop.labelstudio import parse_project_id
-from prefloop.queue import JobKind
 
 logger = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Each job clears its coalescing mark when it starts (so new events queue exactly one more run),
 holds the project's run lock for its kind, and lets exceptions reach RQ so failures are recorded.
 A job that decides not to run returns {"status": "skipped", "reason": ...}. A failure no retry can
-fix (prefloop.queue.PERMANENT_ERRORS: 401, 404, a label config without a Pairwise tag, bad knobs)
+fix (prefloop.jobkinds.PERMANENT_ERRORS: 401, 404, a label config without a Pairwise tag, bad knobs)
 fails the job once, whatever its kind's retry policy; Label Studio or Redis being down is retried.
 """
 
@@ -14,7 +14,8 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from prefloop.queue import PERMANENT_ERRORS, JobKind, JobQueue
+from prefloop.jobkinds import PERMANENT_ERRORS, JobKind
+from prefloop.queue import JobQueue
 from worker import runtime
 from worker.recovery import held, lock_token
 

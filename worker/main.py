@@ -23,8 +23,9 @@ import socket
 
 from rq import Worker
 
+from prefloop.jobkinds import JOBS, JobKind
 from prefloop.logs import setup_logging
-from prefloop.queue import JOBS, JobKind, JobQueue
+from prefloop.queue import JobQueue
 from prefloop.settings import Settings
 from worker import runtime
 from worker.recovery import recover_abandoned, release_dead_schedulers

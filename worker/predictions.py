@@ -32,10 +32,11 @@ import redis
 
 from prefloop.artifacts import ArtifactStore, serving_version
 from prefloop.errors import LabelConfigError, LabelStudioError, LabelStudioUnavailable, QueueUnavailable, UnknownProject
+from prefloop.jobkinds import JobKind
 from prefloop.label_config import LabelConfig, RankingConfig, parse_label_config
 from prefloop.labelstudio import LabelStudioClient
 from prefloop.prediction_store import Pick, PickStore, is_serving_version, pairwise_result, task_comparison, too_long
-from prefloop.queue import JobKind, JobQueue
+from prefloop.queue import JobQueue
 from prefloop.settings import Settings
 from prefloop.text import answers_of
 

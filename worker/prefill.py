@@ -19,12 +19,13 @@ import logging
 import os
 from typing import Any
 
-from prefloop.errors import InputError, LabelConfigError, LabelStudioError, ModelNotFound, SettingsError, UnknownProject
+from prefloop.errors import InputError
+from prefloop.jobkinds import JobKind
 from prefloop.label_config import LabelConfig, RankingConfig, parse_label_config, ranking_answers, ranking_items
 from prefloop.labelstudio import LabelStudioClient
 from prefloop.prompts import GENERATION_FIELD as META_FIELD
 from prefloop.prompts import prompt_key
-from prefloop.queue import JobKind, JobQueue
+from prefloop.queue import JobQueue
 from prefloop.settings import Settings
 from prefloop.text import answers_of, task_conversation
 from worker.generation import SamplingConfig, task_seed
@@ -33,9 +34,6 @@ from worker.predictions import push_after, queue_unpredicted
 from worker.runtime import Progress
 
 logger = logging.getLogger(__name__)
-
-PERMANENT_ERRORS = (LabelConfigError, UnknownProject, LabelStudioError, InputError, ModelNotFound, SettingsError)
-"""Failures a retry cannot fix (bad config, unknown project, refused key): the job fails once, with its message."""
 
 
 def fill_answers(
@@ -47,14 +45,11 @@ def fill_answers(
     client: LabelStudioClient | None = None,
     queue: JobQueue | None = None,
 ) -> dict[str, Any]:
-    """Fill (or with `regenerate`, refresh) one chunk of tasks; returns counts for the job result."""
-    try:
-        return _fill(
-            settings, project_id, reason, regenerate, client or LabelStudioClient(settings), queue or JobQueue(settings)
-        )
-    except PERMANENT_ERRORS:
-        _no_retry()
-        raise
+    """Fill (or with `regenerate`, refresh) one chunk of tasks; returns counts for the job result.
+    A failure a retry cannot fix (prefloop.jobkinds.PERMANENT_ERRORS) fails the job once (worker/jobs.py)."""
+    return _fill(
+        settings, project_id, reason, regenerate, client or LabelStudioClient(settings), queue or JobQueue(settings)
+    )
 
 
 def _fill(
@@ -184,11 +179,3 @@ def _wants(task: dict[str, Any], config: LabelConfig, version: str, regenerate: 
 
 def _annotated(task: dict[str, Any]) -> bool:
     return bool(task.get("total_annotations") or task.get("cancelled_annotations") or task.get("annotations"))
-
-
-def _no_retry() -> None:
-    from rq import get_current_job
-
-    job = get_current_job()
-    if job is not None:
-        job.retries_left = 0

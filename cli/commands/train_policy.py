@@ -33,7 +33,8 @@ def register(sub) -> None:
 def run(args) -> int:
     from cli.commands import print_knobs
     from prefloop.errors import InputError
-    from prefloop.queue import JobKind, JobQueue
+    from prefloop.jobkinds import JobKind
+    from prefloop.queue import JobQueue
     from prefloop.settings import Settings
     from worker.trainers import config_class
 

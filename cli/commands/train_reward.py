@@ -31,7 +31,8 @@ def register(sub) -> None:
 def run(args) -> int:
     from cli.commands import print_knobs
     from prefloop.errors import InputError
-    from prefloop.queue import JobKind, JobQueue
+    from prefloop.jobkinds import JobKind
+    from prefloop.queue import JobQueue
     from prefloop.settings import Settings
     from worker.reward.config import RewardTrainConfig
 
@@ -56,7 +57,7 @@ def run(args) -> int:
 
 
 def wait_for(queue, job_id: str, timeout: float) -> int:
-    from prefloop.queue import describe_job
+    from prefloop.jobkinds import describe_job
 
     deadline = time.monotonic() + timeout
     last = None

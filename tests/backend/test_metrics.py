@@ -12,8 +12,9 @@ from rq.serializers import JSONSerializer
 
 from backend.app import create_app
 from prefloop.artifacts import ArtifactStore
+from prefloop.jobkinds import JobKind
 from prefloop.label_config import load_label_config
-from prefloop.queue import JobKind, JobQueue
+from prefloop.queue import JobQueue
 from tests.support.prometheus import scrape, value
 
 

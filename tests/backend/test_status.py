@@ -9,7 +9,8 @@ from dataclasses import replace
 import pytest
 
 from prefloop.artifacts import ArtifactStore
-from prefloop.queue import JobKind, JobQueue
+from prefloop.jobkinds import JobKind
+from prefloop.queue import JobQueue
 
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
@@ -129,7 +130,7 @@ def test_status_rejects_a_bad_project_id(client):
 def failing_through_run(project_id: int, **_):
     """A job body that fails inside worker.jobs._run, as generation, training and PPO do."""
     from prefloop.errors import LabelStudioUnavailable
-    from prefloop.queue import JobKind
+    from prefloop.jobkinds import JobKind
     from worker.jobs import _run
 
     def body(forced):

@@ -8,7 +8,8 @@ import zlib
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from prefloop.queue import JobKind, JobQueue
+from prefloop.jobkinds import JobKind
+from prefloop.queue import JobQueue
 from tests.support.services import Process, prefloop_env
 
 

@@ -11,8 +11,9 @@ import json
 
 import pytest
 
+from prefloop.jobkinds import JobKind, describe_job
 from prefloop.label_config import load_label_config
-from prefloop.queue import JobKind, JobQueue, describe_job
+from prefloop.queue import JobQueue
 from prefloop.settings import Settings
 from tests.e2e.conftest import create_project, keep_logs, prompt_tasks, wait_filled
 from tests.support.stack import Stack

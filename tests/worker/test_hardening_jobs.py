@@ -8,8 +8,9 @@ from dataclasses import replace
 
 import pytest
 
+from prefloop.jobkinds import JobKind
 from prefloop.label_config import load_label_config
-from prefloop.queue import JobKind, JobQueue
+from prefloop.queue import JobQueue
 from worker import runtime
 
 NOT_PAIRWISE = '<View><Text name="t" value="$text"/><Choices name="c" toName="t"><Choice value="a"/></Choices></View>'

@@ -15,8 +15,9 @@ import pytest
 import torch
 
 from prefloop.artifacts import ArtifactStore
+from prefloop.jobkinds import JobKind
 from prefloop.label_config import load_label_config, parse_pairwise_config
-from prefloop.queue import JobKind, JobQueue
+from prefloop.queue import JobQueue
 from tests.worker.test_ppo_loop import HELD_OUT, TRAIN_PROMPTS, annotate, sample, words
 
 KNOBS = {  # a tiny random GPT-2 needs far larger steps than GPT-2

@@ -18,9 +18,10 @@ import pytest
 import torch
 
 from prefloop.artifacts import ArtifactStore
+from prefloop.jobkinds import JobKind
 from prefloop.label_config import load_label_config
 from prefloop.models import load_causal_lm, load_reward_model, load_tokenizer
-from prefloop.queue import JobKind, JobQueue
+from prefloop.queue import JobQueue
 from tests.support.services import Process, prefloop_env, wait_until
 
 WORDS = "cats dogs music art science history weather market news economy technology data model answer".split()

@@ -11,8 +11,9 @@ import pytest
 import redis
 
 from prefloop.artifacts import ArtifactStore
+from prefloop.jobkinds import JobKind
 from prefloop.label_config import load_label_config
-from prefloop.queue import JobKind, JobQueue
+from prefloop.queue import JobQueue
 from prefloop.settings import Settings
 from prefloop.text import render_chat
 from tests.support.labelstudio_server import LabelStudioServer

@@ -11,7 +11,8 @@ import pytest
 from redis.exceptions import LockError
 from rq import Retry, Worker
 
-from prefloop.queue import JobKind, JobQueue
+from prefloop.jobkinds import JobKind
+from prefloop.queue import JobQueue
 from tests.support.services import Process, prefloop_env, wait_until
 from worker import recovery
 

@@ -11,8 +11,9 @@ import pytest
 
 from prefloop.artifacts import ArtifactStore
 from prefloop.errors import JobSkipped
+from prefloop.jobkinds import JobKind
 from prefloop.label_config import load_label_config
-from prefloop.queue import JobKind, JobQueue
+from prefloop.queue import JobQueue
 from prefloop.scoring import RewardScorer
 from tests.support.reward_helpers import (
     SEED_RECIPE_LR,

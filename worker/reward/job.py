@@ -18,10 +18,11 @@ from typing import Any
 from prefloop.artifacts import ArtifactStore
 from prefloop.errors import JobSkipped
 from prefloop.family import LoraSettings
+from prefloop.jobkinds import JobKind
 from prefloop.label_config import parse_label_config
 from prefloop.labelstudio import LabelStudioClient
 from prefloop.preferences import count_changes, tasks_to_pairs
-from prefloop.queue import JobKind, JobQueue
+from prefloop.queue import JobQueue
 from prefloop.settings import Settings
 from worker.predictions import push_after
 from worker.reward.config import RewardTrainConfig

@@ -177,7 +177,8 @@ def train_and_publish(
 
 
 def queue_regeneration(settings: Settings, project_id: int, version: str) -> dict[str, Any]:
-    from prefloop.queue import JobKind, JobQueue
+    from prefloop.jobkinds import JobKind
+    from prefloop.queue import JobQueue
 
     try:
         return (
