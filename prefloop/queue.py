@@ -2,13 +2,14 @@
 
 The backend enqueues jobs *by dotted name* (it never imports `worker`), with RQ's JSON serializer
 (no pickle over Redis), explicit timeouts and TTLs. Webhook-triggered jobs are coalesced: per
-project and job kind at most one job waits in the queue; the job clears its "pending" mark when it
-starts, so events that arrive while it runs queue exactly one more run, which reads everything
-current from Label Studio. Runs of one kind for one project are spaced by JOB_MIN_INTERVAL
+project and job kind (policy jobs: and trainer) at most one job waits in the queue; the job clears
+its "pending" mark when it starts, so events that arrive while it runs queue exactly one more run,
+which reads everything current from Label Studio. Runs of one kind for one project are spaced by JOB_MIN_INTERVAL
 (the rate limit for unauthenticated webhooks) and never overlap (a lock held while running).
 
 Redis keys (all under QUEUE_PREFIX):
-  {prefix}:pending:{kind}:{project}   id of the job waiting to run (set NX)
+  {prefix}:pending:{slot}:{project}   id of the job waiting to run (set NX); the slot is the kind,
+                                      for policy jobs `policy.<trainer>`
   {prefix}:last:{kind}:{project}      unix time the last run of that kind started
   {prefix}:running:{kind}:{project}   lock held while a run executes
   {prefix}:projects                   set of project ids connected through /setup
@@ -140,12 +141,13 @@ class JobQueue:
         A burst of events mostly finds a run already waiting; one Lua call answers both questions
         (is the project served? is a run waiting?) in a single round trip, so the common case costs
         one Redis call per webhook."""
+        slot = self._slot(kind, kwargs.get("trainer"))
         try:
             override = ("1" if project_id in self.settings.projects else "2") if self.settings.projects else "0"
             served, waiting, unchanged = self._probe(
                 keys=[
                     self.key("projects"),
-                    self.key("pending", kind.value, project_id),
+                    self.key("pending", slot, project_id),
                     self.key("changes", project_id),
                     self.key("trained", project_id),
                 ],
@@ -159,7 +161,7 @@ class JobQueue:
                 "(Settings > Model) or list it in PROJECTS"
             )
         if waiting:
-            return self._coalesce(waiting.decode(), kind, project_id, JOBS[kind], kwargs)
+            return self._coalesce(waiting.decode(), slot, project_id, JOBS[kind], kwargs)
         if kwargs.get("on_change") and not kwargs.get("force") and unchanged:
             return Enqueued("", coalesced=False, unchanged=True)
         return self.enqueue(kind, project_id, reason=reason, **kwargs)
@@ -219,18 +221,19 @@ class JobQueue:
         `force=True` request upgrades the waiting job through a flag the job reads when it starts.
         """
         spec = JOBS[kind]
-        pending_key = self.key("pending", kind.value, project_id)
+        slot = self._slot(kind, kwargs.get("trainer"))
+        pending_key = self.key("pending", slot, project_id)
         try:
             # Fast path without the lock: a burst of events mostly finds a job already waiting.
             existing = self._waiting_job(pending_key, clean_stale=False)
             if existing is not None:
-                return self._coalesce(existing, kind, project_id, spec, kwargs)
+                return self._coalesce(existing, slot, project_id, spec, kwargs)
             with self.connection.lock(
-                self.key("enqueue-lock", kind.value, project_id), timeout=5, blocking_timeout=2, sleep=0.005
+                self.key("enqueue-lock", slot, project_id), timeout=5, blocking_timeout=2, sleep=0.005
             ):
                 existing = self._waiting_job(pending_key)
                 if existing is not None:
-                    return self._coalesce(existing, kind, project_id, spec, kwargs)
+                    return self._coalesce(existing, slot, project_id, spec, kwargs)
                 delay = self._delay(kind, project_id) if rate_limited else 0.0
                 job_id = f"{kind.value}-{project_id}-{uuid.uuid4().hex[:12]}"
                 self.connection.set(pending_key, job_id, ex=spec.ttl + int(delay) + 60)
@@ -271,13 +274,18 @@ class JobQueue:
         intervals = (self.settings.job_retry_intervals or spec.retries) if spec.retries else ()
         return Retry(max=len(intervals), interval=list(intervals)) if intervals else None
 
-    def _coalesce(self, job_id: str, kind: JobKind, project_id: int, spec: JobSpec, kwargs: dict[str, Any]) -> Enqueued:
+    def _slot(self, kind: JobKind, trainer: str | None) -> str:
+        """What coalesces: one waiting job per project and kind, and for policy jobs per trainer (a
+        waiting GRPO run does not absorb a DPO request; None is POLICY_TRAINER)."""
+        return f"{kind.value}.{trainer or self.settings.policy_trainer}" if kind == JobKind.POLICY else kind.value
+
+    def _coalesce(self, job_id: str, slot: str, project_id: int, spec: JobSpec, kwargs: dict[str, Any]) -> Enqueued:
         """The waiting job absorbs this request; a forced one (or an on_change one: START_TRAINING)
         upgrades it through a flag it reads when it starts (never downgrading "force")."""
         if kwargs.get("force"):
-            self.connection.set(self.key("force", kind.value, project_id), "force", ex=spec.ttl)
+            self.connection.set(self.key("force", slot, project_id), "force", ex=spec.ttl)
         elif kwargs.get("on_change"):
-            self.connection.set(self.key("force", kind.value, project_id), "change", ex=spec.ttl, nx=True)
+            self.connection.set(self.key("force", slot, project_id), "change", ex=spec.ttl, nx=True)
         return Enqueued(job_id, coalesced=True)
 
     def _waiting_job(self, pending_key: str, *, clean_stale: bool = True) -> str | None:
@@ -303,17 +311,18 @@ class JobQueue:
         return max(0.0, float(last) + self.settings.job_min_interval - time.time())
 
     # --- called by the job when it starts --------------------------------------------------------
-    def mark_started(self, kind: JobKind, project_id: int, job_id: str) -> str | None:
+    def mark_started(self, kind: JobKind, project_id: int, job_id: str, trainer: str | None = None) -> str | None:
         """Clear the pending mark (so new events queue one more run) and return what was requested
         while this job waited: "force" (train regardless), "change" (START_TRAINING: train when
-        anything changed) or None."""
+        anything changed) or None. `trainer`: a policy job's trainer (see _slot)."""
+        slot = self._slot(kind, trainer)
         pipe = self.connection.pipeline()
-        pipe.get(self.key("pending", kind.value, project_id))
-        pipe.getdel(self.key("force", kind.value, project_id))
+        pipe.get(self.key("pending", slot, project_id))
+        pipe.getdel(self.key("force", slot, project_id))
         pipe.set(self.key("last", kind.value, project_id), time.time())
         pending, forced, _ = pipe.execute()
         if pending is not None and pending.decode() == job_id:
-            self.connection.delete(self.key("pending", kind.value, project_id))
+            self.connection.delete(self.key("pending", slot, project_id))
         if forced is None:
             return None
         return "change" if forced == b"change" else "force"

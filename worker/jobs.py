@@ -22,14 +22,16 @@ from worker.recovery import held, lock_token
 logger = logging.getLogger(__name__)
 
 
-def _run(kind: JobKind, project_id: int, body: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
+def _run(
+    kind: JobKind, project_id: int, body: Callable[[Any], dict[str, Any]], trainer: str | None = None
+) -> dict[str, Any]:
     """Run `body(requested)`, where `requested` is what arrived while the job waited: "force",
-    "change" (START_TRAINING) or None (falsy)."""
+    "change" (START_TRAINING) or None (falsy). `trainer`: a policy job's (its coalescing slot)."""
     from rq import get_current_job
 
     job = get_current_job()
     queue = JobQueue(runtime.settings(), connection=job.connection if job is not None else None)
-    requested = queue.mark_started(kind, project_id, job.id) if job is not None else None
+    requested = queue.mark_started(kind, project_id, job.id, trainer) if job is not None else None
     # PPO (train-ppo) and the policy job share one lock: one policy run per project at a time.
     lock = JobKind.POLICY if kind in (JobKind.PPO, JobKind.POLICY) else kind
     with held(queue.running_lock(lock, project_id), token=lock_token(job.id) if job is not None else None):
@@ -137,4 +139,4 @@ def train_policy(project_id: int, reason: str = "", trainer: str | None = None, 
         on_change = bool(kw.pop("on_change", False)) or requested == "change"
         return job(settings, project_id, forced=requested == "force", on_change=on_change, reason=reason, **extra, **kw)
 
-    return _run(JobKind.POLICY, project_id, body)
+    return _run(JobKind.POLICY, project_id, body, trainer=name)

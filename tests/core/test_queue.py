@@ -33,6 +33,25 @@ def test_coalescing_is_per_project_and_kind(settings):
     assert q.enqueue(JobKind.GENERATE, 1, reason="x").job_id != a.job_id
 
 
+def test_a_waiting_policy_job_absorbs_requests_for_its_own_trainer_only(settings):
+    """A GRPO run waiting for the project does not swallow a DPO request (the DPO run would never
+    happen); requests for the same trainer still coalesce, None meaning POLICY_TRAINER, and a
+    started run lets exactly one more of its trainer queue."""
+    from dataclasses import replace
+
+    q = JobQueue(replace(settings, policy_trainer="dpo"))
+    grpo = q.enqueue(JobKind.POLICY, 5, reason="a", trainer="grpo")
+    dpo = q.enqueue(JobKind.POLICY, 5, reason="b", trainer="dpo")
+    assert dpo.job_id != grpo.job_id and not dpo.coalesced
+    assert q.enqueue(JobKind.POLICY, 5, reason="c", trainer="grpo").job_id == grpo.job_id
+    assert q.enqueue(JobKind.POLICY, 5, reason="d").job_id == dpo.job_id  # None: POLICY_TRAINER (dpo)
+    assert q.fetch(dpo.job_id).meta["trainer"] == "dpo" and q.fetch(grpo.job_id).meta["trainer"] == "grpo"
+    q.enqueue(JobKind.POLICY, 5, reason="forced", trainer="grpo", force=True)
+    assert q.mark_started(JobKind.POLICY, 5, dpo.job_id, "dpo") is None  # the force went to GRPO's run
+    assert q.enqueue(JobKind.POLICY, 5, reason="e", trainer="dpo").job_id not in (dpo.job_id, grpo.job_id)
+    assert q.mark_started(JobKind.POLICY, 5, grpo.job_id, "grpo") == "force"
+
+
 def test_started_job_lets_one_more_queue(settings):
     """Once a run starts, new events queue exactly one more run (it will see the new data)."""
     q = JobQueue(settings)
