@@ -1,8 +1,9 @@
-"""`prefloop download-model`: put BASE_MODEL into the local model cache, once, as an explicit step.
+"""`prefloop download-model`: put BASE_MODEL (and REWARD_BASE_MODEL, when it names another model)
+into the local model cache, once, as an explicit step.
 
 This is the only code in prefloop that reaches the model hub. It fills the Hugging Face cache
 (`HF_HOME`, a volume shared with the backend and the workers), so those run with
-`HF_HUB_OFFLINE=1` and load `BASE_MODEL` by its hub name from the cache. A model already in the
+`HF_HUB_OFFLINE=1` and load the models by their hub names from the cache. A model already in the
 cache is found without the network, so a second run (every `docker compose up`) exits at once,
 offline too. A local directory as BASE_MODEL needs no download.
 """
@@ -25,9 +26,10 @@ FALLBACK_WEIGHTS = ["pytorch_model*.bin"]
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "download-model", help="download BASE_MODEL into the model cache (HF_HOME) so services run offline"
+        "download-model",
+        help="download BASE_MODEL and REWARD_BASE_MODEL into the model cache (HF_HOME) so services run offline",
     )
-    p.add_argument("--model", help="hub name to download instead of BASE_MODEL")
+    p.add_argument("--model", help="hub name to download instead of BASE_MODEL and REWARD_BASE_MODEL")
     p.add_argument("--revision", help="branch, tag or commit (default: the repository's main branch)")
     p.add_argument("--update", action="store_true", help="ask the hub for a newer revision even when the cache has one")
     p.set_defaults(func=run)
@@ -38,25 +40,38 @@ def run(args) -> int:
     from prefloop.logs import setup_logging
 
     setup_logging(settings.log_level)
-    name = args.model or settings.base_model
-    if Path(name).is_dir():
-        print(f"BASE_MODEL={name} is a local directory: nothing to download")
-        return 0
-    if name.startswith(("/", ".", "~")) or name.count("/") > 1:  # a path, not a hub name (owner/name)
-        raise ModelNotFound(
-            f"BASE_MODEL={name} is not a directory (and not a model hub name): point it at a model "
-            f"directory, or build the tiny offline model there with `prefloop tiny-model {name}` "
-            f"(with compose: `docker compose run --rm model-download prefloop tiny-model {name}`)"
-        )
-    path, fetched = download(name, revision=args.revision, update=args.update)
-    verify(name)
-    state = "downloaded to" if fetched else "already in the cache at"
-    print(f"{name} {state} {path}; the backend and workers load it offline (HF_HUB_OFFLINE=1)")
+    if args.model:
+        wanted = [("--model", args.model)]
+    else:  # the policy's base and, when it is another model, the reward model's backbone
+        wanted = [("BASE_MODEL", settings.base_model)]
+        if settings.reward_base_model and settings.reward_base_model != settings.base_model:
+            wanted.append(("REWARD_BASE_MODEL", settings.reward_base_model))
+    for setting, name in wanted:
+        fetch(setting, name, revision=args.revision, update=args.update)
     return 0
 
 
-def download(name: str, *, revision: str | None = None, update: bool = False) -> tuple[Path, bool]:
-    """The snapshot directory of `name` in the cache, and whether it was fetched now."""
+def fetch(setting: str, name: str, *, revision: str | None, update: bool) -> None:
+    """Download one model the settings name (or say why it needs none, or cannot be had)."""
+    if Path(name).is_dir():
+        print(f"{setting}={name} is a local directory: nothing to download")
+        return
+    if name.startswith(("/", ".", "~")) or name.count("/") > 1:  # a path, not a hub name (owner/name)
+        raise ModelNotFound(
+            f"{setting}={name} is not a directory (and not a model hub name): point it at a model "
+            f"directory, or build the tiny offline model there with `prefloop tiny-model {name}` "
+            f"(with compose: `docker compose run --rm model-download prefloop tiny-model {name}`)"
+        )
+    path, fetched = download(name, revision=revision, update=update, setting=setting)
+    verify(name)
+    state = "downloaded to" if fetched else "already in the cache at"
+    print(f"{setting}={name} {state} {path}; the backend and workers load it offline (HF_HUB_OFFLINE=1)")
+
+
+def download(
+    name: str, *, revision: str | None = None, update: bool = False, setting: str = "BASE_MODEL"
+) -> tuple[Path, bool]:
+    """The snapshot directory of `name` (the value of `setting`) in the cache, and whether it was fetched now."""
     from huggingface_hub import constants, snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError, OfflineModeIsEnabled
 
@@ -68,7 +83,7 @@ def download(name: str, *, revision: str | None = None, update: bool = False) ->
         raise ModelNotFound(
             f"{name!r} is not in the model cache ({constants.HF_HUB_CACHE}) and HF_HUB_OFFLINE=1 "
             "forbids downloading it: run `prefloop download-model` with HF_HUB_OFFLINE=0 where the "
-            "model hub is reachable, or set BASE_MODEL to a local directory"
+            f"model hub is reachable, or set {setting} to a local directory"
         )
     logger.info("downloading %s (revision %s) into %s", name, revision or "main", constants.HF_HUB_CACHE)
     try:
@@ -83,7 +98,7 @@ def download(name: str, *, revision: str | None = None, update: bool = False) ->
             "name, the network, and HF_TOKEN for gated models"
         ) from None
     if not _weights(path):
-        raise ModelNotFound(f"{name!r} has no safetensors or PyTorch weights; prefloop needs a causal LM like gpt2")
+        raise ModelNotFound(f"{name!r} has no safetensors or PyTorch weights; prefloop loads only those")
     return path, True
 
 

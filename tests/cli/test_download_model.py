@@ -21,8 +21,8 @@ def hf_cache_with(model_dir: Path, hf_home: Path, name: str = HUB_NAME) -> None:
     shutil.copytree(model_dir, repo / "snapshots" / commit)
 
 
-def download(hf_home: Path, base_model: str, tmp_path: Path) -> subprocess.CompletedProcess:
-    env = prefloop_env(base_model=base_model, hf_home=hf_home, model_dir=tmp_path / "models")
+def download(hf_home: Path, base_model: str, tmp_path: Path, **more: str) -> subprocess.CompletedProcess:
+    env = prefloop_env(base_model=base_model, hf_home=hf_home, model_dir=tmp_path / "models", **more)
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")  # as the running services have it
     return subprocess.run(PREFLOOP + ["download-model"], env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
 
@@ -32,7 +32,22 @@ def test_a_cached_model_is_found_and_loads_offline(tiny_model_dir, tmp_path):
     hf_cache_with(tiny_model_dir, tmp_path / "hf")
     r = download(tmp_path / "hf", HUB_NAME, tmp_path)
     assert r.returncode == 0, r.stderr
-    assert f"{HUB_NAME} already in the cache" in r.stdout
+    assert f"BASE_MODEL={HUB_NAME} already in the cache" in r.stdout
+
+
+def test_a_separate_reward_backbone_is_fetched_too_and_named_when_missing(tiny_model_dir, tmp_path):
+    """REWARD_BASE_MODEL naming another model: the command puts it in the cache as well (the reward
+    model then loads offline); when it cannot, it fails naming REWARD_BASE_MODEL, not BASE_MODEL."""
+    reward = "prefloop-test/tiny-reward"
+    hf_cache_with(tiny_model_dir, tmp_path / "hf")
+    missing = download(tmp_path / "hf", HUB_NAME, tmp_path, reward_base_model=reward)
+    assert missing.returncode == 1 and f"BASE_MODEL={HUB_NAME} already in the cache" in missing.stdout
+    assert f"{reward!r} is not in the model cache" in missing.stderr, missing.stderr
+    assert "set REWARD_BASE_MODEL to a local directory" in missing.stderr, missing.stderr
+    hf_cache_with(tiny_model_dir, tmp_path / "hf", name=reward)
+    r = download(tmp_path / "hf", HUB_NAME, tmp_path, reward_base_model=reward)
+    assert r.returncode == 0, r.stderr
+    assert f"REWARD_BASE_MODEL={reward} already in the cache" in r.stdout, r.stdout
 
 
 def test_an_empty_cache_offline_fails_with_the_fix(tmp_path):
