@@ -4,8 +4,9 @@ The backend enqueues jobs *by dotted name* (it never imports `worker`), with RQ'
 (no pickle over Redis), explicit timeouts and TTLs. Webhook-triggered jobs are coalesced: per
 project and job kind (policy jobs: and trainer) at most one job waits in the queue; the job clears
 its "pending" mark when it starts, so events that arrive while it runs queue exactly one more run,
-which reads everything current from Label Studio. Runs of one kind for one project are spaced by JOB_MIN_INTERVAL
-(the rate limit for unauthenticated webhooks) and never overlap (a lock held while running).
+which reads everything current from Label Studio. Runs of one kind for one project are spaced by
+JOB_MIN_INTERVAL (the rate limit for unauthenticated webhooks) and never overlap (a lock held while
+running).
 
 Redis keys (all under QUEUE_PREFIX):
   {prefix}:pending:{slot}:{project}   id of the job waiting to run (set NX); the slot is the kind,

@@ -50,12 +50,19 @@ def lock_token(job_id: str) -> str:
     return f"{job_id}@{socket.gethostname()}:{os.getpid()}:{_start_ticks(os.getpid()) or 0}"
 
 
-def _start_ticks(pid: int) -> int | None:
-    """When the process started, in clock ticks since boot (/proc/PID/stat field 22); None without /proc."""
+def _stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (state first, start time at index 19);
+    None without /proc (not Linux) or once the process is gone."""
     try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
-    except (OSError, IndexError, ValueError):
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
         return None
+
+
+def _start_ticks(pid: int) -> int | None:
+    """When the process started, in clock ticks since boot (/proc/PID/stat field 22)."""
+    fields = _stat(pid)
+    return int(fields[19]) if fields and len(fields) > 19 and fields[19].isdigit() else None
 
 
 def started_at(pid: int) -> float | None:
@@ -166,9 +173,8 @@ def pid_alive(pid: int, start_ticks: int | None = None) -> bool:
         return False
     except PermissionError:
         return True
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):  # no /proc (not Linux), or it just ended
+    fields = _stat(pid)
+    if fields is None:  # no /proc (not Linux), or it just ended
         return True
     if start_ticks and len(fields) > 19 and fields[19] != str(start_ticks):
         return False
@@ -206,8 +212,9 @@ def release_dead_schedulers(conn: redis.Redis, queue_names: list[str], host: str
         key = RQScheduler.get_locking_key(name)
         owner = conn.get(key)
         data = conn.hgetall(f"rq:scheduler:{owner.decode()}") if owner else {}
-        alive = _registered_process_alive(int(data.get(b"pid") or 0), data.get(b"created_at")) if data else True
-        if data and (data.get(b"hostname") or b"").decode() == host and not alive:
+        if (data.get(b"hostname") or b"").decode() != host:  # no owner, or a scheduler on another host
+            continue
+        if not _registered_process_alive(int(data.get(b"pid") or 0), data.get(b"created_at")):
             conn.delete(key)
 
 
