@@ -87,26 +87,29 @@ def _stage(status: JobStatus | None, stage: str | None, result: Any) -> str | No
 
 
 def describe_job(job: Job) -> dict[str, Any]:
+    """One job as JSON. The status is read once, from the hash `Job.fetch`/`fetch_many` loaded with the
+    meta: asking Redis again for each field let a job that finished between two reads show as
+    "finished" with no result. RQ writes the FINISHED status and the result in one transaction, so a
+    snapshot that says finished has its result."""
     meta = job.meta or {}
-    result = None
-    if job.get_status() == JobStatus.FINISHED:
-        result = job.return_value()
+    status = job.get_status(refresh=False)
+    result = job.return_value() if status == JobStatus.FINISHED else None
     error = None
-    if job.get_status() == JobStatus.FAILED:
+    if status == JobStatus.FAILED:
         latest = job.latest_result()
         if latest is not None and latest.exc_string:
             error = latest.exc_string.strip().splitlines()[-1]
-    elif job.get_status() != JobStatus.FINISHED:
+    elif status != JobStatus.FINISHED:
         error = meta.get("last_error")  # waiting for a retry: RQ keeps no result of the failed attempt
     return {
         "id": job.id,
         "kind": meta.get("kind"),
         "trainer": meta.get("trainer"),  # which policy trainer a ppo/policy job runs (None for other kinds)
         "project_id": meta.get("project_id"),
-        "status": str(job.get_status().value) if job.get_status() else None,
+        "status": str(status.value) if status else None,
         "reason": meta.get("reason"),
         "progress": meta.get("progress"),
-        "stage": _stage(job.get_status(), meta.get("stage"), result),
+        "stage": _stage(status, meta.get("stage"), result),
         "enqueued_at": job.enqueued_at.isoformat() if job.enqueued_at else None,
         "started_at": job.started_at.isoformat() if job.started_at else None,
         "ended_at": job.ended_at.isoformat() if job.ended_at else None,

@@ -8,7 +8,7 @@ import zlib
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from prefloop.jobkinds import JobKind
+from prefloop.jobkinds import JobKind, describe_job
 from prefloop.queue import JobQueue
 from tests.support.services import Process, prefloop_env
 
@@ -79,6 +79,7 @@ def test_real_worker_process_runs_a_queued_job(settings, tmp_path):
     """`prefloop worker --burst` in its own process picks a job from Redis and records its result."""
     q = JobQueue(settings)
     enq = q.enqueue(JobKind.PING, 0, reason="hello")
+    snapshot = q.fetch(enq.job_id)  # read before the worker runs it
     env = prefloop_env(redis_url=settings.redis_url, model_dir=settings.model_dir, base_model=settings.base_model)
     worker = Process(["worker", "--burst"], env, tmp_path / "worker.log").start()
     worker.proc.wait(120)
@@ -88,6 +89,14 @@ def test_real_worker_process_runs_a_queued_job(settings, tmp_path):
     result = job.return_value()
     assert result["pong"] is True and result["reason"] == "hello"
     assert enq.job_id in worker.output(), "worker log lines carry the job id"
+    # A description is one moment: the snapshot taken while the job waited still reads "queued" with
+    # no result (it used to ask Redis again per field, so a job finishing between two reads showed
+    # as "finished" with no result), and a fresh read shows the status with its result.
+    then = describe_job(snapshot)
+    assert (then["status"], then["result"], then["stage"]) == ("queued", None, None), then
+    now = describe_job(q.fetch(enq.job_id))
+    assert now["status"] == "finished" and now["stage"] == "done" and now["result"]["pong"] is True
+    assert [j["result"] for j in q.jobs(0) if j["id"] == enq.job_id] == [now["result"]]
 
 
 def test_stale_pending_mark_does_not_block_new_jobs(settings, redis_conn):
