@@ -1,11 +1,12 @@
-"""Reading a project's labeling config: which Pairwise tag to answer with and which task fields
-hold the prompt and the two answers. The tag name comes from the config, never a constant."""
+"""Reading a project's labeling config: which Pairwise (or Ranker) tag to answer with and which task
+fields hold the prompt and the answers. The tag name comes from the config, never a constant."""
 
 from __future__ import annotations
 
 import functools
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -110,6 +111,30 @@ def ranking_answers(data: dict[str, Any], config: RankingConfig) -> list[str] | 
 def ranking_items(answers: list[str]) -> list[dict[str, str]]:
     """The List items prefloop writes: ids answer1..answerK, shown as "Answer k" with the text."""
     return [{"id": f"answer{k}", "title": f"Answer {k}", "body": text} for k, text in enumerate(answers, 1)]
+
+
+def answers_wanted(config: LabelConfig, answers_per_prompt: int) -> int:
+    """How many answers a task of this project gets: two for a pair, ANSWERS_PER_PROMPT for a ranking."""
+    return answers_per_prompt if isinstance(config, RankingConfig) else 2
+
+
+def with_answers(data: dict[str, Any], config: LabelConfig, answers: Sequence[str]) -> dict[str, Any]:
+    """The task data with the answers written where the project's interface shows them: the two answer
+    fields of a pair, or the List items of a ranking. The one place that knows both layouts."""
+    out = dict(data)
+    if isinstance(config, RankingConfig):
+        out[config.list_field] = ranking_items(list(answers))
+    else:
+        out.update(zip(config.answer_fields, answers, strict=True))
+    return out
+
+
+def answer_slots(config: LabelConfig) -> dict[str, Any]:
+    """Empty answer fields for a prompt-only task (Label Studio's import check wants every field the
+    interface reads): "" for each answer of a pair, [] for a ranking's List; the worker fills them."""
+    if isinstance(config, RankingConfig):
+        return {config.list_field: []}
+    return {f: "" for f in config.answer_fields}
 
 
 def parse_label_config(xml: str) -> LabelConfig:

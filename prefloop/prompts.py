@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from prefloop.errors import InputError, LabelConfigError
-from prefloop.label_config import PairwiseConfig
+from prefloop.label_config import LabelConfig
 from prefloop.text import validate_messages
 
 GENERATION_FIELD = "prefloop"
@@ -47,7 +47,7 @@ class PromptRecord:
     prompt: str | None = None
     messages: tuple[tuple[str, str], ...] | None = None  # ((role, content), ...) for a chat
 
-    def task_data(self, config: PairwiseConfig) -> dict[str, Any]:
+    def task_data(self, config: LabelConfig) -> dict[str, Any]:
         """The prompt part of a task's data for a project with `config`. A plain prompt in a chat-only
         project becomes a one-message user chat; a chat needs a project that shows chats."""
         if self.messages is not None:
@@ -59,11 +59,11 @@ class PromptRecord:
             return {config.chat_field: [{"role": r, "content": c} for r, c in self.messages]}
         if config.prompt_field:
             return {config.prompt_field: self.prompt}
-        assert config.chat_field is not None  # a PairwiseConfig has a prompt field, a chat field or both
+        assert config.chat_field is not None  # every parsed config has a prompt field, a chat field or both
         return {config.chat_field: [{"role": "user", "content": self.prompt}]}
 
 
-def prompt_key(data: dict[str, Any], config: PairwiseConfig) -> str | None:
+def prompt_key(data: dict[str, Any], config: LabelConfig) -> str | None:
     """A stable hash of a task's prompt or chat (None when it has neither): what `import-prompts`
     compares to skip prompts a project already holds, and part of each task's sampling seed."""
     chat = data.get(config.chat_field) if config.chat_field else None

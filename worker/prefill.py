@@ -21,7 +21,14 @@ from typing import Any
 
 from prefloop.errors import InputError
 from prefloop.jobkinds import JobKind
-from prefloop.label_config import LabelConfig, RankingConfig, parse_label_config, ranking_answers, ranking_items
+from prefloop.label_config import (
+    LabelConfig,
+    RankingConfig,
+    answers_wanted,
+    parse_label_config,
+    ranking_answers,
+    with_answers,
+)
 from prefloop.labelstudio import LabelStudioClient
 from prefloop.prompts import GENERATION_FIELD as META_FIELD
 from prefloop.prompts import prompt_key
@@ -119,7 +126,7 @@ def _fill_chunk(settings, client, config, gen, chunk, regenerate, remaining, wri
         names,
         on_batch=lambda done: progress.update(done, remaining=remaining),
         template=settings.chat_template,
-        k=settings.answers_per_prompt if isinstance(config, RankingConfig) else 2,
+        k=answers_wanted(config, settings.answers_per_prompt),
     )
     progress.update(0, stage="writing answers to Label Studio", force=True)
     for n, ((task, key), res) in enumerate(zip(tasks, results), 1):
@@ -139,17 +146,12 @@ def _write(
     client: LabelStudioClient,
     task: dict[str, Any],
     config: LabelConfig,
-    answers: tuple[str, str] | None,
+    answers: tuple[str, ...] | None,
     meta: dict[str, Any],
 ) -> dict[str, Any]:
     """PATCH the task's data: everything it held, plus the answers (when there are some) and the record;
     returns the data written."""
-    data = dict(task["data"])
-    if answers is not None:
-        if isinstance(config, RankingConfig):
-            data[config.list_field] = ranking_items(list(answers))
-        else:
-            data.update(zip(config.answer_fields, answers, strict=True))
+    data = dict(task["data"]) if answers is None else with_answers(task["data"], config, answers)
     data[META_FIELD] = meta
     client.update_task_data(task["id"], data)
     return data

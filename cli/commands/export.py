@@ -3,6 +3,7 @@ TRL's explicit-prompt JSONL format (`prompt`, `chosen`, `rejected`; `prompt + ch
 text prefloop's reward model scores), with a summary of what was kept and dropped, and why.
 
 `--tasks-file` converts a Label Studio JSON export instead of reading the project through the API.
+Ranking projects (label_config/ranking.xml) export the K(K-1)/2 pairs each ranking implies.
 
 The summary ends with a line per annotator: votes, agreement with the other annotators' majority and,
 with `--project` and a published reward model, with that model's picks, each with its Wilson 95%
@@ -24,7 +25,8 @@ def register(sub) -> None:
     p.add_argument("--tasks-file", help="a Label Studio JSON export to convert instead of reading the API")
     p.add_argument(
         "--label-config",
-        help="label config XML file (default: the project's, or label_config/pairwise.xml with --tasks-file)",
+        help="label config XML file (default: the project's; with --tasks-file, label_config/ranking.xml "
+        "when the export holds rankings, else label_config/pairwise.xml)",
     )
     p.add_argument("--with-ids", action="store_true", help="add task_id, annotation_ids and votes to each record")
     p.add_argument(
@@ -35,7 +37,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from prefloop.errors import InputError
-    from prefloop.label_config import load_label_config, parse_pairwise_config
+    from prefloop.label_config import load_label_config, parse_label_config
     from prefloop.preferences import tasks_to_pairs
     from prefloop.settings import Settings
 
@@ -50,14 +52,14 @@ def run(args) -> int:
             raise InputError(f"{args.tasks_file}: cannot read a Label Studio JSON export ({exc})") from None
         if not isinstance(tasks, list):
             raise InputError(f"{args.tasks_file}: a Label Studio JSON export is a list of tasks")
-        xml = xml or load_label_config("pairwise")
+        xml = xml or load_label_config("ranking" if _ranked(tasks) else "pairwise")
     else:
         from prefloop.labelstudio import LabelStudioClient
 
         client = LabelStudioClient(settings)
         xml = xml or client.get_label_config(args.project)
         tasks = client.iter_tasks(args.project, fields="all")
-    pairs, summary = tasks_to_pairs(tasks, parse_pairwise_config(xml), settings.chat_template)
+    pairs, summary = tasks_to_pairs(tasks, parse_label_config(xml), settings.chat_template)  # pairs or rankings
     out = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")
     try:
         for pair in pairs:
@@ -102,3 +104,16 @@ def _model_picks(settings, project_id: int, votes: list):
     picks = scorer.prefer(prompts, [v[1] for v in votes], [v[2] for v in votes])
     chosen = {(v[0], v[1], v[2]): (v[1] if side == "left" else v[2]) for v, (side, _) in zip(votes, picks)}
     return path.name, lambda p, a, b: chosen.get((p, a, b))
+
+
+def _ranked(tasks: list) -> bool:
+    """An export without --label-config holds rankings when its annotations carry Ranker results
+    (the shipped ranking.xml is then the interface that wrote them), else pairwise choices."""
+    return any(
+        isinstance(region, dict) and region.get("type") == "ranker"
+        for task in tasks
+        if isinstance(task, dict)
+        for annotation in task.get("annotations") or []
+        if isinstance(annotation, dict)
+        for region in annotation.get("result") or []
+    )

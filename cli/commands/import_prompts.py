@@ -30,7 +30,7 @@ def run(args) -> int:
     from tqdm import tqdm
 
     from prefloop.errors import PrefloopError
-    from prefloop.label_config import parse_pairwise_config
+    from prefloop.label_config import parse_label_config
     from prefloop.labelstudio import LabelStudioClient
     from prefloop.prompts import read_prompts
     from prefloop.settings import Settings
@@ -41,7 +41,7 @@ def run(args) -> int:
         raise SystemExit("prefloop: --chunk-size must be at least 1")
     records = read_prompts(args.file)
     client = LabelStudioClient(settings)
-    config = parse_pairwise_config(client.get_label_config(args.project))
+    config = parse_label_config(client.get_label_config(args.project))  # pairwise or ranking
     todo, present, repeats = _plan(records, client, args.project, config)
     print(
         f"{len(records)} prompt(s) in {args.file}: {present} already in project {args.project}, "
@@ -104,6 +104,7 @@ def _plan(records, client, project_id: int, config) -> tuple[list[tuple[Any, dic
 
 
 def _generate(gen, sampling, settings, config, chunk) -> tuple[list[dict[str, Any]], list[str]]:
+    from prefloop.label_config import answers_wanted, with_answers
     from prefloop.prompts import GENERATION_FIELD
     from prefloop.text import task_conversation
     from worker.generation import task_seed
@@ -115,6 +116,7 @@ def _generate(gen, sampling, settings, config, chunk) -> tuple[list[dict[str, An
         sampling,
         names=[record.where for record, _, _ in chunk],
         template=settings.chat_template,
+        k=answers_wanted(config, settings.answers_per_prompt),
     )
     tasks, failed = [], []
     for (record, data, key), res in zip(chunk, results):
@@ -122,5 +124,5 @@ def _generate(gen, sampling, settings, config, chunk) -> tuple[list[dict[str, An
             failed.append(f"{record.where}: {res.error}")
             continue
         meta = {**gen.metadata(sampling, res), "prompt_key": key, "source": "import-prompts"}
-        tasks.append({"data": {**data, **dict(zip(config.answer_fields, res.answers)), GENERATION_FIELD: meta}})
+        tasks.append({"data": {**with_answers(data, config, res.answers), GENERATION_FIELD: meta}})
     return tasks, failed

@@ -308,14 +308,11 @@ class LocalLoop:
     def import_samples(self, client, project_id: int) -> None:
         """Prompt-only tasks (answer fields present and empty, as Label Studio's import check wants):
         Label Studio sends TASKS_CREATED and the worker fills both answers."""
-        from prefloop.label_config import parse_pairwise_config
+        from prefloop.label_config import answer_slots, parse_label_config
         from prefloop.prompts import read_prompts
 
-        config = parse_pairwise_config(client.get_label_config(project_id))
-        tasks = [
-            {"data": {**r.task_data(config), **{f: "" for f in config.answer_fields}}}
-            for r in read_prompts(self.args.prompts)
-        ]
+        config = parse_label_config(client.get_label_config(project_id))
+        tasks = [{"data": {**r.task_data(config), **answer_slots(config)}} for r in read_prompts(self.args.prompts)]
         client.import_tasks(project_id, tasks)
         say(
             f"imported {len(tasks)} sample prompts from {self.args.prompts}; the worker is writing two answers for each"

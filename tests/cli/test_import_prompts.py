@@ -89,6 +89,26 @@ def test_chats_import_into_the_chat_project(cli_env, label_studio, tmp_path, cap
         assert_complete(task)
 
 
+def test_prompts_import_into_a_ranking_project_with_answers_per_prompt_answers(
+    cli_env, label_studio, tmp_path, capsys, monkeypatch
+):
+    """A ranking project (label_config/ranking.xml) gets ANSWERS_PER_PROMPT distinct answers per
+    prompt in its List, as the worker writes them, and a rerun still skips what is there."""
+    monkeypatch.setenv("ANSWERS_PER_PROMPT", "3")
+    pid = label_studio.create_project(load_label_config("ranking"), title="import ranking")
+    path = write_jsonl(tmp_path / "p.jsonl", ["Rank these, please", "Another prompt to rank"])
+    rc, err = run(capsys, path, pid)
+    assert rc == 0, err
+    tasks = label_studio.tasks(pid)
+    assert sorted(t["data"]["prompt"] for t in tasks) == ["Another prompt to rank", "Rank these, please"]
+    for task in tasks:
+        items = task["data"]["answers"]
+        assert [i["id"] for i in items] == ["answer1", "answer2", "answer3"], items
+        assert len({i["body"] for i in items}) == 3 and task["data"]["prefloop"]["source"] == "import-prompts"
+    rc, err = run(capsys, path, pid)
+    assert rc == 0 and "2 already in project" in err and len(label_studio.tasks(pid)) == 2, err
+
+
 def test_interrupted_import_resumes_without_duplicates(cli_env, label_studio, tmp_path, capsys):
     """A run killed mid-way leaves whole chunks behind; the same command imports exactly the rest."""
     pid = label_studio.create_project(load_label_config("pairwise"), title="import resume")

@@ -7,6 +7,7 @@ import pytest
 from prefloop.errors import LabelConfigError
 from prefloop.label_config import RankingConfig, load_label_config, parse_label_config, ranking_items
 from prefloop.preferences import tasks_to_pairs
+from prefloop.text import reward_text
 
 CONFIG = parse_label_config(load_label_config("ranking"))
 ANSWERS = ["The first answer.", "The second answer.", "The third answer."]
@@ -92,3 +93,25 @@ def test_unusable_rankings_are_dropped_with_their_reason(annotation, reason):
 def test_a_task_whose_answers_are_not_written_yet_is_counted_not_converted():
     pairs, summary = tasks_to_pairs([task([ranked(["answer1"])], answers=["only one"])], CONFIG)
     assert pairs == [] and summary.dropped["missing_answers"] == 1
+
+
+def test_export_of_a_ranking_project_writes_the_pairs_each_ranking_implies(tmp_path, capsys, monkeypatch):
+    """`prefloop export --tasks-file` on a ranking project's JSON export (no --label-config: the
+    Ranker results say which interface wrote it) writes the K(K-1)/2 pairs per ranking."""
+    import json
+
+    from cli.main import main
+
+    monkeypatch.delenv("LABEL_STUDIO_API_KEY", raising=False)
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps([task([ranked(["answer2", "answer3", "answer1"])]), task([], task_id=2)]))
+    out = tmp_path / "pairs.jsonl"
+    assert main(["export", "--tasks-file", str(export), "-o", str(out), "--no-model"]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert {(r["chosen"].strip(), r["rejected"].strip()) for r in rows} == {
+        ("The second answer.", "The third answer."),
+        ("The second answer.", "The first answer."),
+        ("The third answer.", "The first answer."),
+    }
+    assert all(r["prompt"] + r["chosen"] == reward_text("Which is best?", r["chosen"].strip()) for r in rows)
+    assert "wrote 3 pairs" in capsys.readouterr().err

@@ -244,6 +244,37 @@ def test_bad_input_skips_with_the_reason(job_settings, label_studio, monkeypatch
     assert [v["version"] for v in store.versions(pid, "policy")] == [store.current(pid)["policy"]]
 
 
+def test_dpo_trains_on_a_ranking_project_from_the_pairs_its_rankings_imply(job_settings, label_studio):
+    """DPO reads a ranking project (label_config/ranking.xml) as reward training does: each ranking of
+    three answers gives its three pairs."""
+    from prefloop.label_config import ranking_items
+    from worker.jobs import train_policy
+
+    pid = label_studio.create_project(load_label_config("ranking"), title="dpo on rankings")
+    region = {"from_name": "rank", "to_name": "answers", "type": "ranker"}
+    label_studio.import_tasks(
+        pid,
+        [
+            {
+                "data": {"prompt": f"Question {i}?", "answers": ranking_items(["a b c", "a b", "d"])},
+                "annotations": [
+                    {"result": [{**region, "value": {"ranker": {"rank": ["answer1", "answer2", "answer3"]}}}]}
+                ],
+            }
+            for i in range(3)
+        ],
+    )
+    result = train_policy(
+        pid,
+        reason="test",
+        trainer="dpo",
+        force=True,
+        config={"min_pairs": 2, "max_steps": 1, "max_new_tokens": 4, "kl_prompts": 2},
+    )
+    assert result["status"] == "published" and result["pairs"] == 9, result
+    assert result["metrics"]["dpo/pairs"] == 9
+
+
 def test_train_policy_command_queues_the_trainer_with_its_knobs(settings, monkeypatch, capsys):
     """`prefloop train-policy --trainer grpo --set beta=0.1` queues one POLICY job naming the trainer;
     a knob of another trainer or an unknown trainer queues nothing; --knobs lists the trainer's knobs."""

@@ -62,7 +62,7 @@ def dpo_job(
 ) -> dict[str, Any]:
     """`force`: train whatever changed; `on_change` (the Train button): train when at least one
     annotation changed since the last DPO policy; otherwise DPO_MIN_NEW_ANNOTATIONS must have."""
-    from prefloop.label_config import parse_pairwise_config
+    from prefloop.label_config import parse_label_config
     from prefloop.labelstudio import LabelStudioClient
     from prefloop.preferences import count_changes, tasks_to_pairs
     from worker.runtime import Progress
@@ -78,8 +78,8 @@ def dpo_job(
     client = LabelStudioClient(settings)
     tasks = list(client.iter_tasks(project_id, fields="all"))
     pairs, summary = tasks_to_pairs(
-        tasks, parse_pairwise_config(client.get_label_config(project_id)), settings.chat_template
-    )
+        tasks, parse_label_config(client.get_label_config(project_id)), settings.chat_template
+    )  # pairwise or ranking: the pairs reward training reads
     changes = count_changes(last_seen(store, project_id), summary.seen)
     base = {"changes": changes, "pairs": len(pairs), "conversion": summary.as_dict()}
     needed = 1 if on_change else settings.dpo_min_new_annotations
