@@ -92,6 +92,23 @@ def test_exported_pairs_train_outside_the_queue(tmp_path, tiny_model_dir, capsys
     assert metrics["pairs_used"] == 16 and (out / "model.safetensors").is_file() and (out / "metrics.json").is_file()
 
 
+def test_exported_pairs_train_a_lora_adapter_on_the_configured_reward_base(tmp_path, tiny_model_dir, monkeypatch):
+    """The command reads the job's settings: REWARD_BASE_MODEL when --base-model is not given, and
+    LORA_R > 0 makes the version a LoRA adapter naming its base, as a queued run would."""
+    from worker.reward.__main__ import main as reward_cli
+
+    monkeypatch.setenv("REWARD_BASE_MODEL", str(tiny_model_dir))
+    monkeypatch.setenv("LORA_R", "4")
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps(p.trl_record()) + "\n" for p in synthetic_pairs(16, seed=3)))
+    out = tmp_path / "rm-lora"
+    assert reward_cli(["--pairs", str(pairs), "--out", str(out), "--set", "device=cpu", "--set", "eval_points=0"]) == 0
+    adapter = json.loads((out / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == str(tiny_model_dir) and adapter["r"] == 4
+    assert not (out / "model.safetensors").exists(), "a LoRA version stores the adapter, not a full copy"
+    assert json.loads((out / "metrics.json").read_text())["pairs_used"] == 16
+
+
 def test_versions_shows_the_accuracy_interval_and_calls_overlapping_versions_within_noise(
     settings, monkeypatch, capsys
 ):
