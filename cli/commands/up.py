@@ -26,6 +26,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from cli.tinynote import TINY_NOTE, announce
 from prefloop.errors import ModelNotFound, UnknownProject
 from prefloop.settings import Settings
 
@@ -35,13 +36,6 @@ TINY_DEFAULTS = {"PPO_MIN_ACCURACY": "0", "MAX_NEW_TOKENS": "24"}
 """With the tiny random model no reward model reaches a real accuracy bar: run PPO anyway so the
 versions visibly move."""
 EMAIL = "admin@example.com"
-TINY_NOTE = (
-    "This demo runs on a tiny GPT-2 built offline with random weights (no model hub here): its answers "
-    "are gibberish, full of replacement characters and boxes. That is expected. Pick either answer: the "
-    "loop (reward model, then PPO) works the same, and with a real model (BASE_MODEL) the answers read well."
-)
-"""Shown to annotators (the project's instructions and description), on the status page (written
-next to the model as `prefloop-note.txt`) and in `prefloop up`'s output."""
 
 
 def register(sub) -> None:
@@ -293,14 +287,7 @@ class LocalLoop:
             f"project {project.title!r} (id {project.id}) {'created' if project.created else 'found'}; backend "
             f"{'connected' if project.connected else 'already connected'}"
         )
-        if self.tiny:
-            # Shown before labeling ("Label All Tasks") and behind the Instructions button.
-            client.update_project(
-                project.id,
-                expert_instruction=f"<p><b>Tiny offline model.</b> {TINY_NOTE}</p>",
-                show_instruction=True,
-                description=f"Tiny offline model: {TINY_NOTE}",
-            )
+        announce(client, project.id, self.tiny)  # the note on every task, or gone again on a real model
         if not client.get_project(project.id).get("task_number"):
             self.import_samples(client, project.id)
         return project.id

@@ -47,3 +47,31 @@ def test_state_keeps_login_and_token_private_and_stable(tmp_path):
     again = State.load(path)
     assert (again.password, again.token, again.project_id) == (first.password, first.token, 7)
     assert len(again.token) == 40 and len(again.password) >= 12
+
+
+def test_the_tiny_model_note_is_on_every_task_and_leaves_with_the_tiny_model(label_studio, ls_settings):
+    """On the tiny model the note sits at the top of the labeling interface (every task shows it,
+    however it is opened) and in the instructions; announcing twice adds one note; a start on a real
+    model gives back the label config exactly as it was and clears prefloop's note, not the user's."""
+    from cli.tinynote import BANNER_CLASS, TINY_NOTE, announce
+    from prefloop.label_config import load_label_config, parse_label_config
+    from prefloop.labelstudio import LabelStudioClient
+
+    client = LabelStudioClient(ls_settings)
+    shipped = load_label_config("pairwise")
+    pid = label_studio.create_project(shipped, title="tiny note")
+    announce(client, pid, tiny=True)
+    announce(client, pid, tiny=True)
+    project = label_studio.api("GET", f"/api/projects/{pid}")
+    assert project["label_config"].count(BANNER_CLASS) == 1 and TINY_NOTE[:40] in project["label_config"]
+    assert parse_label_config(project["label_config"]) == parse_label_config(shipped)
+    assert TINY_NOTE in project["expert_instruction"] and project["show_instruction"]
+
+    announce(client, pid, tiny=False)
+    project = label_studio.api("GET", f"/api/projects/{pid}")
+    assert project["label_config"].strip() == shipped.strip() and not project["expert_instruction"]
+    assert not project["description"] and not project["show_instruction"]
+
+    client.update_project(pid, expert_instruction="<p>Our own guidelines</p>", show_instruction=True)
+    announce(client, pid, tiny=False)
+    assert label_studio.api("GET", f"/api/projects/{pid}")["expert_instruction"] == "<p>Our own guidelines</p>"

@@ -156,10 +156,11 @@ def uses_the_stack(state_dir, project: int, label_studio) -> None:
 
 
 def tiny_model_is_announced(label_studio, project: int, status: str, out: str) -> None:
-    """Offline, annotators (the project's instructions, shown before labeling) and operators (the
-    status page, `prefloop up`'s output) read why the answers are gibberish."""
+    """Offline, annotators (a line atop every task, the project's instructions shown before labeling)
+    and operators (the status page, `prefloop up`'s output) read why the answers are gibberish."""
     settings = label_studio.api("GET", f"/api/projects/{project}")
     assert "Tiny offline model" in settings["expert_instruction"] and settings["show_instruction"], settings
+    assert "prefloop-tiny-note" in settings["label_config"], "the note heads every task's labeling interface"
     assert "gibberish" in requests.get(status, timeout=10).text
     assert "answers are gibberish, as expected" in out
 
