@@ -18,7 +18,9 @@ TINY_NOTE = (
 (written next to the model as `prefloop-note.txt`) and in `prefloop up`'s output."""
 
 BANNER_CLASS = "prefloop-tiny-note"
-_BANNER = re.compile(rf'<View className="{BANNER_CLASS}">.*?</View>', re.DOTALL)  # holds one self-closing Header
+_BANNER = re.compile(rf'<View className="{BANNER_CLASS}"[^>]*>.*?</View>', re.DOTALL)  # holds one self-closing Header
+_BOX = "margin: 0 16px 12px; padding: 8px 12px; background: #fff8c5; border: 1px solid #d4a72c; border-radius: 6px"
+_TEXT = "margin: 0; font-size: 13px; font-weight: 400; line-height: 1.4"
 _INSTRUCTION = "<p><b>Tiny offline model.</b> "
 _DESCRIPTION = "Tiny offline model: "
 
@@ -27,7 +29,8 @@ def with_banner(xml: str, note: str = TINY_NOTE) -> str:
     """The label config with the note as the first thing inside its root <View> (once, however often
     it is applied); the tags prefloop reads are untouched."""
     banner = (
-        f'<View className="{BANNER_CLASS}"><Header value={quoteattr("Tiny offline model: " + note)} size="6"/></View>'
+        f'<View className="{BANNER_CLASS}" style="{_BOX}">'
+        f'<Header value={quoteattr("Tiny offline model: " + note)} size="6" style="{_TEXT}"/></View>'
     )
     bare = without_banner(xml)
     opening = re.search(r"<View\b[^>]*>", bare)
