@@ -4,9 +4,9 @@ here or lazily on first use, so gunicorn can import the module cheaply and fork 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
-from flask import Flask, jsonify
+from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
 from backend import auth, metrics, reward_api, routes, status
@@ -42,21 +42,23 @@ def create_app(
 
 def _init_errors(app: Flask) -> None:
     @app.errorhandler(PrefloopError)
-    def prefloop_error(exc: PrefloopError):
+    def prefloop_error(exc: PrefloopError) -> tuple[Response, int]:
         message = redact(str(exc))  # a password inside a URL never reaches a response
         if exc.http_status >= 500:
             logger.warning("%s: %s", type(exc).__name__, message)
         return jsonify(error=type(exc).__name__, message=message), exc.http_status
 
     @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException):
+    def http_error(exc: HTTPException) -> tuple[Response, int]:
         message = exc.description
         if exc.code == 413:
             message = f"request body is larger than {app.config['MAX_CONTENT_LENGTH'] // (1024 * 1024)} MiB"
-        return jsonify(error=exc.name, message=message), exc.code
+        # Flask calls HTTPException handlers only for exceptions with a code (Flask.handle_http_exception
+        # returns code-less proxy exceptions unhandled), so `code` is an int here.
+        return jsonify(error=exc.name, message=message), cast(int, exc.code)
 
     @app.errorhandler(Exception)
-    def unexpected(exc: Exception):  # process boundary: log with traceback, answer without one
+    def unexpected(exc: Exception) -> tuple[Response, int]:  # process boundary: log with traceback, answer without one
         logger.exception("unhandled error")
         return jsonify(error="InternalError", message=f"{type(exc).__name__}: see the backend log"), 500
 

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import hmac
 
-from flask import Flask, request
+from flask import Flask, Response, request
 
 from prefloop.errors import Forbidden, Unauthorized
 from prefloop.labelstudio import WEBHOOK_SECRET_HEADER
+from prefloop.settings import Settings
 
 OPEN_ENDPOINTS = {"routes.health", "routes.webhook", "static"}
 
@@ -31,7 +32,7 @@ def _same(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode("utf-8"))
 
 
-def basic_auth_ok(settings) -> bool:
+def basic_auth_ok(settings: Settings) -> bool:
     """Whether the request carries the configured basic-auth user and password."""
     creds = request.authorization
     if creds is None or creds.type != "basic":
@@ -43,7 +44,7 @@ def basic_auth_ok(settings) -> bool:
 
 def init_app(app: Flask) -> None:
     @app.before_request
-    def check_credentials():
+    def check_credentials() -> None:
         from backend.context import context
 
         settings = context().settings
@@ -64,13 +65,13 @@ def init_app(app: Flask) -> None:
         return None
 
     @app.after_request
-    def challenge(response):
+    def challenge(response: Response) -> Response:
         if response.status_code == 401 and request.endpoint != "routes.webhook":
             response.headers["WWW-Authenticate"] = 'Basic realm="prefloop"'
         return response
 
 
-def webhook_trusted(settings) -> bool:
+def webhook_trusted(settings: Settings) -> bool:
     """For /webhook with WEBHOOK_SECRET set: True when the request carries the secret (or valid basic
     auth), False when it carries neither; a wrong secret raises Forbidden at once."""
     given = request.headers.get(WEBHOOK_SECRET_HEADER)

@@ -14,9 +14,17 @@ from __future__ import annotations
 import functools
 import io
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefloop.stats import accuracy_interval, compare
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+# What `_render` is cached on: (version, pairs used, sorted accuracy items) per reward version, and
+# (version, reward, KL) per policy version.
+RewardKey = tuple[tuple[Any, Any, tuple[tuple[str, Any], ...]], ...]
+PolicyKey = tuple[tuple[Any, Any, Any], ...]
 
 
 def accuracy_of(metrics: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -97,7 +105,7 @@ def history_svg(reward: Sequence[Mapping[str, Any]], policy: Sequence[Mapping[st
 
 
 @functools.lru_cache(maxsize=64)
-def _render(key: tuple) -> bytes:
+def _render(key: tuple[RewardKey, PolicyKey]) -> bytes:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -142,7 +150,7 @@ def _render(key: tuple) -> bytes:
         plt.close(fig)
 
 
-def _policy_panel(ax, policy: tuple) -> None:
+def _policy_panel(ax: Axes, policy: PolicyKey) -> None:
     numbered = [(i + 1, r, kl) for i, (_, r, kl) in enumerate(policy)]
     scored = [(i, r) for i, r, _ in numbered if isinstance(r, (int, float))]
     if not scored:
@@ -180,7 +188,8 @@ def outcome(job: Mapping[str, Any]) -> str:
     parts = [str(status or "finished")]
     if result.get("version"):
         parts[0] += f" {result['version']}"
-    metrics = result.get("metrics") if isinstance(result.get("metrics"), Mapping) else {}
+    raw_metrics = result.get("metrics")
+    metrics: Mapping[str, Any] = raw_metrics if isinstance(raw_metrics, Mapping) else {}
     acc = accuracy_of(metrics) if metrics else None
     if acc is not None:
         parts.append(

@@ -18,8 +18,8 @@ import json
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, cast
 
 import redis
 from flask import Blueprint, Flask, Response, g, request
@@ -42,13 +42,13 @@ def init_app(app: Flask) -> None:
 
 # --- /predict latency, recorded around the request ---------------------------------------------------
 @bp.before_app_request
-def _start_timer():
+def _start_timer() -> None:
     if request.endpoint == "routes.predict":
         g.prefloop_predict_started = time.perf_counter()
 
 
 @bp.after_app_request
-def _observe_predict(response):
+def _observe_predict(response: Response) -> Response:
     started = g.pop("prefloop_predict_started", None)
     if started is not None:
         body = g.get("prefloop_body")  # parsed once, by backend.requests.json_body; never parsed again here
@@ -76,7 +76,7 @@ def observe_predict(ctx: Context, seconds: float, status: int, tasks: int) -> No
 
 # --- the scrape ---------------------------------------------------------------------------------------
 @bp.get("/metrics")
-def metrics():
+def metrics() -> Response:
     ctx = context()
     out = Exposition()
     up = ctx.queue.ping()
@@ -95,7 +95,11 @@ def _queue_metrics(ctx: Context, out: Exposition) -> None:
     from rq import Worker
 
     conn = ctx.queue.connection
-    depth, states, running, durations, failed = [], [], [], defaultdict(list), defaultdict(int)
+    depth: list[tuple[dict[str, str], int]] = []
+    states: list[tuple[dict[str, str], int]] = []
+    running: list[tuple[dict[str, str], float]] = []
+    durations: defaultdict[str, list[float]] = defaultdict(list)
+    failed: defaultdict[str, int] = defaultdict(int)
     for name in (GPU_QUEUE, DEFAULT_QUEUE):
         q = ctx.queue.queue(name)
         depth.append(({"queue": name}, q.count))
@@ -160,7 +164,9 @@ def _queue_metrics(ctx: Context, out: Exposition) -> None:
 
 
 def _predict_metrics(ctx: Context, out: Exposition) -> None:
-    raw = {k.decode(): v.decode() for k, v in ctx.queue.connection.hgetall(ctx.queue.key("metrics", "predict")).items()}
+    # the connection does not decode responses (no decode_responses): keys and values are bytes
+    stored = cast("dict[bytes, bytes]", ctx.queue.connection.hgetall(ctx.queue.key("metrics", "predict")))
+    raw = {k.decode(): v.decode() for k, v in stored.items()}
     count = int(raw.get("count", 0))
     buckets = [({"le": _num(b)}, int(raw.get(f"le:{b}", 0))) for b in PREDICT_BUCKETS] + [({"le": "+Inf"}, count)]
     out.histogram(
@@ -257,19 +263,19 @@ class Exposition:
     def __init__(self) -> None:
         self.lines: list[str] = []
 
-    def add(self, name: str, kind: str, help_text: str, samples: list[tuple[dict[str, Any], float]]) -> None:
+    def add(self, name: str, kind: str, help_text: str, samples: Sequence[tuple[Mapping[str, Any], float]]) -> None:
         self.lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
         self.lines += [self._sample(name, labels, value) for labels, value in samples]
 
     def histogram(
-        self, name: str, help_text: str, buckets: list[tuple[dict[str, Any], int]], total: float, count: int
+        self, name: str, help_text: str, buckets: Sequence[tuple[Mapping[str, Any], int]], total: float, count: int
     ) -> None:
         self.lines += [f"# HELP {name} {help_text}", f"# TYPE {name} histogram"]
         self.lines += [self._sample(f"{name}_bucket", labels, n) for labels, n in buckets]
         self.lines += [self._sample(f"{name}_sum", {}, total), self._sample(f"{name}_count", {}, count)]
 
     @staticmethod
-    def _sample(name: str, labels: dict[str, Any], value: float) -> str:
+    def _sample(name: str, labels: Mapping[str, Any], value: float) -> str:
         body = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
         return f"{name}{{{body}}} {float(value)!r}" if body else f"{name} {float(value)!r}"
 

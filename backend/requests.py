@@ -15,7 +15,8 @@ def json_body() -> dict[str, Any]:
     """The request's JSON object, parsed once per request (kept on `flask.g.prefloop_body`, where the
     metrics hook reads it: a second parse of a hostile body is a second chance to fail)."""
     if "prefloop_body" in g:
-        return g.prefloop_body
+        parsed: dict[str, Any] = g.prefloop_body  # set below, always a dict
+        return parsed
     if not request.data:
         raise BadRequest("request body is empty: send a JSON object")
     try:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 
-from flask import Blueprint, Flask, jsonify
+from flask import Blueprint, Flask, Response, jsonify
 
 from backend.context import context
 from backend.predict import reward_scorer
@@ -38,7 +38,7 @@ def init_app(app: Flask) -> None:
 
 
 @bp.post("/reward")
-def reward():
+def reward() -> Response:
     ctx = context()
     body = json_body()
     project_id = allowed_project(require(body, "project", (str, int)))

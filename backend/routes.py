@@ -6,7 +6,7 @@ import logging
 import time
 
 import redis
-from flask import Blueprint, Flask, jsonify, request
+from flask import Blueprint, Flask, Response, jsonify, request
 
 from backend.auth import untrusted_webhook, webhook_trusted
 from backend.context import context
@@ -27,14 +27,14 @@ def init_app(app: Flask) -> None:
 
 @bp.get("/")
 @bp.get("/health")
-def health():
+def health() -> Response:
     """Liveness for Label Studio (1 s limit): never loads a model; Redis is reported, not required."""
     ctx = context()
     return jsonify(status="UP", model_class="prefloop", queue="up" if ctx.queue.ping() else "down")
 
 
 @bp.post("/setup")
-def setup():
+def setup() -> Response:
     """Label Studio connects a project: check its label config (Label Studio always sends it as
     `schema`; a project without a Pairwise tag cannot be served), remember the project, and answer
     the serving model_version (3 s limit: no model is loaded here). Everything is validated before
@@ -58,7 +58,7 @@ def setup():
 
 
 @bp.post("/predict")
-def predict():
+def predict() -> Response:
     ctx = context()
     body = json_body()
     tasks = require(body, "tasks", list)
@@ -78,7 +78,7 @@ def predict():
 
 
 @bp.post("/webhook")
-def webhook():
+def webhook() -> Response:
     """Label Studio's events; with WEBHOOK_SECRET set, only with its header (backend/auth.py), except the
     Train button's START_TRAINING, which Label Studio sends without it and which never forces a run."""
     ctx = context()
@@ -90,7 +90,7 @@ def webhook():
 
 
 @bp.post("/train")
-def train():
+def train() -> Response:
     """Legacy training trigger (behind a Label Studio feature flag): the Train button. With basic auth
     on, the caller has authenticated (backend/auth.py) and the run is forced; without it, /train is
     as open as /webhook and trains only when an annotation changed."""
@@ -102,7 +102,7 @@ def train():
 
 
 @bp.get("/versions")
-def versions():
+def versions() -> Response:
     """Versions for Label Studio's model-version list; ?project=ID narrows to one project."""
     ctx = context()
     projects = [parse_project_id(request.args["project"])] if "project" in request.args else ctx.store.projects()
@@ -116,7 +116,7 @@ def versions():
 
 
 @bp.get("/jobs")
-def jobs():
+def jobs() -> Response:
     ctx = context()
     project_id = parse_project_id(request.args["project"]) if "project" in request.args else None
     try:
@@ -126,7 +126,7 @@ def jobs():
 
 
 @bp.get("/jobs/<path:job_id>")
-def job(job_id: str):
+def job(job_id: str) -> Response | tuple[Response, int]:
     """One job; an id no job can have (`abc.def`, `%00`, a path) is a 404 like an expired one."""
     from prefloop.jobkinds import describe_job
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from flask import Blueprint, Flask, abort, render_template_string, request, send_file
+from flask import Blueprint, Flask, Response, abort, render_template_string, request, send_file
 
 from backend import history as hist
 from backend.context import Context, context
@@ -43,7 +43,7 @@ def init_app(app: Flask) -> None:
 
 
 @bp.get("/status")
-def status_page():
+def status_page() -> str:
     ctx = context()
     project = request.args.get("project")
     project_id = parse_project_id(project) if project else None
@@ -65,7 +65,7 @@ def status_page():
 
 
 @bp.get("/status/history/<int:project_id>.svg")
-def history_plot(project_id: int):
+def history_plot(project_id: int) -> tuple[bytes, int, dict[str, str]]:
     """Eval accuracy (95% CI) against pairs used, and policy reward and KL, per version (SVG)."""
     store = context().store
     svg = hist.history_svg(
@@ -75,7 +75,7 @@ def history_plot(project_id: int):
 
 
 @bp.get("/status/plot/<int:project_id>/<kind>/<version>/<name>")
-def plot(project_id: int, kind: str, version: str, name: str):
+def plot(project_id: int, kind: str, version: str, name: str) -> Response:
     """A PNG from a published version directory; anything else is a 404."""
     if kind not in KINDS or not PLOT_NAME.match(name):
         abort(404)
@@ -244,7 +244,7 @@ def _progress_filter(job: dict[str, Any]) -> str:
 
 
 @bp.errorhandler(BadRequest)
-def _bad_request(exc: BadRequest):
+def _bad_request(exc: BadRequest) -> tuple[str, int]:
     return render_template_string("<p>{{ message }}</p>", message=str(exc)), 400
 
 

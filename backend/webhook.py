@@ -13,7 +13,7 @@ deleted since the newest version. Otherwise the answer is a 200 with status "unc
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
 from backend.context import Context
 from prefloop.errors import BadRequest
@@ -62,7 +62,8 @@ def handle_event(ctx: Context, body: dict[str, Any], *, force: bool = False) -> 
     if key is not None:
         if key not in body:
             raise BadRequest(f"{action} webhook body is missing {key!r}")
-        if not isinstance(body[key], kind_type):
+        expected = cast("type | tuple[type, ...]", kind_type)  # every ACTIONS entry with a key has a type
+        if not isinstance(body[key], expected):
             raise BadRequest(f"{action} webhook body[{key!r}] has the wrong type ({type(body[key]).__name__})")
     extra = {"force": True} if force else extra
     enqueued = ctx.queue.trigger(kind, project_id, reason=action, bump=change, **extra)

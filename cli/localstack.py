@@ -17,10 +17,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, MutableMapping
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from prefloop.errors import PrefloopError
 
@@ -162,7 +163,7 @@ class Service:
     env: dict[str, str]
     log: Path
     cwd: Path = REPO
-    proc: subprocess.Popen | None = field(default=None, repr=False)
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def start(self) -> Service:
         self.log.parent.mkdir(parents=True, exist_ok=True)
@@ -187,9 +188,10 @@ class Service:
         for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGTERM, 10), (signal.SIGKILL, 10)):
             if not self.alive():
                 return
+            proc = cast("subprocess.Popen[bytes]", self.proc)  # alive() held: it was started
             try:
-                os.killpg(self.proc.pid, sig)
-                self.proc.wait(wait)
+                os.killpg(proc.pid, sig)
+                proc.wait(wait)
             except subprocess.TimeoutExpired:
                 continue
             except ProcessLookupError:
@@ -207,9 +209,9 @@ class Service:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not self.alive():
+                proc = cast("subprocess.Popen[bytes]", self.proc)  # called after start()
                 raise ServiceError(
-                    f"{self.name} exited with code {self.proc.returncode}{hint}; last lines of "
-                    f"{self.log}:\n{self.tail()}"
+                    f"{self.name} exited with code {proc.returncode}{hint}; last lines of {self.log}:\n{self.tail()}"
                 )
             if ready():
                 return
@@ -286,14 +288,14 @@ def read_stack_env(path: Path) -> dict[str, str]:
     return out
 
 
-def find_stack_env(environ: dict[str, str] | os._Environ, cwd: Path | None = None) -> Path | None:
+def find_stack_env(environ: Mapping[str, str], cwd: Path | None = None) -> Path | None:
     """The env file of the stack `prefloop up` runs: $PREFLOOP_STATE_DIR/env, else ./.prefloop/env."""
     state_dir = environ.get(STATE_DIR_VAR)
     path = stack_env_file(Path(state_dir) if state_dir else (cwd or Path.cwd()) / ".prefloop")
     return path if path.is_file() else None
 
 
-def apply_stack_env(environ: dict[str, str] | os._Environ, cwd: Path | None = None) -> Path | None:
+def apply_stack_env(environ: MutableMapping[str, str], cwd: Path | None = None) -> Path | None:
     """Fill `environ` from the local stack's env file, only when none of its settings is set already
     (whoever sets one configures by hand, and a mix of two deployments would be worse than either).
     Returns the file used, or None."""

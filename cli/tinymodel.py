@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 # A small English corpus so the BPE learns real merges; the model itself starts random.
 _CORPUS = (
@@ -40,14 +43,14 @@ QWEN2_CHAT_TEMPLATE = (
 FAMILIES = ("gpt2", "llama", "qwen2", "bert")
 
 
-def _bpe(special: list[str], vocab_size: int):
+def _bpe(special: list[str], vocab_size: int) -> Tokenizer:
     from tokenizers import ByteLevelBPETokenizer
 
     bpe = ByteLevelBPETokenizer()
     bpe.train_from_iterator(
         _CORPUS.splitlines(), vocab_size=vocab_size, min_frequency=1, special_tokens=special, show_progress=False
     )
-    return bpe._tokenizer
+    return cast("Tokenizer", bpe._tokenizer)  # a Tokenizer; BaseTokenizer leaves the attribute untyped
 
 
 def _save(out_dir: str | Path, model: Any, tokenizer: Any) -> Path:
@@ -72,14 +75,14 @@ def build_tiny_gpt2(
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
-    tokenizer = PreTrainedTokenizerFast(
+    tokenizer = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]  # unannotated __init__
         tokenizer_object=_bpe(["<|endoftext|>"], vocab_size),
         bos_token="<|endoftext|>",
         eos_token="<|endoftext|>",
         unk_token="<|endoftext|>",
         model_max_length=n_positions,
     )
-    eos_id = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    eos_id = cast(int, tokenizer.convert_tokens_to_ids("<|endoftext|>"))  # one token: one id
     config = GPT2Config(
         vocab_size=len(tokenizer),
         n_positions=n_positions,
@@ -116,11 +119,11 @@ def build_tiny_llama(
     backend.post_processor = TemplateProcessing(
         single="<|begin_of_text|> $A", pair="<|begin_of_text|> $A $B", special_tokens=[("<|begin_of_text|>", bos)]
     )
-    tokenizer = PreTrainedTokenizerFast(
+    tokenizer = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]  # unannotated __init__
         tokenizer_object=backend, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>", model_max_length=n_positions
     )
     tokenizer.chat_template = LLAMA_CHAT_TEMPLATE
-    eos = [tokenizer.convert_tokens_to_ids(t) for t in ("<|end_of_text|>", "<|eot_id|>")]
+    eos = [cast(int, tokenizer.convert_tokens_to_ids(t)) for t in ("<|end_of_text|>", "<|eot_id|>")]  # one id each
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=n_embd,
@@ -135,7 +138,9 @@ def build_tiny_llama(
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
-    model.generation_config = GenerationConfig(bos_token_id=bos, eos_token_id=eos)
+    model.generation_config = GenerationConfig(  # type: ignore[no-untyped-call]  # unannotated __init__
+        bos_token_id=bos, eos_token_id=eos
+    )
     return _save(out_dir, model, tokenizer)
 
 
@@ -155,14 +160,14 @@ def build_tiny_qwen2(
     from transformers import GenerationConfig, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
     special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-    tokenizer = PreTrainedTokenizerFast(
+    tokenizer = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]  # unannotated __init__
         tokenizer_object=_bpe(special, vocab_size),
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
         model_max_length=n_positions,
     )
     tokenizer.chat_template = QWEN2_CHAT_TEMPLATE
-    im_end, text_end = (tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>"))
+    im_end, text_end = (cast(int, tokenizer.convert_tokens_to_ids(t)) for t in ("<|im_end|>", "<|endoftext|>"))
     config = Qwen2Config(
         vocab_size=len(tokenizer),
         hidden_size=n_embd,
@@ -177,7 +182,9 @@ def build_tiny_qwen2(
     )
     torch.manual_seed(seed)
     model = Qwen2ForCausalLM(config)
-    model.generation_config = GenerationConfig(eos_token_id=[im_end, text_end], pad_token_id=text_end)
+    model.generation_config = GenerationConfig(  # type: ignore[no-untyped-call]  # unannotated __init__
+        eos_token_id=[im_end, text_end], pad_token_id=text_end
+    )
     return _save(out_dir, model, tokenizer)
 
 
@@ -210,7 +217,7 @@ def build_tiny_bert(
     backend.post_processor = BertProcessing(
         ("[SEP]", backend.token_to_id("[SEP]")), ("[CLS]", backend.token_to_id("[CLS]"))
     )
-    tokenizer = PreTrainedTokenizerFast(
+    tokenizer = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]  # unannotated __init__
         tokenizer_object=backend,
         unk_token="[UNK]",
         sep_token="[SEP]",

@@ -17,12 +17,17 @@ cli/main.py) and only looks: it changes nothing. Checks, in order:
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from prefloop.labelstudio import LabelStudioClient
+    from prefloop.settings import Settings
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 
@@ -35,7 +40,7 @@ class Check:
     fix: str = ""
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("doctor", help="say what runs, what reaches what, which project and webhook, and what to fix")
     p.add_argument(
         "--project",
@@ -47,7 +52,7 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from prefloop.errors import SettingsError
     from prefloop.settings import Settings
 
@@ -83,9 +88,9 @@ def report(checks: list[Check]) -> list[str]:
     return lines
 
 
-def diagnose(settings, project_ids: list[int]) -> list[Check]:
+def diagnose(settings: Settings, project_ids: list[int]) -> list[Check]:
     from cli import localstack
-    from prefloop.labelstudio import redact_url
+    from prefloop.redact import redact_url
 
     source = localstack.applied_from
     checks = [
@@ -107,11 +112,11 @@ def diagnose(settings, project_ids: list[int]) -> list[Check]:
     return checks
 
 
-def _queue(settings) -> list[Check]:
+def _queue(settings: Settings) -> list[Check]:
     from rq import Worker
 
-    from prefloop.labelstudio import redact_url
     from prefloop.queue import JobQueue
+    from prefloop.redact import redact_url
 
     url = redact_url(settings.redis_url)
     queue = JobQueue(settings)
@@ -144,7 +149,7 @@ def _queue(settings) -> list[Check]:
     return [Check("Redis", OK, f"{url} answers"), worker]
 
 
-def _backend(settings) -> Check:
+def _backend(settings: Settings) -> Check:
     import requests
 
     url = settings.backend_url.rstrip("/")
@@ -219,7 +224,7 @@ def _model(base_model: str) -> Check:
     )
 
 
-def _label_studio(settings, shown_url: str):
+def _label_studio(settings: Settings, shown_url: str) -> tuple[Check, LabelStudioClient | None]:
     from prefloop.errors import PrefloopError
     from prefloop.labelstudio import LabelStudioClient
 
@@ -236,7 +241,7 @@ def _label_studio(settings, shown_url: str):
     return Check("Label Studio", OK, f"{shown_url} accepts the token (user {me.get('email')})"), client
 
 
-def _projects(settings, client, project_ids: list[int]) -> list[Check]:
+def _projects(settings: Settings, client: LabelStudioClient, project_ids: list[int]) -> list[Check]:
     from prefloop.errors import PrefloopError
 
     try:
@@ -264,7 +269,7 @@ def _projects(settings, client, project_ids: list[int]) -> list[Check]:
     return checks
 
 
-def _project(settings, client, project: dict[str, Any]) -> list[Check]:
+def _project(settings: Settings, client: LabelStudioClient, project: dict[str, Any]) -> list[Check]:
     from prefloop.artifacts import ArtifactStore
     from prefloop.labelstudio import WEBHOOK_SECRET_HEADER
 

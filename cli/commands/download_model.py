@@ -10,6 +10,7 @@ offline too. A local directory as BASE_MODEL needs no download.
 
 from __future__ import annotations
 
+import argparse
 import logging
 from pathlib import Path
 
@@ -24,7 +25,7 @@ PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken", "tokeni
 FALLBACK_WEIGHTS = ["pytorch_model*.bin"]
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "download-model",
         help="download BASE_MODEL and REWARD_BASE_MODEL into the model cache (HF_HOME) so services run offline",
@@ -35,7 +36,7 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     from prefloop.logs import setup_logging
 

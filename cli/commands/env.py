@@ -4,19 +4,20 @@ where `prefloop up` ran find them without this: cli/main.py reads `.prefloop/env
 
 from __future__ import annotations
 
+import argparse
 import os
 import shlex
 import sys
 from pathlib import Path
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("env", help="print the running `prefloop up` stack's settings as shell export lines")
     p.add_argument("--state-dir", help="`prefloop up`'s state directory (default $PREFLOOP_STATE_DIR or .prefloop)")
     p.set_defaults(func=run)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from cli.localstack import STATE_DIR_VAR, find_stack_env, read_stack_env, stack_env_file
 
     if args.state_dir:

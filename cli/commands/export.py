@@ -11,12 +11,19 @@ interval and count (prefloop/annotators.py); `--no-model` skips the scoring."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from prefloop.annotators import Comparison, ModelPick
+    from prefloop.settings import Settings
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "export", help="write the project's preference pairs as TRL-ready JSONL (prompt/chosen/rejected)"
     )
@@ -35,7 +42,7 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from prefloop.errors import InputError
     from prefloop.label_config import load_label_config, parse_label_config
     from prefloop.preferences import tasks_to_pairs
@@ -63,7 +70,7 @@ def run(args) -> int:
     out = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")
     try:
         for pair in pairs:
-            record = pair.trl_record()
+            record: dict[str, Any] = pair.trl_record()
             if args.with_ids:
                 record.update(task_id=pair.task_id, annotation_ids=list(pair.annotation_ids), votes=list(pair.votes))
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
@@ -77,7 +84,7 @@ def run(args) -> int:
     return 0
 
 
-def annotator_summary(settings, args, votes: list) -> str:
+def annotator_summary(settings: Settings, args: argparse.Namespace, votes: Sequence[Comparison]) -> str:
     """Per-annotator agreement lines; with the project's current reward model's picks when there is one."""
     from prefloop.annotators import annotator_stats, describe
 
@@ -86,7 +93,9 @@ def annotator_summary(settings, args, votes: list) -> str:
     return describe(annotator_stats(votes, pick), version)
 
 
-def _model_picks(settings, project_id: int, votes: list):
+def _model_picks(
+    settings: Settings, project_id: int, votes: Sequence[Comparison]
+) -> tuple[str, ModelPick] | tuple[None, None]:
     """(version, (prompt, a, b) -> preferred answer) from the current reward model, or (None, None)."""
     from prefloop.artifacts import ArtifactStore
     from prefloop.scoring import RewardScorer
@@ -106,7 +115,7 @@ def _model_picks(settings, project_id: int, votes: list):
     return path.name, lambda p, a, b: chosen.get((p, a, b))
 
 
-def _ranked(tasks: list) -> bool:
+def _ranked(tasks: list[Any]) -> bool:
     """An export without --label-config holds rankings when its annotations carry Ranker results
     (the shipped ranking.xml is then the interface that wrote them), else pairwise choices."""
     return any(

@@ -10,11 +10,20 @@ missing: each chunk is generated, then imported in one request, which Label Stud
 
 from __future__ import annotations
 
+import argparse
 import sys
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from prefloop.label_config import LabelConfig
+    from prefloop.labelstudio import LabelStudioClient
+    from prefloop.prompts import PromptRecord
+    from prefloop.settings import Settings
+    from worker.generation import Generator, SamplingConfig
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "import-prompts",
         help="generate answer pairs for a prompt file (JSON, JSONL, CSV) and "
@@ -26,8 +35,8 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def run(args) -> int:
-    from tqdm import tqdm
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm  # type: ignore[import-untyped]  # no stubs installed (types-tqdm)
 
     from prefloop.errors import PrefloopError
     from prefloop.label_config import parse_label_config
@@ -84,7 +93,9 @@ def run(args) -> int:
     return 0
 
 
-def _plan(records, client, project_id: int, config) -> tuple[list[tuple[Any, dict[str, Any], str]], int, int]:
+def _plan(
+    records: list[PromptRecord], client: LabelStudioClient, project_id: int, config: LabelConfig
+) -> tuple[list[tuple[PromptRecord, dict[str, Any], str | None]], int, int]:
     """(record, prompt data, key) to import; how many the project already holds; repeats in the file."""
     from prefloop.prompts import prompt_key
 
@@ -103,7 +114,13 @@ def _plan(records, client, project_id: int, config) -> tuple[list[tuple[Any, dic
     return todo, present, repeats
 
 
-def _generate(gen, sampling, settings, config, chunk) -> tuple[list[dict[str, Any]], list[str]]:
+def _generate(
+    gen: Generator,
+    sampling: SamplingConfig,
+    settings: Settings,
+    config: LabelConfig,
+    chunk: Sequence[tuple[PromptRecord, dict[str, Any], str | None]],
+) -> tuple[list[dict[str, Any]], list[str]]:
     from prefloop.label_config import answers_wanted, with_answers
     from prefloop.prompts import GENERATION_FIELD
     from prefloop.text import task_conversation

@@ -22,13 +22,17 @@ A second run finds the project and the connection and changes nothing.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefloop.errors import LabelStudioUnavailable
 from prefloop.settings import Settings
+
+if TYPE_CHECKING:
+    from prefloop.labelstudio import LabelStudioClient
 
 logger = logging.getLogger(__name__)
 BACKEND_TITLE = "prefloop"
@@ -71,7 +75,7 @@ class InitResult:
         return out
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "init", help="first start: create the Label Studio project and connect this backend (idempotent)"
     )
@@ -91,7 +95,7 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     from prefloop.logs import setup_logging
 
@@ -101,7 +105,9 @@ def run(args) -> int:
     return 0
 
 
-def first_start(settings: Settings, *, label_config: str = "pairwise", wait: float = 0.0, client=None) -> InitResult:
+def first_start(
+    settings: Settings, *, label_config: str = "pairwise", wait: float = 0.0, client: LabelStudioClient | None = None
+) -> InitResult:
     from prefloop.labelstudio import LabelStudioClient
 
     client = client or LabelStudioClient(settings)
@@ -117,7 +123,7 @@ def first_start(settings: Settings, *, label_config: str = "pairwise", wait: flo
     return InitResult(login_url, me.get("email"), projects)
 
 
-def _projects(client, settings: Settings, label_config: str) -> list[tuple[dict[str, Any], bool]]:
+def _projects(client: LabelStudioClient, settings: Settings, label_config: str) -> list[tuple[dict[str, Any], bool]]:
     """(project, created) for each project prefloop serves."""
     from prefloop.label_config import load_label_config, parse_label_config
 
@@ -166,7 +172,7 @@ ANNOTATOR_HIDDEN_COLUMNS = {
 """`hiddenColumns` of a Data Manager tab made for annotators; every tab prefloop creates uses it."""
 
 
-def annotator_settings(client, project: dict[str, Any]) -> None:
+def annotator_settings(client: LabelStudioClient, project: dict[str, Any]) -> None:
     """Refuse empty annotations (Label Studio then disables Submit while no answer is chosen, and
     says "Empty annotations denied in this project") and give a project without Data Manager tabs
     a first tab that hides the `prefloop` column. Both only when not so already."""
@@ -183,7 +189,7 @@ UNCERTAINTY_SAMPLING = "Uncertainty sampling"
 _SCORE_COLUMNS = ("tasks:predictions_score", "tasks:predictions_results")
 
 
-def least_certain_view(client, project_id: int) -> dict[str, Any]:
+def least_certain_view(client: LabelStudioClient, project_id: int) -> dict[str, Any]:
     """The tab "Least certain first": tasks ordered by prediction score ascending, the score and the
     pick shown. prefloop writes each task's prediction with score = the reward model's probability
     for its pick and keeps the project's model_version on the serving version, which is what Label
@@ -203,7 +209,7 @@ def least_certain_view(client, project_id: int) -> dict[str, Any]:
     return tab
 
 
-def _connect(client, settings: Settings, project: dict[str, Any], created: bool) -> ProjectState:
+def _connect(client: LabelStudioClient, settings: Settings, project: dict[str, Any], created: bool) -> ProjectState:
     url = settings.backend_url.rstrip("/")
     connected = any((b.get("url") or "").rstrip("/") == url for b in client.list_ml_backends(project["id"]))
     if not connected:
@@ -214,7 +220,7 @@ def _connect(client, settings: Settings, project: dict[str, Any], created: bool)
     return ProjectState(project["id"], project.get("title") or "", created, not connected, secret)
 
 
-def secure_webhook(client, project_id: int, backend_url: str, secret: str) -> str:
+def secure_webhook(client: LabelStudioClient, project_id: int, backend_url: str, secret: str) -> str:
     """Put WEBHOOK_SECRET on the webhook Label Studio created for the backend (its URL is the
     backend's plus /webhook), keeping any other header. Returns what happened (ProjectState)."""
     from prefloop.labelstudio import WEBHOOK_SECRET_HEADER
@@ -237,7 +243,7 @@ def secure_webhook(client, project_id: int, backend_url: str, secret: str) -> st
     return "set" if changed else "already set"
 
 
-def _wait_for_label_studio(client, wait: float) -> dict[str, Any]:
+def _wait_for_label_studio(client: LabelStudioClient, wait: float) -> dict[str, Any]:
     deadline = time.monotonic() + wait
     while True:
         try:

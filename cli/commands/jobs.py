@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+from typing import Any
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("jobs", help="show recent jobs (generation, reward training, PPO) with state and progress")
     p.add_argument("--project", type=int, help="only this Label Studio project")
     p.add_argument("--limit", type=int, default=20)
@@ -13,7 +15,7 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from prefloop.errors import QueueUnavailable
     from prefloop.queue import JobQueue
     from prefloop.settings import Settings
@@ -46,7 +48,7 @@ def _when(iso: str | None) -> str:
     return (iso or "-")[:19].replace("T", " ")
 
 
-def _stage(job: dict) -> str:
+def _stage(job: dict[str, Any]) -> str:
     """What a running job does ("training 3/20"); an ended job's stage alone ("done", "skipped")."""
     stage = job.get("stage") or ""
     progress = job.get("progress") or {}
@@ -55,7 +57,7 @@ def _stage(job: dict) -> str:
     return stage
 
 
-def _outcome(job: dict) -> str:
+def _outcome(job: dict[str, Any]) -> str:
     if job.get("error"):
         return str(job["error"])
     result = job.get("result")
@@ -66,6 +68,6 @@ def _outcome(job: dict) -> str:
     return str(result.get("version") or result.get("model_version") or result.get("policy_version") or "")
 
 
-def _kind(job: dict) -> str:
+def _kind(job: dict[str, Any]) -> str:
     """The job kind, with the policy trainer a ppo/policy job runs."""
     return (job["kind"] or "?") + (f" ({job['trainer']})" if job.get("trainer") else "")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import sys
@@ -9,14 +10,14 @@ import sys
 from prefloop.settings import Settings
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("serve", help="run the Label Studio ML backend (gunicorn, port $PORT, default 9090)")
     p.add_argument("--port", type=int, help="override PORT")
     p.add_argument("--dev", action="store_true", help="Flask's development server instead of gunicorn")
     p.set_defaults(func=run)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     overrides = {"port": args.port} if args.port else {}
     settings = Settings.from_env(**overrides)  # fail fast, naming the variable
     if args.dev:

@@ -3,8 +3,10 @@ and the offline quickstart)."""
 
 from __future__ import annotations
 
+import argparse
 
-def register(sub) -> None:
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from cli.tinymodel import FAMILIES
 
     p = sub.add_parser(
@@ -24,7 +26,7 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from cli.tinymodel import build_tiny
 
     out = build_tiny(args.family, args.dir, n_layer=args.layers, n_embd=args.width)

@@ -6,8 +6,11 @@ trainer's knobs (`--knobs` lists them). Knobs are checked here, so a bad one que
 
 from __future__ import annotations
 
+import argparse
+from typing import Any
 
-def register(sub) -> None:
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from prefloop.settings import POLICY_TRAINERS
 
     p = sub.add_parser("train-policy", help="queue a policy run (ppo, dpo, grpo or rloo) for a project")
@@ -30,7 +33,7 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from cli.commands import print_knobs
     from prefloop.errors import InputError
     from prefloop.jobkinds import JobKind
@@ -46,7 +49,7 @@ def run(args) -> int:
     if args.project is None:
         raise InputError("--project ID is required: the Label Studio project whose policy is trained")
     overrides = knobs.overrides_from_set(args.set)
-    kwargs = {"config": overrides} if overrides else {}
+    kwargs: dict[str, Any] = {"config": overrides} if overrides else {}
     if args.force:
         kwargs["force"] = True
     queued = JobQueue(settings).enqueue(

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
+from typing import Any
 
-def register(sub) -> None:
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("train-ppo", help="queue a PPO run for a project against its current reward model")
     p.add_argument("--project", type=int, help="Label Studio project id (required unless --knobs)")
     p.add_argument(
@@ -20,7 +23,7 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from cli.commands import print_knobs
     from prefloop.errors import InputError
     from prefloop.jobkinds import JobKind
@@ -34,7 +37,7 @@ def run(args) -> int:
         raise InputError("--project ID is required: the Label Studio project whose policy PPO trains")
     settings = Settings.from_env()
     overrides = PPOConfig.overrides_from_set(args.set)
-    kwargs = {"config": overrides} if overrides else {}
+    kwargs: dict[str, Any] = {"config": overrides} if overrides else {}
     if args.force:
         kwargs["force"] = True
     queued = JobQueue(settings).enqueue(

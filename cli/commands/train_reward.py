@@ -4,12 +4,17 @@ whatever changed. Optionally waits for it and shows its progress."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from prefloop.queue import JobQueue
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("train-reward", help="queue a reward-model training run now (like the Train button)")
     p.add_argument("--project", type=int, help="Label Studio project id (required unless --knobs)")
     p.add_argument(
@@ -28,7 +33,7 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from cli.commands import print_knobs
     from prefloop.errors import InputError
     from prefloop.jobkinds import JobKind
@@ -56,7 +61,7 @@ def run(args) -> int:
     return wait_for(queue, enqueued.job_id, args.timeout)
 
 
-def wait_for(queue, job_id: str, timeout: float) -> int:
+def wait_for(queue: JobQueue, job_id: str, timeout: float) -> int:
     from prefloop.jobkinds import describe_job
 
     deadline = time.monotonic() + timeout
@@ -82,7 +87,7 @@ def wait_for(queue, job_id: str, timeout: float) -> int:
     return 1
 
 
-def _progress_line(info: dict) -> str:
+def _progress_line(info: dict[str, Any]) -> str:
     progress = info.get("progress") or {}
     done, total = progress.get("done"), progress.get("total")
     amount = f" {done}/{total}" if total else ""

@@ -17,6 +17,7 @@ Offline it builds a tiny GPT-2 and says so; where the model hub is reachable it 
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import secrets
@@ -25,10 +26,18 @@ import socket
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn, cast
 
 from cli.tinynote import TINY_NOTE, announce
 from prefloop.errors import ModelNotFound, UnknownProject
 from prefloop.settings import Settings
+
+if TYPE_CHECKING:
+    import subprocess
+    from types import FrameType
+
+    from cli.localstack import Service
+    from prefloop.labelstudio import LabelStudioClient
 
 DEMO_DEFAULTS = {"MIN_NEW_ANNOTATIONS": "5", "PROJECT_TITLE": "prefloop demo", "TOKENIZERS_PARALLELISM": "false"}
 """Applied where the environment does not set them: a demo retrains after a handful of choices."""
@@ -38,7 +47,7 @@ versions visibly move."""
 EMAIL = "admin@example.com"
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "up", help="run the whole loop locally: Redis, Label Studio, backend and worker (Ctrl-C stops it)"
     )
@@ -95,7 +104,7 @@ class State:
         os.replace(tmp, path)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from cli.localstack import port_free
 
     state_dir = Path(args.state_dir).resolve()
@@ -130,12 +139,12 @@ def run(args) -> int:
     return 1  # watch() only returns when a service died
 
 
-def _interrupt(signum, frame):
+def _interrupt(signum: int, frame: FrameType | None) -> NoReturn:
     raise KeyboardInterrupt
 
 
 # --- the model ------------------------------------------------------------------------------------
-def choose_model(args, state: State, state_dir: Path) -> str:
+def choose_model(args: argparse.Namespace, state: State, state_dir: Path) -> str:
     """BASE_MODEL if it can be had (a local directory, the cache, or one download), else a tiny GPT-2
     built locally. A second start keeps the first start's choice (versions trained on one base
     cannot continue on another) unless --tiny or BASE_MODEL says otherwise."""
@@ -194,9 +203,9 @@ def hub_reachable(timeout: float = 3.0) -> bool:
 
 # --- the processes --------------------------------------------------------------------------------
 class LocalLoop:
-    def __init__(self, args, state: State, state_dir: Path):
+    def __init__(self, args: argparse.Namespace, state: State, state_dir: Path) -> None:
         self.args, self.state, self.dir = args, state, state_dir
-        self.services: list = []
+        self.services: list[Service] = []
         self.ls_url = (args.label_studio_url or f"http://127.0.0.1:{args.ls_port}").rstrip("/")
         self.token = os.environ.get("LABEL_STUDIO_API_KEY", "") if args.label_studio_url else state.token
         self.backend_url = f"http://127.0.0.1:{args.port}"
@@ -211,7 +220,7 @@ class LocalLoop:
             LABEL_STUDIO_URL=self.ls_url,
             LABEL_STUDIO_API_KEY=self.token,
             MODEL_DIR=str(self.dir / "models"),
-            BASE_MODEL=self.state.base_model,
+            BASE_MODEL=cast(str, self.state.base_model),  # chosen (choose_model) before the loop starts
             PORT=str(self.args.port),
             HOST="127.0.0.1",
             BACKEND_URL=self.backend_url,
@@ -265,7 +274,7 @@ class LocalLoop:
         ls.write_stack_env(self.dir, env)
         self.print_summary()
 
-    def _start(self, service):
+    def _start(self, service: Service) -> Service:
         self.services.append(service.start())
         return service
 
@@ -292,7 +301,7 @@ class LocalLoop:
             self.import_samples(client, project.id)
         return project.id
 
-    def import_samples(self, client, project_id: int) -> None:
+    def import_samples(self, client: LabelStudioClient, project_id: int) -> None:
         """Prompt-only tasks (answer fields present and empty, as Label Studio's import check wants):
         Label Studio sends TASKS_CREATED and the worker fills both answers."""
         from prefloop.label_config import answer_slots, parse_label_config
@@ -347,8 +356,9 @@ class LocalLoop:
         while True:
             for service in self.services:
                 if not service.alive():
+                    proc = cast("subprocess.Popen[bytes]", service.proc)  # every service in the list was started
                     say(
-                        f"{service.name} exited with code {service.proc.returncode}; "
+                        f"{service.name} exited with code {proc.returncode}; "
                         f"last lines of {service.log}:\n{service.tail()}"
                     )
                     return

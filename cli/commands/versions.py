@@ -6,7 +6,9 @@ compared with the previous reward version: "within noise" when the two intervals
 
 from __future__ import annotations
 
+import argparse
 import json
+from typing import Any
 
 SHOWN = (
     "eval/accuracy",
@@ -19,7 +21,7 @@ SHOWN = (
 )
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("versions", help="list reward-model and policy versions with metrics; switch the current one")
     p.add_argument("--project", type=int, required=True, help="Label Studio project id")
     p.add_argument("--set-current", metavar="VERSION", help="serve this published version (rm-... or pi-...) again")
@@ -31,7 +33,7 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from prefloop.artifacts import ArtifactStore, serving_version
     from prefloop.settings import Settings
 
@@ -90,7 +92,7 @@ def _kind(version: str) -> str:
     return kind
 
 
-def _shown(metrics: dict) -> str:
+def _shown(metrics: dict[str, Any]) -> str:
     """The SHOWN metrics (else the first five plain ones), rounded, without empty ones."""
     keys = [key for key in SHOWN if metrics.get(key) is not None]
     if not keys:
@@ -106,7 +108,7 @@ def _shown(metrics: dict) -> str:
     return "  ".join(shown)
 
 
-def _interval(metrics: dict) -> tuple[float, float] | None:
+def _interval(metrics: dict[str, Any]) -> tuple[float, float] | None:
     """eval/accuracy's Wilson 95% interval: from metrics.json, or computed from eval/pairs for older versions."""
     from prefloop.stats import accuracy_interval
 
@@ -119,7 +121,7 @@ def _interval(metrics: dict) -> tuple[float, float] | None:
     return accuracy_interval(float(acc), n) if isinstance(n, int) and n > 0 else None
 
 
-def _number(value) -> str:
+def _number(value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, float):
         return str(value)
     return f"{value:.3f}".rstrip("0").rstrip(".") if abs(value) < 1000 else f"{value:.0f}"

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
+
 from prefloop.settings import Settings
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("worker", help="run an RQ worker for generation, reward training and PPO")
     p.add_argument(
         "--queue", action="append", choices=["gpu", "default"], help="listen only on this queue (repeatable)"
@@ -16,7 +18,7 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     from worker.main import run_worker
 
