@@ -29,13 +29,17 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefloop.errors import SettingsError
 from prefloop.family import Conversation, decode_answer, eos_ids, generation_ids, pad_id
 from prefloop.settings import Settings
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import LogitsProcessor
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +98,7 @@ def row_key(seed: int, sample: int, attempt: int) -> int:
     return int.from_bytes(digest[:4], "big")
 
 
-def _mix32(x):
+def _mix32(x: torch.Tensor) -> torch.Tensor:
     """A 32-bit integer hash (Mueller's), on int64 tensors holding values < 2**32: every product
     stays below 2**59, so nothing overflows on any device."""
     x = ((x >> 16) ^ x) * 0x45D9F3B & _M32
@@ -102,7 +106,7 @@ def _mix32(x):
     return (x >> 16) ^ x
 
 
-def counter_uniform(keys, step: int, vocab: int):
+def counter_uniform(keys: torch.Tensor, step: int, vocab: int) -> torch.Tensor:
     """(B,) int64 keys -> (B, V) float32 uniforms in (0, 1), a pure function of (key, step, token)."""
     import torch
 
@@ -112,20 +116,20 @@ def counter_uniform(keys, step: int, vocab: int):
     return ((bits >> 9).to(torch.float32) + 0.5) / float(1 << 23)  # 23 bits: never 0 or 1 in fp32
 
 
-def _sampler(keys, start_len: int, config: SamplingConfig):
+def _sampler(keys: torch.Tensor, start_len: int, config: SamplingConfig) -> LogitsProcessor:
     """A logits processor that samples each row with its own key (Gumbel-max); `generate` runs
     greedy on top of it, so argmax picks exactly the sampled token."""
     import torch
     from transformers import LogitsProcessor, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
-    warpers = [TemperatureLogitsWarper(config.temperature)] if config.temperature != 1.0 else []
+    warpers: list[LogitsProcessor] = [TemperatureLogitsWarper(config.temperature)] if config.temperature != 1.0 else []
     if config.top_k > 0:
         warpers.append(TopKLogitsWarper(config.top_k))
     if config.top_p < 1.0:
         warpers.append(TopPLogitsWarper(config.top_p))
 
     class SeededSampler(LogitsProcessor):
-        def __call__(self, input_ids, scores):  # input_ids (B, T), scores (B, V) float32
+        def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:  # (B, T), (B, V) fp32
             for warp in warpers:
                 scores = warp(input_ids, scores)
             logp = torch.log_softmax(scores.float(), dim=-1)
@@ -138,7 +142,7 @@ def _sampler(keys, start_len: int, config: SamplingConfig):
 class Generator:
     """A causal LM and its tokenizer, ready to produce answer pairs. Load once per process."""
 
-    def __init__(self, model, tokenizer, *, source: str, version: str):
+    def __init__(self, model: Any, tokenizer: Any, *, source: str, version: str) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.eos_ids = eos_ids(tokenizer, model)
@@ -161,8 +165,9 @@ class Generator:
         return cls(model, tokenizer, source=str(source), version=version)
 
     @property
-    def device(self):
-        return next(self.model.parameters()).device
+    def device(self) -> torch.device:
+        device: torch.device = next(self.model.parameters()).device
+        return device
 
     def to(self, device: str = "auto") -> Generator:
         """Move to `device` (auto: CUDA when present) in the dtype that device prefers (bf16 on a GPU)."""
@@ -200,7 +205,7 @@ class Generator:
         seeds: Sequence[int],
         config: SamplingConfig,
         names: Sequence[str] | None = None,
-        on_batch=None,
+        on_batch: Callable[[int], None] | None = None,
         *,
         template: str = "",
         k: int = 2,
@@ -244,14 +249,15 @@ class Generator:
 
     def _encode(
         self, prompts: Sequence[Conversation | str], config: SamplingConfig, names: Sequence[str], template: str = ""
-    ):
+    ) -> tuple[list[list[int]], list[bool]]:
         budget = self.context - config.max_new_tokens
         if budget < 1:
             raise SettingsError(
                 f"MAX_NEW_TOKENS={config.max_new_tokens} leaves no room for a prompt in the "
                 f"model's {self.context}-token context: lower it"
             )
-        ids, truncated = [], []
+        ids: list[list[int]] = []
+        truncated: list[bool] = []
         for name, prompt in zip(names, prompts):
             tokens = generation_ids(self.tokenizer, prompt, template)
             cut = len(tokens) > budget
@@ -269,7 +275,9 @@ class Generator:
             truncated.append(cut)
         return ids, truncated
 
-    def _sample_rows(self, rows: list[list[int]], keys: list[int], config: SamplingConfig, on_batch) -> list[str]:
+    def _sample_rows(
+        self, rows: list[list[int]], keys: list[int], config: SamplingConfig, on_batch: Callable[[int], None] | None
+    ) -> list[str]:
         """Generate one continuation per row. Rows are sorted by length (less padding) and cut into
         batches of 2 * batch_size rows; results come back in the input order."""
         order = sorted(range(len(rows)), key=lambda r: len(rows[r]))
@@ -295,7 +303,7 @@ class Generator:
             input_ids[b, width - len(r) :] = torch.tensor(r)
             attention[b, width - len(r) :] = 1
         device = self.device
-        gen_config = GenerationConfig(
+        gen_config = GenerationConfig(  # type: ignore[no-untyped-call]  # its __init__ takes unannotated **kwargs
             max_new_tokens=config.max_new_tokens,
             do_sample=False,
             num_beams=1,

@@ -40,7 +40,7 @@ def _run(
         except Exception as exc:  # recorded for /jobs and /status while RQ waits to retry, then re-raised
             if job is not None:
                 job.meta["last_error"] = f"{type(exc).__name__}: {exc}"[:500]
-                job.save_meta()
+                job.save_meta()  # type: ignore[no-untyped-call]  # rq leaves Job.save_meta unannotated
                 if isinstance(exc, PERMANENT_ERRORS):
                     job.retries_left = 0  # RQ reads this when it handles the failure: no retry
             raise
@@ -71,7 +71,7 @@ def train_reward_model(
     reason: str = "",
     force: bool = False,
     on_change: bool = False,
-    config: dict | None = None,
+    config: dict[str, Any] | None = None,
     **_: Any,
 ) -> dict[str, Any]:
     """Train a reward model on the project's current annotations and publish it (worker/reward/job.py).

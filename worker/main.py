@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from typing import TYPE_CHECKING
 
 from rq import Worker
 
@@ -29,6 +30,11 @@ from prefloop.queue import JobQueue
 from prefloop.settings import Settings
 from worker import runtime
 from worker.recovery import recover_abandoned, release_dead_schedulers
+
+if TYPE_CHECKING:
+    from redis.client import Pipeline
+    from rq.job import Job
+    from rq.queue import Queue
 
 logger = logging.getLogger(__name__)
 
@@ -42,16 +48,16 @@ class PrefloopWorker(Worker):
     """RQ's forking worker, plus: the policy a generation job needs is loaded in this (parent)
     process, on CPU, before the work-horse is forked, and kept for the next jobs."""
 
-    def execute_job(self, job, queue):
+    def execute_job(self, job: Job, queue: Queue) -> None:
         if job.func_name == JOBS[JobKind.GENERATE].func:
             self._preload_policy(job)
-        return super().execute_job(job, queue)
+        super().execute_job(job, queue)  # returns nothing (RQ ignores its result)
 
     @property
     def dequeue_timeout(self) -> int:
         return DEQUEUE_TIMEOUT
 
-    def heartbeat(self, timeout=None, pipeline=None):
+    def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
         """Also revive RQ's scheduler process if it died (it exits when Redis goes away for a moment,
         and RQ restarts it only at maintenance): until then no retry or rate-limited run would move
         from the schedule to the queue. Not while shutting down: RQ stops the scheduler then."""
@@ -59,12 +65,19 @@ class PrefloopWorker(Worker):
         scheduler = getattr(self, "scheduler", None)
         process = getattr(scheduler, "_process", None)  # RQ's own maintenance checks the same attribute
         stopping = self._stop_requested or getattr(self, "_shutdown_requested_date", None) is not None
-        if pipeline is None and not stopping and process is not None and not process.is_alive():
+        # A process implies a scheduler: testing both only tells mypy so.
+        if (
+            pipeline is None
+            and not stopping
+            and scheduler is not None
+            and process is not None
+            and not process.is_alive()
+        ):
             release_dead_schedulers(self.connection, [q.name for q in self.queues], socket.gethostname())
             if scheduler.acquire_locks(auto_start=True):
                 logger.warning("the scheduler process had died (Redis unreachable?); restarted it")
 
-    def _preload_policy(self, job) -> None:
+    def _preload_policy(self, job: Job) -> None:
         from worker.policy import preload_policy
 
         try:

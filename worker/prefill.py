@@ -35,7 +35,7 @@ from prefloop.prompts import prompt_key
 from prefloop.queue import JobQueue
 from prefloop.settings import Settings
 from prefloop.text import answers_of, task_conversation
-from worker.generation import SamplingConfig, task_seed
+from worker.generation import Generator, SamplingConfig, task_seed
 from worker.policy import current_policy, policy_generator
 from worker.predictions import push_after, queue_unpredicted
 from worker.runtime import Progress
@@ -101,7 +101,16 @@ def _fill(
     return result
 
 
-def _fill_chunk(settings, client, config, gen, chunk, regenerate, remaining, written) -> dict[str, int]:
+def _fill_chunk(
+    settings: Settings,
+    client: LabelStudioClient,
+    config: LabelConfig,
+    gen: Generator,
+    chunk: list[dict[str, Any]],
+    regenerate: bool,
+    remaining: int,
+    written: list[dict[str, Any]],
+) -> dict[str, int]:
     """Generate and write one chunk; each task given answers is appended to `written` with its new data."""
     sampling = SamplingConfig.from_settings(settings)
     progress = Progress("generating answers", total=len(chunk))
@@ -165,8 +174,9 @@ def has_answers(data: dict[str, Any], config: LabelConfig) -> bool:
 
 
 def _wants(task: dict[str, Any], config: LabelConfig, version: str, regenerate: bool) -> bool:
-    data = task.get("data") or {}
-    meta = data.get(META_FIELD) if isinstance(data.get(META_FIELD), dict) else {}
+    data: dict[str, Any] = task.get("data") or {}
+    recorded = data.get(META_FIELD)
+    meta: dict[str, Any] = recorded if isinstance(recorded, dict) else {}
     if not has_answers(data, config):
         gave_up = (
             meta.get("error")

@@ -31,9 +31,11 @@ import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import redis
 from redis.exceptions import LockError
+from redis.lock import Lock
 from rq import Worker
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
@@ -78,7 +80,7 @@ def started_at(pid: int) -> float | None:
 
 
 @contextlib.contextmanager
-def held(lock, token: str | None) -> Iterator[None]:
+def held(lock: Lock, token: str | None) -> Iterator[None]:
     """Acquire `lock` (blocking up to its blocking_timeout) with `token` (see lock_token) and keep
     it fresh until the block ends."""
     if not lock.acquire(token=token):
@@ -111,11 +113,12 @@ def recover_abandoned(jq: JobQueue) -> list[str]:
     recovered: list[str] = []
     for name in jq.queue_names():
         registry = jq.queue(name.removeprefix(f"{jq.prefix}-")).started_job_registry
-        dead = []
+        dead: list[tuple[str, str, str]] = []  # (job id, execution id, worker name)
         for job_id, execution_id in registry.get_job_and_execution_ids(cleanup=False):
-            worker_name = conn.hget(f"rq:execution:{job_id}:{execution_id}", "worker_name")
-            if worker_name and not worker_alive(conn, worker_name.decode(), host):
-                dead.append((job_id, execution_id, worker_name.decode()))
+            # The connection does not decode responses: Redis hands back bytes.
+            raw_name = cast("bytes | None", conn.hget(f"rq:execution:{job_id}:{execution_id}", "worker_name"))
+            if raw_name and not worker_alive(conn, raw_name.decode(), host):
+                dead.append((job_id, execution_id, raw_name.decode()))
         dead = [d for d in dead if _release_dead_holder(jq, d[0], host)]
         for job_id, execution_id, worker_name in dead:
             _note(jq, job_id, f"AbandonedJobError: worker {worker_name} died while running this job")
@@ -125,7 +128,8 @@ def recover_abandoned(jq: JobQueue) -> list[str]:
             recovered += [job_id for job_id, _, _ in dead]
     for worker in Worker.all(connection=conn):
         if worker.hostname == host and not worker_alive(conn, worker.name, host):
-            worker.register_death()  # frees its name and drops it from the list of live workers
+            # Frees its name and drops it from the list of live workers.
+            worker.register_death()  # type: ignore[no-untyped-call]  # rq leaves Worker.register_death unannotated
     release_dead_schedulers(conn, jq.queue_names(), host)
     if recovered:
         logger.warning("recovered %d job(s) abandoned by dead workers: %s", len(recovered), ", ".join(recovered))
@@ -135,7 +139,7 @@ def recover_abandoned(jq: JobQueue) -> list[str]:
 def worker_alive(conn: redis.Redis, name: str, host: str) -> bool:
     """False when the worker registered its death, expired, or ran on this host in a process that
     no longer exists; True otherwise (including workers on other hosts)."""
-    data = conn.hgetall(f"{Worker.redis_worker_namespace_prefix}{name}")
+    data = cast("dict[bytes, bytes]", conn.hgetall(f"{Worker.redis_worker_namespace_prefix}{name}"))  # not decoded
     if not data or b"death" in data:
         return False
     if (data.get(b"hostname") or b"").decode() != host:
@@ -192,7 +196,7 @@ def _release_dead_holder(jq: JobQueue, job_id: str, host: str) -> bool:
     if not meta.get("kind") or meta.get("project_id") is None:
         return True
     key = jq.key("running", meta["kind"], meta["project_id"])
-    holder, _, where = (jq.connection.get(key) or b"").decode().partition("@")
+    holder, _, where = (cast("bytes | None", jq.connection.get(key)) or b"").decode().partition("@")
     if holder != job_id:
         return True
     holder_host, pid, ticks = ([*where.split(":"), "", ""])[:3]  # host:pid:start ticks (older tokens: host:pid)
@@ -210,8 +214,8 @@ def release_dead_schedulers(conn: redis.Redis, queue_names: list[str], host: str
 
     for name in queue_names:
         key = RQScheduler.get_locking_key(name)
-        owner = conn.get(key)
-        data = conn.hgetall(f"rq:scheduler:{owner.decode()}") if owner else {}
+        owner = cast("bytes | None", conn.get(key))  # the connection does not decode responses
+        data = cast("dict[bytes, bytes]", conn.hgetall(f"rq:scheduler:{owner.decode()}")) if owner else {}
         if (data.get(b"hostname") or b"").decode() != host:  # no owner, or a scheduler on another host
             continue
         if not _registered_process_alive(int(data.get(b"pid") or 0), data.get(b"created_at")):
@@ -225,4 +229,4 @@ def _note(jq: JobQueue, job_id: str, message: str) -> None:
     except NoSuchJobError:
         return
     job.meta["last_error"] = message
-    job.save_meta()
+    job.save_meta()  # type: ignore[no-untyped-call]  # rq leaves Job.save_meta unannotated

@@ -48,4 +48,4 @@ class Progress:
         self._last = now
         self.job.meta["stage"] = self.stage
         self.job.meta["progress"] = {"done": done, "total": self.total, **extra}
-        self.job.save_meta()
+        self.job.save_meta()  # type: ignore[no-untyped-call]  # rq leaves Job.save_meta unannotated

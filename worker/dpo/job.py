@@ -13,6 +13,7 @@ are used.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from prefloop.artifacts import BASE_POLICY, ArtifactStore, read_json, write_json
@@ -130,7 +131,7 @@ def dpo_job(
         progress.total = total
         progress.update(done, stage=f"dpo {stage}", force=done in (0, total))
 
-    def train(staged):
+    def train(staged: Path) -> dict[str, Any]:
         from worker.dpo.train import train_dpo
 
         metrics = train_dpo(

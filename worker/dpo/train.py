@@ -15,12 +15,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefloop.errors import JobSkipped
 from prefloop.preferences import PreferencePair
 from worker.dpo.config import DPOKnobs
 from worker.trainers import trl_run
+
+if TYPE_CHECKING:
+    from datasets import Dataset, IterableDataset
+    from transformers import PreTrainedTokenizerBase, ProcessorMixin
+    from trl import DPOConfig, DPOTrainer
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +41,9 @@ CURVES = [
 ]
 
 
-def tokenize_pairs(tokenizer: Any, pairs: list[PreferencePair], template: str, max_length: int) -> tuple[dict, int]:
+def tokenize_pairs(
+    tokenizer: Any, pairs: list[PreferencePair], template: str, max_length: int
+) -> tuple[dict[str, list[list[int]]], int]:
     """({prompt_ids, chosen_ids, rejected_ids} columns, pairs dropped because the prompt alone fills max_length)."""
     from prefloop import family
 
@@ -181,14 +188,20 @@ def train_dpo(
     )
 
 
-def _dpo_class():
+def _dpo_class() -> type[DPOTrainer]:
     from trl import DPOTrainer
 
     class PreTokenizedDPO(DPOTrainer):
         """DPOTrainer on rows prefloop already tokenized (tokenize_pairs): TRL's own text
         preprocessing would add special tokens by its rules, not prefloop.family's."""
 
-        def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+        def _prepare_dataset(
+            self,
+            dataset: Dataset | IterableDataset,
+            processing_class: PreTrainedTokenizerBase | ProcessorMixin,
+            args: DPOConfig,
+            dataset_name: str,
+        ) -> Dataset | IterableDataset:
             return dataset
 
     return PreTokenizedDPO

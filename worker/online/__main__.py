@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import cast
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,7 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging("INFO")
     config = KNOBS[args.trainer].from_overrides(parse_set(args.set))
     prompts = [
-        Conversation.of(r.prompt if r.messages is None else [{"role": a, "content": b} for a, b in r.messages])
+        # read_prompts gives every record without messages its prompt text
+        Conversation.of(
+            cast(str, r.prompt) if r.messages is None else [{"role": a, "content": b} for a, b in r.messages]
+        )
         for r in read_prompts(args.prompts)
     ]
     metrics = train_online(

@@ -6,7 +6,8 @@ reward job queues it when POLICY_TRAINER is grpo or rloo.
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
 from prefloop.artifacts import ArtifactStore
 from prefloop.errors import InputError
@@ -40,7 +41,7 @@ def online_job(
         return skip
     inputs, why = contract.check_reward(settings, store, project_id, force or forced, trainer)
     if inputs is None:
-        return contract.skipped(trainer, project_id, why)
+        return contract.skipped(trainer, project_id, cast(str, why))  # no inputs: always a reason
     prompts, bad = contract.read_prompts(settings, project_id, conversations=True)
     if not prompts:
         return contract.no_prompts(trainer, project_id, bad)
@@ -49,7 +50,7 @@ def online_job(
     def report(done: int, total: int, stage: str) -> None:
         progress.update(done, stage=f"{trainer} {stage}", force=done in (0, total))
 
-    def train(staged):
+    def train(staged: Path) -> dict[str, Any]:
         from worker.online.train import train_online
 
         metrics = train_online(

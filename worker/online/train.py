@@ -12,15 +12,15 @@ trainer turns each into the policy's `family.generation_ids`, not TRL's own toke
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from worker.online.config import GRPOKnobs, OnlineKnobs, RLOOKnobs
 from worker.trainers import trl_run
 
 logger = logging.getLogger(__name__)
-KNOBS = {"grpo": GRPOKnobs, "rloo": RLOOKnobs}
+KNOBS: dict[str, type[OnlineKnobs]] = {"grpo": GRPOKnobs, "rloo": RLOOKnobs}
 
 
 def curves(name: str) -> list[tuple[str, str]]:
@@ -43,13 +43,13 @@ def train_online(
     policy_source: str | Path,
     reward_source: str | Path,
     out_dir: str | Path,
-    config: OnlineKnobs | dict | None = None,
+    config: OnlineKnobs | dict[str, Any] | None = None,
     device: str = "auto",
     base_model: str | None = None,
     lora: Any = None,
     template: str = "",
     progress: trl_run.ProgressFn | None = None,
-    extra_config: dict | None = None,
+    extra_config: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train with GRPO or RLOO (`name`) on `prompts` (Conversations or strings) against the reward
     model at `reward_source`; save into `out_dir` and return the metrics (also in metrics.json)."""
@@ -61,7 +61,8 @@ def train_online(
     from prefloop.scoring import RewardScorer
 
     knobs = KNOBS[name]
-    config = config if isinstance(config, knobs) else knobs.from_overrides(config)
+    # Anything but this trainer's knobs is read as overrides (another class fails there, as it always did).
+    config = config if isinstance(config, knobs) else knobs.from_overrides(cast("Mapping[str, Any] | None", config))
     convs = list(dict.fromkeys(Conversation.of(p) for p in prompts))
     if not convs:
         raise ValueError(f"{name} needs at least one prompt")
@@ -159,6 +160,7 @@ def _trainer(name: str, config: Any, out: Path, dev: Any, bf16: bool) -> tuple[t
         warmup_steps=config.warmup_ratio,
         shuffle_dataset=True,
     )
+    base: type[GRPOTrainer] | type[RLOOTrainer]
     if name == "grpo":
         base, args = (
             GRPOTrainer,
@@ -192,7 +194,7 @@ def _trainer(name: str, config: Any, out: Path, dev: Any, bf16: bool) -> tuple[t
     class Trainer(base):  # type: ignore[misc, valid-type]
         prefloop_prompt_ids: dict[str, list[int]] = {}
 
-        def _tokenize_prompts(self, prompts: list):
+        def _tokenize_prompts(self, prompts: list[str]) -> tuple[list[list[int]], None, dict[str, Any]]:
             return [list(self.prefloop_prompt_ids[p]) for p in prompts], None, {}
 
     return Trainer, args

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from typing import cast
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,7 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     overrides = parse_set(args.set)
     config = PPOConfig.from_overrides(overrides)
     prompts = [
-        Conversation.of(r.prompt if r.messages is None else [{"role": a, "content": b} for a, b in r.messages])
+        # read_prompts gives every record without messages its prompt text
+        Conversation.of(
+            cast(str, r.prompt) if r.messages is None else [{"role": a, "content": b} for a, b in r.messages]
+        )
         for r in read_prompts(args.prompts)
     ]  # rendered by the policy's own tokenizer (prefloop.family)
     metrics = train_policy(

@@ -150,7 +150,7 @@ class FixedKLController:
         return self.value
 
 
-def kl_controller(init_kl_coef: float, target: float | None, horizon: int):
+def kl_controller(init_kl_coef: float, target: float | None, horizon: int) -> AdaptiveKLController | FixedKLController:
     return AdaptiveKLController(init_kl_coef, target, horizon) if target else FixedKLController(init_kl_coef)
 
 

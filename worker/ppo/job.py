@@ -8,7 +8,8 @@ trainer shares: worker/trainers/contract.py.
 from __future__ import annotations
 
 import random
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
 from prefloop.artifacts import ArtifactStore
 from prefloop.family import LoraSettings
@@ -32,7 +33,7 @@ def ppo_job(
     store.sweep_staging(project_id)
     inputs, reason = contract.check_reward(settings, store, project_id, force or forced, "ppo")
     if inputs is None:
-        return contract.skipped("ppo", project_id, reason)
+        return contract.skipped("ppo", project_id, cast(str, reason))  # no inputs: always a reason
     prompts, bad = contract.read_prompts(settings, project_id, conversations=True)
     if not prompts:
         return contract.no_prompts("ppo", project_id, bad)
@@ -47,7 +48,7 @@ def ppo_job(
     def on_step(step: int, m: dict[str, float]) -> None:
         progress.update(step + 1, kl=round(m["objective/kl"], 4), score=round(m["objective/scores"], 4))
 
-    def train(staged):
+    def train(staged: Path) -> dict[str, Any]:
         from worker.ppo.run import train_policy
 
         metrics = train_policy(

@@ -10,6 +10,8 @@ GPT-2's 50k vocabulary they would cost more than the backbone itself.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -20,16 +22,16 @@ def position_ids_for(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
-def backbone(lm: nn.Module) -> nn.Module:
+# `lm`, `ref`, `policy`: a transformers causal LM, or a peft model around one (Any, as in prefloop.models).
+def backbone(lm: Any) -> nn.Module:
     """The transformer under a causal LM's head (GPT2Model, LlamaModel, ...), through a peft wrapper
     when the policy trains a LoRA adapter (its LoRA layers stay in place)."""
     inner = lm.get_base_model() if hasattr(lm, "get_base_model") else lm
-    return inner.base_model
+    base: nn.Module = inner.base_model
+    return base
 
 
-def response_hidden(
-    lm: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, query_len: int
-) -> torch.Tensor:
+def response_hidden(lm: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, query_len: int) -> torch.Tensor:
     """Hidden states (B, T, H) at the positions that predict the T response tokens after `query_len`."""
     out = backbone(lm)(
         input_ids=input_ids,
@@ -37,18 +39,18 @@ def response_hidden(
         position_ids=position_ids_for(attention_mask),
         use_cache=False,
     )
-    return out.last_hidden_state[:, query_len - 1 : -1]
+    hidden: torch.Tensor = out.last_hidden_state[:, query_len - 1 : -1]
+    return hidden
 
 
-def response_logits(
-    lm: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, query_len: int
-) -> torch.Tensor:
+def response_logits(lm: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, query_len: int) -> torch.Tensor:
     """Next-token logits (B, T, V) for the response positions of a causal LM (the reference policy)."""
-    return lm.get_output_embeddings()(response_hidden(lm, input_ids, attention_mask, query_len))
+    logits: torch.Tensor = lm.get_output_embeddings()(response_hidden(lm, input_ids, attention_mask, query_len))
+    return logits
 
 
 def reference_logits(
-    ref: nn.Module | None, policy: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, query_len: int
+    ref: Any | None, policy: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, query_len: int
 ) -> torch.Tensor:
     """The frozen reference's response logits: a separate model (full fine-tuning), or with a LoRA
     policy (`ref` None) the policy's own base with the adapter disabled, so no second copy of the
@@ -64,7 +66,7 @@ class PolicyValueModel(nn.Module):
     `accelerate launch`) sees one module. Saving keeps only `policy`, a plain causal LM that
     generation loads through prefloop.models."""
 
-    def __init__(self, policy: nn.Module):
+    def __init__(self, policy: Any) -> None:
         super().__init__()
         self.policy = policy
         hidden = policy.config.hidden_size
@@ -74,7 +76,9 @@ class PolicyValueModel(nn.Module):
         nn.init.zeros_(self.value_head.bias)
         self.value_head.to(next(policy.parameters()).device)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, query_len: int):
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, query_len: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(logits (B, T, V), values (B, T)) for the T response positions after `query_len`."""
         h = response_hidden(self.policy, input_ids, attention_mask, query_len)
         logits = self.policy.get_output_embeddings()(h)

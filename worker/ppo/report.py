@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from worker.trainers import report as shared
-from worker.trainers.report import sample_records  # noqa: F401  (PPO's run.py imports it from here)
+from worker.trainers.report import sample_records as sample_records  # noqa: F401  (PPO's run.py imports it from here)
 
 CURVES = [
     ("objective/scores", "reward-model score"),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -22,7 +23,12 @@ from prefloop.family import Conversation, decode_answer, generation_ids
 from worker.ppo.core import logprobs_from_logits, response_mask
 from worker.ppo.model import reference_logits
 
-ScoreFn = Callable[[Sequence[str], Sequence[str]], Sequence[float]]
+if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
+    from worker.ppo.model import PolicyValueModel
+
+ScoreFn = Callable[[Sequence[Conversation | str], Sequence[str]], Sequence[float]]
 """(prompts, responses) -> one reward-model score per pair, e.g. RewardScorer.score."""
 
 
@@ -52,10 +58,10 @@ class Rollout:
 
 
 def encode_prompts(
-    tokenizer,
+    tokenizer: Any,
     prompts: Sequence[Conversation | str],
     max_prompt_tokens: int,
-    device,
+    device: torch.device | str,
     *,
     pad_token_id: int,
     template: str = "",
@@ -71,21 +77,21 @@ def encode_prompts(
     return ids.to(device), mask.to(device)
 
 
-def _ids(tokenizer, lm, eos: Sequence[int] | None, pad: int | None) -> tuple[list[int], int]:
+def _ids(tokenizer: Any, lm: Any, eos: Sequence[int] | None, pad: int | None) -> tuple[list[int], int]:
     """(EOS ids, pad id): as given, else the family's (`prefloop.family`)."""
     from prefloop.family import eos_ids, pad_id
 
     return list(eos) if eos is not None else list(eos_ids(tokenizer, lm)), pad if pad is not None else pad_id(tokenizer)
 
 
-def decode_responses(tokenizer, responses: torch.Tensor, eos_ids: Sequence[int]) -> list[str]:
+def decode_responses(tokenizer: Any, responses: torch.Tensor, eos_ids: Sequence[int]) -> list[str]:
     """Response texts as generation stores answers: cut at the first EOS, no special tokens."""
     return [decode_answer(tokenizer, row.tolist(), eos_ids) for row in responses]
 
 
 @torch.no_grad()
 def sample(
-    lm,
+    lm: Any,
     query_ids: torch.Tensor,
     query_mask: torch.Tensor,
     *,
@@ -96,7 +102,7 @@ def sample(
     """Pure sampling. Returns (responses (B, max_new_tokens) padded after the first EOS, mask, ended)."""
     from transformers import GenerationConfig
 
-    config = GenerationConfig(
+    config = GenerationConfig(  # type: ignore[no-untyped-call]  # its __init__ takes unannotated **kwargs
         do_sample=True,
         temperature=1.0,
         top_k=0,
@@ -120,19 +126,19 @@ def sample(
 
 @torch.no_grad()
 def collect(
-    model,
-    ref_model,
-    tokenizer,
+    model: PolicyValueModel,
+    ref_model: Any | None,
+    tokenizer: Any,
     prompts: Sequence[Conversation | str],
     score: ScoreFn,
     *,
     max_new_tokens: int,
     max_prompt_tokens: int,
     forward_batch_size: int,
-    device,
+    device: torch.device | str,
     eos_ids: Sequence[int] | None = None,
     pad_token_id: int | None = None,
-    autocast=None,
+    autocast: Callable[[], AbstractContextManager[Any]] | None = None,
     template: str = "",
 ) -> Rollout:
     """Generate and evaluate one batch of episodes with `model` (a PolicyValueModel, unwrapped);
@@ -181,17 +187,17 @@ def collect(
 
 @torch.no_grad()
 def sample_texts(
-    lm,
-    tokenizer,
+    lm: Any,
+    tokenizer: Any,
     prompts: Sequence[Conversation | str],
     *,
     max_new_tokens: int,
     max_prompt_tokens: int,
     batch_size: int,
-    device,
+    device: torch.device | str,
     eos_ids: Sequence[int] | None = None,
     pad_token_id: int | None = None,
-    autocast=None,
+    autocast: Callable[[], AbstractContextManager[Any]] | None = None,
     template: str = "",
 ) -> list[str]:
     """Responses to `prompts` by pure sampling, decoded (for the samples report and evaluation)."""

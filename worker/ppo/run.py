@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -52,8 +52,11 @@ def train_policy(
     if score is None:
         from prefloop.scoring import RewardScorer
 
+        # Callers give `reward_source` or `score`; with neither, RewardScorer fails on None as it always did.
         scorer = RewardScorer(
-            reward_source, device=str(trainer.accelerator.device), batch_size=config.forward_batch_size
+            cast("str | Path", reward_source),
+            device=str(trainer.accelerator.device),
+            batch_size=config.forward_batch_size,
         )
         score = scorer.score
     trainer.score = score

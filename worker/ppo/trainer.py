@@ -18,8 +18,10 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
@@ -39,6 +41,9 @@ from worker.ppo.config import PPOConfig
 from worker.ppo.model import PolicyValueModel
 from worker.ppo.rollout import Rollout, ScoreFn, collect
 
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+
 logger = logging.getLogger(__name__)
 
 
@@ -51,7 +56,7 @@ class PPORun:
     final: dict[str, float] = field(default_factory=dict)
 
 
-def make_accelerator(device: str = "auto"):
+def make_accelerator(device: str = "auto") -> Accelerator:
     from accelerate import Accelerator
 
     cpu = device == "cpu" or not torch.cuda.is_available()
@@ -77,7 +82,7 @@ class PPOTrainer:
         device: str = "auto",
         lora: LoraSettings | None = None,
         template: str = "",
-    ):
+    ) -> None:
         from accelerate.utils import set_seed
 
         self.config = config
@@ -88,6 +93,7 @@ class PPOTrainer:
         self.template = template
         self.pad_id = pad_id(self.tokenizer)
         lora = lora or LoraSettings()
+        self.adapter_base: str | None  # the base a LoRA adapter loads onto (None: full fine-tuning)
         # Policy and reference in fp32 under the same autocast: at step 0 their KL is exactly 0.
         load = functools.partial(load_causal_lm, device=dev, dtype=torch.float32, pad_token_id=self.pad_id)
         if lora.enabled and is_adapter(policy_source):  # continue the published adapter, on its own base
@@ -118,7 +124,7 @@ class PPOTrainer:
         self._rng = random.Random(config.seed + self.accelerator.process_index)
 
     @property
-    def policy(self):
+    def policy(self) -> Any:
         return self.accelerator.unwrap_model(self.model).policy
 
     # --- the loop ----------------------------------------------------------------------------------
@@ -165,7 +171,7 @@ class PPOTrainer:
             self.ref_model,
             self.tokenizer,
             prompts,
-            self.score,
+            cast(ScoreFn, self.score),  # set before any rollout (train_policy); None fails in collect as before
             max_new_tokens=cfg.max_new_tokens,
             max_prompt_tokens=cfg.max_prompt_tokens,
             forward_batch_size=cfg.forward_batch_size,
@@ -190,7 +196,7 @@ class PPOTrainer:
         B, Q = ids.shape[0], r.query_ids.shape[1]
         for _ in range(cfg.ppo_epochs):
             order = torch.randperm(B, device=ids.device)
-            for mini in order.split(cfg.mini_batch_size):
+            for mini in order.split(cfg.mini_batch_size):  # type: ignore[no-untyped-call]  # torch: unannotated
                 micros = mini.split(cfg.micro_batch_size)
                 for i, idx in enumerate(micros):
                     sync = i == len(micros) - 1
@@ -224,7 +230,17 @@ class PPOTrainer:
         )
         return out
 
-    def _micro_step(self, ids, attn, Q, r: Rollout, idx, advantages, returns, accumulation: int) -> dict[str, float]:
+    def _micro_step(
+        self,
+        ids: torch.Tensor,
+        attn: torch.Tensor,
+        Q: int,
+        r: Rollout,
+        idx: torch.Tensor,
+        advantages: torch.Tensor,
+        returns: torch.Tensor,
+        accumulation: int,
+    ) -> dict[str, float]:
         cfg, mask = self.config, r.mask[idx]
         logits, values = self.model(ids, attn, Q)
         logprobs = core.logprobs_from_logits(logits, r.response_ids[idx])
@@ -266,10 +282,10 @@ class PPOTrainer:
         value = self.accelerator.gather(x.detach().float().reshape(-1)).mean().item()
         return value if math.isfinite(value) else float("nan")
 
-    def _prompt_batches(self, prompts: list[str]):
+    def _prompt_batches(self, prompts: list[Conversation | str]) -> Iterator[list[Conversation | str]]:
         """Endless batches of rollout_batch_size prompts: shuffled passes over the prompts."""
         n = self.config.rollout_batch_size
-        pool: list[str] = []
+        pool: list[Conversation | str] = []
         while True:
             while len(pool) < n:
                 epoch = prompts[:]
@@ -278,7 +294,7 @@ class PPOTrainer:
             yield pool[:n]
             pool = pool[n:]
 
-    def save(self, out_dir, *, base_model: str | None = None) -> None:
+    def save(self, out_dir: str | Path, *, base_model: str | None = None) -> None:
         """The policy plus its tokenizer, as generation loads it: a plain causal LM, or (LoRA) the adapter
         naming its base."""
         self.accelerator.wait_for_everyone()

@@ -18,9 +18,10 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 
-def read_pairs(path: Path) -> list[dict]:
+def read_pairs(path: Path) -> list[dict[str, Any]]:
     from prefloop.errors import InputError
 
     pairs = []

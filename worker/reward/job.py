@@ -172,7 +172,7 @@ def _job_queue(settings: Settings) -> JobQueue:
 
 def _queue_policy(
     settings: Settings, queue: JobQueue, project_id: int, version: str, metrics: Mapping[str, Any]
-) -> dict:
+) -> dict[str, Any]:
     """Queue the configured policy trainer (POLICY_TRAINER) behind a good enough reward model. DPO
     does not train on the reward model: annotation events queue it (backend/webhook.py)."""
     trainer = settings.policy_trainer

@@ -32,7 +32,13 @@ from prefloop.stats import accuracy_interval
 
 
 def evaluate(
-    model, tokenizer, pairs: Sequence[PreferencePair], ids: Mapping[str, list], *, batch_size: int, device
+    model: Any,
+    tokenizer: Any,
+    pairs: Sequence[PreferencePair],
+    ids: Mapping[str, list[list[int]]],
+    *,
+    batch_size: int,
+    device: Any,
 ) -> dict[str, Any]:
     """Rewards of the held-out pairs, computed the way serving computes them (prefloop.scoring)."""
     from prefloop.scoring import rewards_from_ids
@@ -49,7 +55,14 @@ def evaluate(
 
 
 def annotator_table(
-    model, tokenizer, votes: Sequence[Any], *, max_length: int, batch_size: int, device, template: str = ""
+    model: Any,
+    tokenizer: Any,
+    votes: Sequence[Any],
+    *,
+    max_length: int,
+    batch_size: int,
+    device: Any,
+    template: str = "",
 ) -> dict[str, Any]:
     """Per-annotator agreement with the others' majority and with this model's picks (prefloop.annotators);
     `votes` is `ConversionSummary.votes`, scored as serving scores (prefloop.family.scoring_ids)."""
@@ -84,7 +97,7 @@ def metrics(
     eval_pairs: int,
     runtime_s: float,
     epochs: float,
-    log_history: list[dict],
+    log_history: list[dict[str, Any]],
     dropped_too_long: int,
     conversion: Mapping[str, Any] | None,
     training: Mapping[str, Any] | None = None,
@@ -121,7 +134,7 @@ def data_statistics(
     conversion: Mapping[str, Any] | None,
     validation: Sequence[PreferencePair] = (),
 ) -> dict[str, Any]:
-    def lengths(pairs, attr):
+    def lengths(pairs: Sequence[PreferencePair], attr: str) -> float | None:
         values = [len(getattr(p, attr)) for p in pairs]
         return round(statistics.fmean(values), 1) if values else None
 
@@ -153,7 +166,7 @@ def write_all(
     train: Sequence[PreferencePair],
     held_out: Sequence[PreferencePair],
     conversion: Mapping[str, Any] | None,
-    log_history: list[dict],
+    log_history: list[dict[str, Any]],
     validation: Sequence[PreferencePair] = (),
 ) -> None:
     write_json(out / "train_config.json", {"config": dict(config), "resolved": dict(resolved)})
@@ -162,7 +175,7 @@ def write_all(
     plot_curve(log_history, out / "curve.png", metrics_)
 
 
-def plot_curve(log_history: list[dict], path: Path, final: Mapping[str, Any] | None = None) -> None:
+def plot_curve(log_history: list[dict[str, Any]], path: Path, final: Mapping[str, Any] | None = None) -> None:
     """Training and validation loss per epoch (left), validation accuracy (right), the kept
     evaluation marked, and the held-out accuracy with its interval in the title."""
     import matplotlib

@@ -21,7 +21,7 @@ import random
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefloop.artifacts import write_json
 from prefloop.errors import JobSkipped
@@ -30,6 +30,11 @@ from prefloop.models import save_model
 from prefloop.preferences import PreferencePair
 from prefloop.scoring import RENDERING_FILE
 from worker.reward.config import RewardTrainConfig, auto_learning_rate
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+    from trl import RewardTrainer
 
 logger = logging.getLogger(__name__)
 ProgressFn = Callable[[int, int, str], None]  # (done, total, stage)
@@ -56,7 +61,9 @@ def as_pairs(items: Iterable[PreferencePair | Mapping[str, Any]]) -> list[Prefer
     return out
 
 
-def split_by_prompt(pairs: Sequence[PreferencePair], eval_fraction: float, seed: int) -> tuple[list, list]:
+def split_by_prompt(
+    pairs: Sequence[PreferencePair], eval_fraction: float, seed: int
+) -> tuple[list[PreferencePair], list[PreferencePair]]:
     """(train, eval) with no prompt on both sides."""
     prompts = sorted({p.prompt for p in pairs})
     if len(prompts) < 2:
@@ -171,11 +178,12 @@ def train_reward(
         conversion=conversion,
         training=dict(length, **{"train/learning_rate": learning_rate}),
     )
-    if (conversion or {}).get("votes"):
+    votes = (conversion or {}).get("votes")
+    if votes:
         metrics["annotators"] = reward_report.annotator_table(
             model,
             tokenizer,
-            conversion["votes"],
+            votes,
             max_length=max_length,
             template=chat_template,
             batch_size=config.per_device_eval_batch_size * 2,
@@ -222,7 +230,9 @@ def train_reward(
     return metrics
 
 
-def _encode(tokenizer, pairs: list[PreferencePair], max_length: int, template: str = "") -> tuple[dict, list, int]:
+def _encode(
+    tokenizer: Any, pairs: list[PreferencePair], max_length: int, template: str = ""
+) -> tuple[dict[str, list[list[int]]], list[PreferencePair], int]:
     """Token ids of both sides of each pair, as serving tokenizes them; pairs longer than
     `max_length` are dropped (TRL's rule), and counted."""
     from prefloop.family import scoring_ids
@@ -234,7 +244,9 @@ def _encode(tokenizer, pairs: list[PreferencePair], max_length: int, template: s
     return ids, [pairs[i] for i in keep], len(pairs) - len(keep)
 
 
-def _validation_split(train: list[PreferencePair], config: RewardTrainConfig) -> tuple[list, list]:
+def _validation_split(
+    train: list[PreferencePair], config: RewardTrainConfig
+) -> tuple[list[PreferencePair], list[PreferencePair]]:
     """(train, validation): the pairs that choose the training length, by prompt like the eval split.
     None without evaluations during training (eval_points=0) or with a single training prompt."""
     if config.eval_points == 0 or len({p.prompt for p in train}) < 2:
@@ -246,24 +258,37 @@ class _KeepBest:
     """Early stopping on the validation loss, keeping the best evaluation's trainable weights in memory
     (a CPU copy: no checkpoint written to disk; with LoRA only the adapter and head are copied)."""
 
-    def __init__(self, patience: int):
+    best_step: int | None
+    best_epoch: float | None
+    weights: dict[str, torch.Tensor] | None
+    callback: TrainerCallback  # set by create()
+
+    def __init__(self, patience: int) -> None:
         self.patience, self.best_loss, self.best_step, self.best_epoch = patience, math.inf, None, None
         self.bad, self.stopped_early, self.weights = 0, False, None
 
     @classmethod
-    def create(cls, patience: int):
+    def create(cls, patience: int) -> _KeepBest:
         from transformers import TrainerCallback
 
         keeper = cls(patience)
 
         class Callback(TrainerCallback):
-            def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
+            def on_evaluate(
+                self,
+                args: TrainingArguments,
+                state: TrainerState,
+                control: TrainerControl,
+                metrics: dict[str, float] | None = None,
+                model: Any = None,
+                **kwargs: Any,
+            ) -> None:
                 keeper.evaluated(state, control, (metrics or {}).get("eval_loss"), model)
 
         keeper.callback = Callback()
         return keeper
 
-    def evaluated(self, state, control, loss: float | None, model) -> None:
+    def evaluated(self, state: TrainerState, control: TrainerControl, loss: float | None, model: Any) -> None:
         if loss is None or model is None:
             return
         if loss < self.best_loss - 1e-4:
@@ -274,7 +299,7 @@ class _KeepBest:
         if self.patience and self.bad >= self.patience:
             self.stopped_early = control.should_training_stop = True
 
-    def restore(self, model, state, validation_pairs: int) -> dict[str, Any]:
+    def restore(self, model: Any, state: TrainerState, validation_pairs: int) -> dict[str, Any]:
         """Load the best weights back (when a later evaluation was worse) and describe the run's length."""
         import torch
 
@@ -296,18 +321,18 @@ class _KeepBest:
 
 
 def _build_trainer(
-    model,
-    tokenizer,
-    train_ids: dict,
-    eval_ids: dict | None,
+    model: Any,
+    tokenizer: Any,
+    train_ids: dict[str, list[list[int]]],
+    eval_ids: dict[str, list[list[int]]] | None,
     config: RewardTrainConfig,
     out: Path,
-    device,
+    device: torch.device,
     bf16: bool,
     progress: ProgressFn | None,
     learning_rate: float,
     keep_best: _KeepBest,
-):
+) -> RewardTrainer:
     from datasets import Dataset
     from transformers import TrainerCallback
     from trl import RewardConfig, RewardTrainer
@@ -345,7 +370,9 @@ def _build_trainer(
     )
 
     class _Progress(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
+        def on_step_end(
+            self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+        ) -> None:
             if progress:
                 progress(state.global_step, state.max_steps, "training")
 

@@ -18,10 +18,14 @@ passes its bound, keeping the weights from the last check within it.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from prefloop.errors import InputError
 from prefloop.settings import POLICY_TRAINERS
+
+if TYPE_CHECKING:
+    from prefloop.knobs import Knobs
 
 CONFIGS = {
     "ppo": "worker.ppo.config:PPOConfig",
@@ -48,10 +52,12 @@ def _load(dotted: str) -> Any:
     return getattr(importlib.import_module(module), attr)
 
 
-def config_class(name: str) -> Any:
+def config_class(name: str) -> type[Knobs]:
     """The knob dataclass of a trainer (a prefloop.knobs.Knobs subclass)."""
-    return _load(CONFIGS[check_trainer(name)])
+    cls: type[Knobs] = _load(CONFIGS[check_trainer(name)])
+    return cls
 
 
-def job_function(name: str) -> Any:
-    return _load(JOBS[check_trainer(name)])
+def job_function(name: str) -> Callable[..., dict[str, Any]]:
+    job: Callable[..., dict[str, Any]] = _load(JOBS[check_trainer(name)])
+    return job

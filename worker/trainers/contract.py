@@ -67,37 +67,37 @@ def starting_policy(settings: Settings, store: ArtifactStore, project_id: int) -
 
 def check_reward(
     settings: Settings, store: ArtifactStore, project_id: int, force: bool, trainer: str = "ppo"
-) -> tuple[dict | None, str | None]:
+) -> tuple[dict[str, Any] | None, str | None]:
     """For the trainers that optimise the reward model (PPO, GRPO, RLOO):
     ({reward_dir, reward_version, reward_accuracy, policy_source, policy_version, base_model}, None)
     or (None, the reason to skip)."""
     name = trainer.upper()
-    current = store.current(project_id)
-    if not current.get("reward"):
+    reward = store.current(project_id).get("reward")
+    if not reward:
         return None, (
             f"no reward model yet: {name} optimises the reward model's score; annotate pairs and train "
             "one first (Train in Label Studio, or wait for MIN_NEW_ANNOTATIONS annotations)"
         )
-    reward_dir = store.kind_dir(project_id, "reward") / current["reward"]
+    reward_dir = store.kind_dir(project_id, "reward") / reward
     accuracy = reward_accuracy(read_json(reward_dir / "metrics.json"))
     if not force and (accuracy is None or accuracy < settings.ppo_min_accuracy):
         shown = "unknown" if accuracy is None else f"{accuracy:.3f}"
         return None, (
-            f"reward model {current['reward']} has eval accuracy {shown}, below PPO_MIN_ACCURACY="
+            f"reward model {reward} has eval accuracy {shown}, below PPO_MIN_ACCURACY="
             f"{settings.ppo_min_accuracy}: collect more annotations, or lower PPO_MIN_ACCURACY, or queue "
             f"with `prefloop train-policy --trainer {trainer} --force`"
         )
     start = starting_policy(settings, store, project_id)
     # The reward model scores the policy's decoded text through its own tokenizer (prefloop.family), so
     # its backbone need not be the policy's. What still matters: a LoRA version loads onto its base.
-    for what, source in (("reward model " + current["reward"], reward_dir), ("policy", start["policy_source"])):
+    for what, source in (("reward model " + reward, reward_dir), ("policy", start["policy_source"])):
         missing = missing_adapter_base(source)
         if missing:
             return None, (
                 f"{what} is a LoRA adapter on base model {missing!r}, which is not there any more: "
                 "restore that directory (or retrain)"
             )
-    return {"reward_dir": reward_dir, "reward_version": current["reward"], "reward_accuracy": accuracy, **start}, None
+    return {"reward_dir": reward_dir, "reward_version": reward, "reward_accuracy": accuracy, **start}, None
 
 
 def read_prompts(settings: Settings, project_id: int, *, conversations: bool = False) -> tuple[list[Any], int]:
@@ -135,7 +135,9 @@ def no_prompts(trainer: str, project_id: int, bad: int) -> dict[str, Any]:
     )
 
 
-def knobs(config_cls: Any, trainer: str, project_id: int, overrides: Mapping[str, Any]) -> tuple[Any, dict | None]:
+def knobs(
+    config_cls: Any, trainer: str, project_id: int, overrides: Mapping[str, Any]
+) -> tuple[Any, dict[str, Any] | None]:
     """(config, None), or (None, a skip result naming the bad knob)."""
     try:
         return config_cls.from_overrides(dict(overrides)), None

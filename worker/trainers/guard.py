@@ -21,17 +21,21 @@ import contextlib
 import logging
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from transformers import TrainerCallback
 
+if TYPE_CHECKING:
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
 logger = logging.getLogger(__name__)
 
 
-def _reference_context(policy: Any, reference: Any):
+def _reference_context(policy: Any, reference: Any) -> contextlib.AbstractContextManager[Any]:
     if reference is None:  # LoRA: the starting policy is the base with the adapter switched off
-        return policy.disable_adapter()
+        disabled: contextlib.AbstractContextManager[Any] = policy.disable_adapter()
+        return disabled
     return contextlib.nullcontext()
 
 
@@ -66,7 +70,7 @@ def sample_responses(
         tokenizer, convs, template=template, max_prompt_tokens=max_prompt_tokens, device=device
     )
     stop = list(family.eos_ids(tokenizer, lm))
-    config = GenerationConfig(
+    config = GenerationConfig(  # type: ignore[no-untyped-call]  # its __init__ takes unannotated **kwargs
         do_sample=True,
         temperature=1.0,
         top_k=0,
@@ -206,11 +210,15 @@ class KLGuard(TrainerCallback):
         self._good: dict[str, torch.Tensor] | None = None
         self._good_step = 0
 
-    def on_train_begin(self, args, state, control, **kwargs):
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
         if self.bound is not None:
             self._good = trainable_state(self.model())
 
-    def on_step_end(self, args, state, control, **kwargs):
+    def on_step_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> TrainerControl:
         step = state.global_step
         if step % self.every and step != state.max_steps:
             return control

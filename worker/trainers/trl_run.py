@@ -12,10 +12,13 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from worker.trainers import report
 from worker.trainers.guard import KLGuard, measure_kl, sample_texts
+
+if TYPE_CHECKING:
+    from transformers import TrainerControl, TrainerState, TrainingArguments
 
 logger = logging.getLogger(__name__)
 ProgressFn = Callable[[int, int, str], None]  # (done, total, stage)
@@ -50,7 +53,7 @@ def run(
     accelerator = trl_trainer.accelerator
     tokenizer = trl_trainer.processing_class
 
-    def policy():
+    def policy() -> Any:
         return accelerator.unwrap_model(trl_trainer.model)
 
     def kl() -> float:
@@ -82,10 +85,13 @@ def run(
     guard = KLGuard(policy, kl, bound=config.kl_stop, every=config.kl_check_steps, name=name)
     trl_trainer.add_callback(guard)
     if progress is not None:
+        report_progress: ProgressFn = progress  # narrowed, for the method below
 
         class _Progress(TrainerCallback):
-            def on_step_end(self, args, state, control, **kwargs):
-                progress(state.global_step, state.max_steps, "training")
+            def on_step_end(
+                self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+            ) -> None:
+                report_progress(state.global_step, state.max_steps, "training")
 
         trl_trainer.add_callback(_Progress())
     before = responses()
@@ -94,8 +100,8 @@ def run(
     runtime_s = time.perf_counter() - started
     final_kl = guard.checks[-1]["objective/kl"] if guard.checks and not guard.stopped_early else kl()
     after = responses()
-    before_scores: list[float | None] = [None] * len(shown)
-    after_scores: list[float | None] = [None] * len(shown)
+    before_scores: Sequence[float | None] = [None] * len(shown)
+    after_scores: Sequence[float | None] = [None] * len(shown)
     if reward_source is not None:
         from prefloop.scoring import RewardScorer
 
@@ -148,7 +154,7 @@ def save_policy(model: Any, tokenizer: Any, out_dir: Path, base_model: str) -> N
     save_model(model, tokenizer, out_dir, base_model=base_model)
 
 
-def score(scorer: Any, convs: Sequence[Any], answers: Sequence[str]) -> list[float | None]:
+def score(scorer: Any, convs: Sequence[Any], answers: Sequence[str]) -> list[float]:
     """Reward-model scores of answers to conversations, as /predict and PPO score them
     (prefloop.scoring.RewardScorer: the reward model's own tokenizer and the template it was trained with)."""
     return [float(x) for x in scorer.score(list(convs), list(answers))]
