@@ -7,7 +7,8 @@ after each reward model, policy and generation chunk, and keeps the picks in Red
 of the serving `model_version` (a task opened before its push arrived, "Retrieve Predictions",
 the labeling stream), and gets:
 - a task the worker already scored: its pick as a Pairwise result, `score` = the probability of
-  that pick (lowest = least certain), `model_version` = what /setup answers;
+  that pick (lowest = least certain), `model_version` = what /setup answers; in a ranking project
+  the model's order as a Ranker result, `score` = its confidence in the closest adjacent step;
 - a task with both answers that nobody scored yet: an empty list (Label Studio stores nothing and
   logs nothing, and asks again later), and one coalesced, rate-limited PREDICT job for the project
   (refused for a project prefloop does not serve), which scores it on the worker and writes it;
@@ -23,7 +24,7 @@ to say "no prediction", and the count of entries still matches the tasks.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import redis
 
@@ -31,17 +32,19 @@ from backend.context import Context
 from prefloop.artifacts import serving_version
 from prefloop.errors import ModelNotFound, QueueUnavailable, UnknownProject
 from prefloop.jobkinds import JobKind
-from prefloop.label_config import LabelConfig, RankingConfig
-from prefloop.prediction_store import PickStore, pairwise_result, task_comparison, too_long
+from prefloop.label_config import LabelConfig
+from prefloop.prediction_store import PickStore, prediction_result, task_comparison, too_long
+
+if TYPE_CHECKING:
+    from prefloop.scoring import RewardScorer  # imported lazily at run time (loads torch)
 
 logger = logging.getLogger(__name__)
 
 
 def predict_tasks(ctx: Context, project_id: int, tasks: list[dict[str, Any]], config: LabelConfig) -> list[Any]:
     """One entry per task, in order. The pointer is read once, so every entry carries the
-    `model_version` /setup answers at this moment. Ranking projects get no predictions."""
-    if isinstance(config, RankingConfig):
-        return [[] for _ in tasks]
+    `model_version` /setup answers at this moment. A ranking project's entries are the model's
+    order of the task's answers (a Ranker region)."""
     current = ctx.store.current(project_id)
     model_version = serving_version(current)
     results: list[Any] = [[] for _ in tasks]
@@ -83,14 +86,14 @@ def predict_tasks(ctx: Context, project_id: int, tasks: list[dict[str, Any]], co
         results[i] = {
             "model_version": model_version,
             "score": round(pick[1], 4),
-            "result": pairwise_result(config, pick[0]),
+            "result": prediction_result(config, pick[0]),
         }
     if unscored:
         _queue(ctx, JobKind.PREDICT, project_id, f"predict: {unscored} task(s) not scored yet")
     return results
 
 
-def reward_scorer(ctx: Context, project_id: int, version: str | None = None):
+def reward_scorer(ctx: Context, project_id: int, version: str | None = None) -> RewardScorer:
     """A reward model of a project (the serving one when `version` is None), loaded once per process,
     for /reward (other tools asking for rewards; /predict never loads a model). Two slots per
     project: the serving version, swapped when the pointer moves (the cache reloads when the path
@@ -107,11 +110,12 @@ def reward_scorer(ctx: Context, project_id: int, version: str | None = None):
         )
     path = ctx.store.version_dir(project_id, "reward", version)
     slot = "serving" if version == serving else "named"
-    return ctx.models.get(
+    scorer = ctx.models.get(
         ("reward", project_id, slot),
         path,
         lambda p: RewardScorer(p, device=ctx.settings.device, batch_size=ctx.settings.predict_batch_size),
     )
+    return cast("RewardScorer", scorer)  # ModelCache.get returns what `load` built
 
 
 def _queue(ctx: Context, kind: JobKind, project_id: int, reason: str) -> None:

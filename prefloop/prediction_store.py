@@ -8,9 +8,15 @@ Label Studio as predictions (worker/predictions.py). The same picks are kept her
 
 Redis keys (under QUEUE_PREFIX):
   {prefix}:picks:{project}:{reward version}   hash: comparison key -> "left 0.8123" / "right 0.6402"
+                                              (a ranking: "answer3,answer1,answer2 0.5731")
 
-A comparison key identifies the rendered prompt and both answers in order (`comparison_key`), so an
+A comparison key identifies the rendered prompt and the answers in order (`comparison_key`), so an
 edited prompt or regenerated answers are a new comparison, never a stale hit.
+
+Ranking projects (label_config/ranking.xml) get the model's order of the K answers, best first, as
+a Ranker region; its score is the model's confidence in the least certain step of that order (the
+Bradley-Terry probability of the closest adjacent pair), so for K = 2 it is exactly a pair's score
+and ordering by it puts the rankings the model is least sure of first.
 
 What Label Studio 1.23.2 needs from a prediction (checked against its source and UI):
 - `model_version` equal to the project's `model_version` (with the model-version dropdown flag
@@ -34,26 +40,35 @@ from typing import Any
 import redis
 
 from prefloop.errors import InputError
-from prefloop.label_config import PairwiseConfig
+from prefloop.label_config import LabelConfig, PairwiseConfig, RankingConfig, ranking_answers
 from prefloop.text import Conversation, answers_of, render_prompt, task_conversation
 
 Pick = tuple[str, float]
-"""("left" | "right", probability of that pick), the probability in [0.5, 1]: the model's confidence."""
+"""(selection, confidence in [0.5, 1]). The selection is "left" | "right" for a pair (the confidence:
+the probability of that pick), or the ranking's item ids best first, comma-joined
+("answer3,answer1,answer2"; the confidence: that of its least certain adjacent step)."""
 
 _SERVING_VERSION = re.compile(r"rm-[^+\s]+\+pi-[^+\s]+")
+_RANKING = re.compile(r"answer\d+(,answer\d+)+")
 
 
-def comparison_key(prompt: str, left: str, right: str) -> str:
-    """Identifies a task's comparison (rendered prompt and both answers as stored, in order)."""
-    return hashlib.sha256(json.dumps([prompt, left, right], ensure_ascii=False).encode()).hexdigest()[:32]
+def comparison_key(prompt: str, *answers: str) -> str:
+    """Identifies a task's comparison (rendered prompt and the answers as stored, in order)."""
+    return hashlib.sha256(json.dumps([prompt, *answers], ensure_ascii=False).encode()).hexdigest()[:32]
 
 
 def task_comparison(
-    data: Mapping[str, Any], config: PairwiseConfig, chat_template: str = ""
-) -> tuple[str, Conversation, str, str] | None:
-    """(key, prompt, left, right) of a task that has both answers and a usable prompt, else None. The
-    key holds the model-independent prompt text; the prompt is the Conversation a scorer renders."""
-    answers = answers_of(dict(data), config)
+    data: Mapping[str, Any], config: LabelConfig, chat_template: str = ""
+) -> tuple[str, Conversation, tuple[str, ...]] | None:
+    """(key, prompt, answers) of a task that has its answers (both of a pair, at least two of a
+    ranking, in the order shown) and a usable prompt, else None. The key holds the model-independent
+    prompt text; the prompt is the Conversation a scorer renders."""
+    answers: tuple[str, ...] | None
+    if isinstance(config, RankingConfig):
+        shown = ranking_answers(dict(data), config)
+        answers = tuple(shown) if shown is not None else None
+    else:
+        answers = answers_of(dict(data), config)
     if answers is None:
         return None
     try:
@@ -61,21 +76,41 @@ def task_comparison(
         conversation = task_conversation(dict(data), config)
     except InputError:
         return None
-    return comparison_key(prompt, *answers), conversation, answers[0], answers[1]
+    return comparison_key(prompt, *answers), conversation, answers
 
 
-def too_long(data: Mapping[str, Any], config: PairwiseConfig, limit: int) -> bool:
-    """Whether a prompt, a chat message or an answer of the task is longer than `limit` characters
-    (MAX_TEXT_CHARS): such a task is neither scored nor looked up."""
+def too_long(data: Mapping[str, Any], config: LabelConfig, limit: int) -> bool:
+    """Whether a prompt, a chat message or an answer of the task (a ranking's List items too) is
+    longer than `limit` characters (MAX_TEXT_CHARS): such a task is neither scored nor looked up."""
     for name in config.data_fields:
         value = data.get(name)
         if isinstance(value, str) and len(value) > limit:
             return True
         if isinstance(value, list) and any(
-            isinstance(m, Mapping) and len(str(m.get("content", ""))) > limit for m in value
+            isinstance(m, Mapping) and len(str(m.get("content", m.get("body", "")))) > limit for m in value
         ):
             return True
     return False
+
+
+def ranking_selection(order: Sequence[int]) -> str:
+    """The selection of a ranking Pick from answer indices (0-based, best first): "answer2,answer1"."""
+    return ",".join(f"answer{i + 1}" for i in order)
+
+
+def prediction_result(config: LabelConfig, selection: str) -> list[dict[str, Any]]:
+    """The prediction region for a Pick's selection, in the shape Label Studio's routes accept (see
+    the module doc): a Pairwise choice, or a Ranker order of the List's item ids."""
+    if isinstance(config, RankingConfig):
+        return [
+            {
+                "from_name": config.from_name,
+                "to_name": config.list_name,
+                "type": "ranker",
+                "value": {"ranker": {config.from_name: selection.split(",")}},
+            }
+        ]
+    return pairwise_result(config, selection)
 
 
 def pairwise_result(config: PairwiseConfig, selected: str) -> list[dict[str, Any]]:
@@ -135,6 +170,6 @@ def _decode(value: Any) -> Pick | None:
         return None
     selected, _, prob = (value.decode() if isinstance(value, bytes) else str(value)).partition(" ")
     try:
-        return (selected, float(prob)) if selected in ("left", "right") else None
+        return (selected, float(prob)) if selected in ("left", "right") or _RANKING.fullmatch(selected) else None
     except ValueError:
         return None

@@ -205,6 +205,31 @@ class RewardScorer:
                     out[k] = ("left", p_left) if p_left >= 0.5 else ("right", 1.0 - p_left)
         return out
 
+    def rank(
+        self, prompts: Sequence[Conversation | str], answers: Sequence[Sequence[str]]
+    ) -> list[tuple[list[int], float]]:
+        """For each prompt and its answers: (answer indices best first, confidence of that order), the
+        confidence being the Bradley-Terry probability of its least certain adjacent step
+        (`order_confidence`). Every answer is scored once, in batches of `batch_size` sequences."""
+        flat_prompts = [p for p, group in zip(prompts, answers, strict=True) for _ in group]
+        rewards = self.score(flat_prompts, [a for group in answers for a in group])
+        out, start = [], 0
+        for group in answers:
+            values = [float(r) for r in rewards[start : start + len(group)]]
+            start += len(group)
+            order = sorted(range(len(values)), key=lambda i: -values[i])  # stable: ties keep the shown order
+            out.append((order, order_confidence([values[i] for i in order])))
+        return out
+
+
+def order_confidence(ordered_rewards: Sequence[float]) -> float:
+    """How sure the model is of an order (rewards best first): the probability of its closest
+    adjacent pair, in [0.5, 1]; for two answers exactly the probability of the pick."""
+    return min(
+        (preference_probability(a, b) for a, b in zip(ordered_rewards, ordered_rewards[1:])),
+        default=1.0,
+    )
+
 
 def read_rendering(source: str | Path) -> str:
     """The CHAT_TEMPLATE a reward version was trained with ("" when none, or for older versions)."""

@@ -14,7 +14,7 @@ from typing import Any
 
 from prefloop.errors import InputError
 from prefloop.family import DEFAULT_CHAT_TEMPLATE, RESPONSE_SEPARATOR, Conversation, render_template, validate_messages
-from prefloop.label_config import LabelConfig, PairwiseConfig
+from prefloop.label_config import LabelConfig, PairwiseConfig, RankingConfig, ranking_answers
 
 __all__ = [
     "DEFAULT_CHAT_TEMPLATE",
@@ -59,6 +59,13 @@ def answers_of(data: dict[str, Any], config: PairwiseConfig) -> tuple[str, str] 
     if isinstance(a, str) and isinstance(b, str) and a.strip() and b.strip():
         return a, b
     return None
+
+
+def has_answers(data: dict[str, Any], config: LabelConfig) -> bool:
+    """Both answers of a pair, or at least two of a ranking's List, are present."""
+    if isinstance(config, RankingConfig):
+        return ranking_answers(data, config) is not None
+    return answers_of(data, config) is not None
 
 
 def reward_text(prompt: str, response: str) -> str:

@@ -12,10 +12,12 @@ When it runs:
   by the generation job when tasks were imported with their answers (`queue_unpredicted`).
 
 Each prediction is {"task", "result": a Pairwise region, "score": probability of the pick,
-"model_version": exactly what /setup answers}. Afterwards the project's `model_version` is set to
-that version (Label Studio 1.23.2 counts only those predictions in the "Prediction score" column,
-ordering by it and "Uncertainty sampling"), and prefloop's predictions of older versions are
-deleted. Predictions of other models (imported by users) are never touched.
+"model_version": exactly what /setup answers}; in a ranking project the result is a Ranker region
+holding the model's order of the task's answers, best first, and the score its confidence in the
+closest adjacent step, so annotators drag only where they disagree with it. Afterwards the
+project's `model_version` is set to that version (Label Studio 1.23.2 counts only those
+predictions in the "Prediction score" column, ordering by it and "Uncertainty sampling"), and
+prefloop's predictions of older versions are deleted. Predictions of other models (imported by users) are never touched.
 
 A push that fails (Label Studio down) never fails the job that published a model: it is logged,
 reported in the job's result and retried as a PREDICT job.
@@ -32,13 +34,22 @@ import redis
 
 from prefloop.artifacts import ArtifactStore, serving_version
 from prefloop.errors import LabelConfigError, LabelStudioError, LabelStudioUnavailable, QueueUnavailable, UnknownProject
+from prefloop.family import Conversation
 from prefloop.jobkinds import JobKind
 from prefloop.label_config import LabelConfig, RankingConfig, parse_label_config
 from prefloop.labelstudio import LabelStudioClient
-from prefloop.prediction_store import Pick, PickStore, is_serving_version, pairwise_result, task_comparison, too_long
+from prefloop.prediction_store import (
+    Pick,
+    PickStore,
+    is_serving_version,
+    prediction_result,
+    ranking_selection,
+    task_comparison,
+    too_long,
+)
 from prefloop.queue import JobQueue
 from prefloop.settings import Settings
-from prefloop.text import answers_of
+from prefloop.text import has_answers
 
 logger = logging.getLogger(__name__)
 
@@ -73,10 +84,8 @@ def push_predictions(
     client = client or LabelStudioClient(settings)
     queue = queue or JobQueue(settings)
     picks = PickStore(queue.connection, settings.queue_prefix)
-    config = parse_label_config(client.get_label_config(project_id))
-    if isinstance(config, RankingConfig):
-        return {"status": "skipped", "reason": "ranking projects get no predictions (only pairwise ones do)"}
-    todo: list[tuple[dict[str, Any], str, str, str, str]] = []  # (task, key, prompt, left, right)
+    config = parse_label_config(client.get_label_config(project_id))  # pairwise or ranking
+    todo: list[tuple[dict[str, Any], str, Conversation, tuple[str, ...]]] = []  # (task, key, prompt, answers)
     counts = {"tasks": 0, "without_answers": 0, "too_long": 0, "already_current": 0}
     for task in client.iter_tasks(project_id, fields="all") if tasks is None else tasks:
         counts["tasks"] += 1
@@ -96,10 +105,11 @@ def push_predictions(
     scoring_started, scoring_cpu = time.monotonic(), time.process_time()
     if missing:
         source = store.version_dir(project_id, "reward", reward)
-        scored = _score(settings, source, [(todo[i][2], todo[i][3], todo[i][4]) for i in missing], progress)
+        ranking = isinstance(config, RankingConfig)
+        scored = _score(settings, source, [(todo[i][2], todo[i][3]) for i in missing], progress, ranking)
         picks.put_many(project_id, reward, {todo[i][1]: pick for i, pick in zip(missing, scored, strict=True)})
-        for i, pick in zip(missing, scored, strict=True):
-            found[i] = pick
+        for i, new_pick in zip(missing, scored, strict=True):
+            found[i] = new_pick
     scoring_s, scoring_cpu_s = time.monotonic() - scoring_started, time.process_time() - scoring_cpu
     deleted_for_replace = _delete_task_predictions(client, [t[0] for t in todo]) if replace else 0
     rows = []
@@ -108,7 +118,7 @@ def push_predictions(
         rows.append(
             {
                 "task": task["id"],
-                "result": pairwise_result(config, pick[0]),
+                "result": prediction_result(config, pick[0]),
                 "score": round(pick[1], 4),
                 "model_version": model_version,
             }
@@ -184,14 +194,12 @@ def queue_unpredicted(
     """Tasks imported with their answers need no generation, so no chunk pushes their predictions:
     once a reward model serves, queue one PREDICT job when some task outside `skip` (the chunk being
     generated) has both answers and no prediction at all. Returns the enqueued job, or None."""
-    if isinstance(config, RankingConfig) or not ArtifactStore(settings.model_dir).current(project_id).get("reward"):
+    if not ArtifactStore(settings.model_dir).current(project_id).get("reward"):
         return None
     waiting = sum(
         1
         for t in tasks
-        if t["id"] not in skip
-        and not t.get("total_predictions")
-        and answers_of(t.get("data") or {}, config) is not None
+        if t["id"] not in skip and not t.get("total_predictions") and has_answers(t.get("data") or {}, config)
     )
     if not waiting:
         return None
@@ -204,15 +212,26 @@ def _predictions(task: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _score(
-    settings: Settings, source: Any, items: list[tuple[str, str, str]], progress: Callable[[int, int, str], None] | None
+    settings: Settings,
+    source: Any,
+    items: list[tuple[Conversation, tuple[str, ...]]],
+    progress: Callable[[int, int, str], None] | None,
+    ranking: bool = False,
 ) -> list[Pick]:
+    """A pair's pick ("left"/"right", its probability), or with `ranking` the order of the answers
+    with its confidence (prefloop/prediction_store.py; a ranking of two is still an order), for each
+    (prompt, answers)."""
     from prefloop.scoring import RewardScorer
 
     scorer = RewardScorer(source, device=settings.device, batch_size=settings.predict_batch_size)
     out: list[Pick] = []
     for start in range(0, len(items), SCORE_CHUNK):
         part = items[start : start + SCORE_CHUNK]
-        out += scorer.prefer([p for p, _, _ in part], [a for _, a, _ in part], [b for _, _, b in part])
+        if not ranking:  # pairs: both sides in one batch
+            out += scorer.prefer([p for p, _ in part], [a[0] for _, a in part], [a[1] for _, a in part])
+        else:
+            ranked = scorer.rank([p for p, _ in part], [answers for _, answers in part])
+            out += [(ranking_selection(order), confidence) for order, confidence in ranked]
         if progress:
             progress(len(out), len(items), "scoring tasks")
     return out

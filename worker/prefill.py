@@ -21,20 +21,13 @@ from typing import Any
 
 from prefloop.errors import InputError
 from prefloop.jobkinds import JobKind
-from prefloop.label_config import (
-    LabelConfig,
-    RankingConfig,
-    answers_wanted,
-    parse_label_config,
-    ranking_answers,
-    with_answers,
-)
+from prefloop.label_config import LabelConfig, answers_wanted, parse_label_config, with_answers
 from prefloop.labelstudio import LabelStudioClient
 from prefloop.prompts import GENERATION_FIELD as META_FIELD
 from prefloop.prompts import prompt_key
 from prefloop.queue import JobQueue
 from prefloop.settings import Settings
-from prefloop.text import answers_of, task_conversation
+from prefloop.text import has_answers, task_conversation
 from worker.generation import Generator, SamplingConfig, task_seed
 from worker.policy import current_policy, policy_generator
 from worker.predictions import push_after, queue_unpredicted
@@ -164,13 +157,6 @@ def _write(
     data[META_FIELD] = meta
     client.update_task_data(task["id"], data)
     return data
-
-
-def has_answers(data: dict[str, Any], config: LabelConfig) -> bool:
-    """Both answers of a pair, or at least two of a ranking's, are present."""
-    if isinstance(config, RankingConfig):
-        return ranking_answers(data, config) is not None
-    return answers_of(data, config) is not None
 
 
 def _wants(task: dict[str, Any], config: LabelConfig, version: str, regenerate: bool) -> bool:

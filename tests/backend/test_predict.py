@@ -117,3 +117,38 @@ def test_a_project_nobody_connected_gets_answers_but_costs_no_job(client, redis_
     """Without /setup (a forged call), /predict still answers, and queues nothing."""
     assert predict(client, tasks(2)) == [[], []]
     assert predict_jobs(redis_conn) == []
+
+
+def test_a_ranking_project_is_answered_with_the_stored_order_as_a_ranker_result(
+    client, settings, redis_conn, published
+):
+    """label_config/ranking.xml: a scored task gets the model's order of its List items (a Ranker
+    region, score = confidence of the closest adjacent step); one nobody scored gets [] and one
+    PREDICT job; a task with one answer in its List has no comparison yet."""
+    from prefloop.label_config import parse_label_config, ranking_items
+
+    _, version, _ = published
+    ranking = load_label_config("ranking")
+    model_version = client.post("/setup", json={"project": "7.1", "schema": ranking}).json["model_version"]
+    items = [
+        {"id": 200 + i, "data": {"prompt": f"Rank {i}?", "answers": ranking_items([f"a {i}", f"b {i}", f"c {i}"])}}
+        for i in range(2)
+    ]
+    key = task_comparison(items[0]["data"], parse_label_config(ranking))[0]
+    PickStore(redis_conn, settings.queue_prefix).put_many(7, version, {key: ("answer2,answer3,answer1", 0.5831)})
+    one = {"id": 300, "data": {"prompt": "Rank?", "answers": ranking_items(["only one"])}}
+    r = client.post("/predict", json={"tasks": [*items, one], "project": "7.1", "label_config": ranking, "params": {}})
+    scored, unscored, single = r.json["results"]
+    assert scored == {
+        "model_version": model_version,
+        "score": 0.5831,
+        "result": [
+            {
+                "from_name": "rank",
+                "to_name": "answers",
+                "type": "ranker",
+                "value": {"ranker": {"rank": ["answer2", "answer3", "answer1"]}},
+            }
+        ],
+    }
+    assert unscored == [] and single == [] and len(predict_jobs(redis_conn)) == 1

@@ -115,3 +115,41 @@ def test_export_of_a_ranking_project_writes_the_pairs_each_ranking_implies(tmp_p
     }
     assert all(r["prompt"] + r["chosen"] == reward_text("Which is best?", r["chosen"].strip()) for r in rows)
     assert "wrote 3 pairs" in capsys.readouterr().err
+
+
+def test_a_ranking_task_is_one_comparison_with_its_answers_in_the_order_shown():
+    """The key covers the prompt and every answer in order; a task with fewer than two answers has none."""
+    from prefloop.prediction_store import comparison_key, task_comparison
+
+    key, conversation, answers = task_comparison(task([])["data"], CONFIG)
+    assert answers == tuple(ANSWERS) and key == comparison_key("Which is best?", *ANSWERS)
+    reordered = task([], answers=ANSWERS[::-1])["data"]
+    assert task_comparison(reordered, CONFIG)[0] != key
+    assert task_comparison({"prompt": "Which?", "answers": ranking_items(ANSWERS[:1])}, CONFIG) is None
+
+
+def test_a_ranking_prediction_is_a_ranker_region_and_its_pick_survives_redis(redis_conn, settings):
+    """The region Label Studio's Ranker saves and loads (item ids best first under the Ranker's name,
+    to the List); the pick is stored and read back as it was."""
+    from prefloop.prediction_store import PickStore, prediction_result, ranking_selection
+
+    selection = ranking_selection([2, 0, 1])
+    assert prediction_result(CONFIG, selection) == [
+        {
+            "from_name": "rank",
+            "to_name": "answers",
+            "type": "ranker",
+            "value": {"ranker": {"rank": ["answer3", "answer1", "answer2"]}},
+        }
+    ]
+    picks = PickStore(redis_conn, settings.queue_prefix)
+    picks.put_many(1, "rm-1", {"k": (selection, 0.61), "j": ("left", 0.7)})
+    assert picks.get_many(1, "rm-1", ["k", "j", "missing"]) == [("answer3,answer1,answer2", 0.61), ("left", 0.7), None]
+
+
+def test_an_orders_confidence_is_that_of_its_closest_adjacent_pair():
+    from prefloop.scoring import order_confidence, preference_probability
+
+    assert order_confidence([3.0, 1.0]) == preference_probability(3.0, 1.0)
+    assert order_confidence([3.0, 2.9, -5.0]) == preference_probability(3.0, 2.9)
+    assert order_confidence([1.0, 1.0, 0.0]) == 0.5

@@ -254,6 +254,66 @@ def test_a_ranking_annotated_in_the_browser_becomes_the_pairs_it_implies(stack, 
     assert job["result"]["pairs"] == 3, job["result"]
 
 
+def test_a_ranking_task_opens_in_the_reward_models_order_with_its_confidence(stack, browser, label_studio, screenshots):
+    """Once a ranking project has a reward model, the worker writes its order of each task's answers
+    as a Ranker prediction (no Retrieve Predictions): a task opens in that order, best first, and its
+    confidence is the Data Manager's prediction score. The task's answers are imported worst first
+    by the served model's own rewards (/reward), so the order shown must be the model's, reversed."""
+    from prefloop.label_config import load_label_config, ranking_items
+
+    project = init_project(label_studio, stack.url, "e2e ranked predictions", label_config="ranking")
+    prompts = [f"Ranked prompt {i}: what makes a good {t}?" for i, t in enumerate(["day", "meal", "trip", "talk"])]
+    label_studio.import_tasks(project, [{"prompt": p, "answers": []} for p in prompts])
+
+    def all_filled():
+        found = label_studio.tasks(project)
+        return found if all(len(t["data"]["answers"]) == 3 for t in found) else None
+
+    tasks = stack.wait_for(all_filled, 120, "three answers in every ranking task")
+    region = {"from_name": "rank", "to_name": "answers", "type": "ranker"}
+    for task in tasks:  # MIN_NEW_ANNOTATIONS=4 rankings: 12 pairs, a reward model, then the policy
+        order = {"rank": ["answer1", "answer2", "answer3"]}
+        label_studio.api(
+            "POST", f"/api/tasks/{task['id']}/annotations", json={"result": [{**region, "value": {"ranker": order}}]}
+        )
+    stack.wait_version(project, "reward", None, 180)
+    stack.wait_version(project, "policy", None, 300)
+
+    prompt = "Ranked prompt 9: which answer reads best?"
+    answers = [a["body"] for t in tasks for a in t["data"]["answers"]][:3]
+    scored = stack.post(
+        "/reward", {"project": project, "items": [{"prompt": prompt, "response": a} for a in answers]}
+    ).json()["rewards"]
+    worst_first = [a for _, a in sorted(zip(scored, answers, strict=True))]
+    label_studio.import_tasks(project, [{"prompt": prompt, "answers": ranking_items(worst_first)}])
+    schema = load_label_config("ranking")
+
+    def predicted():
+        version = stack.model_version(project, schema)
+        [task] = [t for t in label_studio.tasks(project) if t["data"]["prompt"] == prompt]
+        found = [p for p in task["predictions"] if p["model_version"] == version and p["result"]]
+        return (task, found[0]) if found else None
+
+    task, prediction = stack.wait_for(predicted, 120, "the worker's Ranker prediction for the new task")
+    [pred_region] = prediction["result"]
+    assert pred_region["type"] == "ranker" and pred_region["value"]["ranker"]["rank"] == [
+        "answer3",
+        "answer2",
+        "answer1",
+    ]
+    assert 0.5 <= prediction["score"] <= 1 and task["predictions_score"] == pytest.approx(prediction["score"], abs=1e-3)
+
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    log_in(page, label_studio, screenshots)
+    page.goto(f"{label_studio.url}/projects/{project}/data")
+    page.locator(".lsf-table__row-wrapper").filter(has_text=prompt).first.click()
+    page.get_by_role("button", name="Submit").wait_for(timeout=60_000)
+    page.locator(".htx-ranker-item").nth(2).wait_for(timeout=30_000)
+    page.screenshot(path=str(screenshots / "15-ranking-predicted-order.png"))
+    assert page.evaluate(RANKED_IDS) == ["answer3", "answer2", "answer1"], "the task opens in the model's order"
+    page.close()
+
+
 def test_a_confirmed_pre_selection_is_saved_as_that_choice_never_as_nothing(
     trained_project, browser, label_studio, screenshots
 ):

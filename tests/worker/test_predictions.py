@@ -130,3 +130,44 @@ def test_least_certain_tab_orders_by_score_and_the_stream_serves_the_least_certa
     assert len(scores) == 12 and scores == sorted(scores), "the tab lists the least certain first"
     nxt = label_studio.api("GET", f"/api/projects/{project}/next")
     assert nxt["id"] == listed[0]["id"], "Label All Tasks starts with the least certain task"
+
+
+def test_a_ranking_project_gets_the_models_order_of_each_tasks_answers(ls_settings, label_studio, tmp_path_factory):
+    """label_config/ranking.xml: each task with its answers gets a Ranker prediction, the answers in
+    the order of the reward model's rewards (best first), the score its confidence in the closest
+    adjacent step; a task with fewer than two answers gets none; the project follows the version."""
+    from prefloop.label_config import parse_label_config, ranking_items
+    from prefloop.scoring import order_confidence
+
+    trained = trained_reward_model(str(tmp_path_factory.getbasetemp()))[0]
+    pid = label_studio.create_project(load_label_config("ranking"), title="ranked predictions")
+    pairs = synthetic_pairs(9, seed=62)
+    groups = [[pairs[i].chosen, pairs[i + 1].rejected, pairs[i + 2].chosen] for i in range(0, 9, 3)]
+    label_studio.import_tasks(
+        pid,
+        [{"data": {"prompt": f"Rank {i}?", "answers": ranking_items(g)}} for i, g in enumerate(groups)]
+        + [{"data": {"prompt": "Only one", "answers": ranking_items(["alone"])}}],
+    )
+    publish_copy(ArtifactStore(ls_settings.model_dir), pid, trained)
+    version = ArtifactStore(ls_settings.model_dir).model_version(pid)
+    out = push_predictions(ls_settings, pid, client=LabelStudioClient(ls_settings))
+    assert (out["written"], out["without_answers"]) == (3, 1), out
+    scorer = RewardScorer(trained, device="cpu")
+    config = parse_label_config(load_label_config("ranking"))
+    for task in label_studio.tasks(pid):
+        if task["data"]["prompt"] == "Only one":
+            assert task["predictions"] == []
+            continue
+        bodies = [item["body"] for item in task["data"]["answers"]]
+        rewards = scorer.score([task["data"]["prompt"]] * 3, bodies)
+        best_first = sorted(range(3), key=lambda i: -rewards[i])
+        [prediction] = task["predictions"]
+        [region] = prediction["result"]
+        assert prediction["model_version"] == version and {k: region[k] for k in ("from_name", "to_name", "type")} == {
+            "from_name": config.from_name,
+            "to_name": "answers",
+            "type": "ranker",
+        }
+        assert region["value"]["ranker"] == {"rank": [f"answer{i + 1}" for i in best_first]}
+        assert prediction["score"] == pytest.approx(order_confidence([rewards[i] for i in best_first]), abs=1e-4)
+    assert label_studio.api("GET", f"/api/projects/{pid}")["model_version"] == version
