@@ -45,6 +45,8 @@ KNOBS = {  # a tiny random GPT-2 needs far larger steps than GPT-2
         "kl_stop": 20.0,
     },
 }
+ONE_STEP_DPO = {"min_pairs": 2, "max_steps": 1, "max_new_tokens": 4, "kl_prompts": 2}
+"""A DPO run that only has to publish (the skip and data-reading tests): one step on few pairs."""
 OLD = "pi-20250101-000000-old"  # a policy version that wrote some of the answers (for the on-policy filter)
 
 
@@ -233,7 +235,7 @@ def test_bad_input_skips_with_the_reason(job_settings, label_studio, monkeypatch
         reason="test",
         trainer="dpo",
         force=True,
-        config={"min_pairs": 2, "max_steps": 1, "max_new_tokens": 4, "kl_prompts": 2},
+        config=ONE_STEP_DPO,
     )
     assert result["status"] == "published", result
     from worker import runtime
@@ -269,7 +271,7 @@ def test_dpo_trains_on_a_ranking_project_from_the_pairs_its_rankings_imply(job_s
         reason="test",
         trainer="dpo",
         force=True,
-        config={"min_pairs": 2, "max_steps": 1, "max_new_tokens": 4, "kl_prompts": 2},
+        config=ONE_STEP_DPO,
     )
     assert result["status"] == "published" and result["pairs"] == 9, result
     assert result["metrics"]["dpo/pairs"] == 9
