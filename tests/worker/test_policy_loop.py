@@ -230,13 +230,7 @@ def test_bad_input_skips_with_the_reason(job_settings, label_studio, monkeypatch
     assert result["status"] == "skipped" and "written by the current policy pi-base" in result["reason"], result
     result = train_policy(pid, reason="test", trainer="dpo", config={"min_pairs": 2})  # 4 annotations < 10
     assert result["status"] == "skipped" and "DPO_MIN_NEW_ANNOTATIONS=10" in result["reason"], result
-    result = train_policy(
-        pid,
-        reason="test",
-        trainer="dpo",
-        force=True,
-        config=ONE_STEP_DPO,
-    )
+    result = train_policy(pid, reason="test", trainer="dpo", force=True, config=ONE_STEP_DPO)
     assert result["status"] == "published", result
     from worker import runtime
 
@@ -266,13 +260,7 @@ def test_dpo_trains_on_a_ranking_project_from_the_pairs_its_rankings_imply(job_s
             for i in range(3)
         ],
     )
-    result = train_policy(
-        pid,
-        reason="test",
-        trainer="dpo",
-        force=True,
-        config=ONE_STEP_DPO,
-    )
+    result = train_policy(pid, reason="test", trainer="dpo", force=True, config=ONE_STEP_DPO)
     assert result["status"] == "published" and result["pairs"] == 9, result
     assert result["metrics"]["dpo/pairs"] == 9
 
