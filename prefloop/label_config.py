@@ -108,6 +108,11 @@ def ranking_answers(data: dict[str, Any], config: RankingConfig) -> list[str] | 
     return [str(b) for b in bodies]
 
 
+def ranking_ids(data: dict[str, Any], config: RankingConfig) -> list[str]:
+    """The item ids of a ranking task's List, in its order (what a Ranker result names)."""
+    return [str(item.get("id")) for item in data[config.list_field]]
+
+
 def ranking_items(answers: list[str]) -> list[dict[str, str]]:
     """The List items prefloop writes: ids answer1..answerK, shown as "Answer k" with the text."""
     return [{"id": f"answer{k}", "title": f"Answer {k}", "body": text} for k, text in enumerate(answers, 1)]

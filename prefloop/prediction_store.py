@@ -40,16 +40,17 @@ from typing import Any
 import redis
 
 from prefloop.errors import InputError
-from prefloop.label_config import LabelConfig, PairwiseConfig, RankingConfig, ranking_answers
-from prefloop.text import Conversation, answers_of, render_prompt, task_conversation
+from prefloop.label_config import LabelConfig, PairwiseConfig, RankingConfig
+from prefloop.text import Conversation, render_prompt, task_answers, task_conversation
 
 Pick = tuple[str, float]
 """(selection, confidence in [0.5, 1]). The selection is "left" | "right" for a pair (the confidence:
-the probability of that pick), or the ranking's item ids best first, comma-joined
-("answer3,answer1,answer2"; the confidence: that of its least certain adjacent step)."""
+the probability of that pick), or the ranking's List item ids best first, comma-joined
+("answer3,answer1,answer2" for the ids prefloop writes; the confidence: that of its least certain
+adjacent step)."""
 
 _SERVING_VERSION = re.compile(r"rm-[^+\s]+\+pi-[^+\s]+")
-_RANKING = re.compile(r"answer\d+(,answer\d+)+")
+_RANKING = re.compile(r"[^,]+(,[^,]+)+")
 
 
 def comparison_key(prompt: str, *answers: str) -> str:
@@ -63,12 +64,7 @@ def task_comparison(
     """(key, prompt, answers) of a task that has its answers (both of a pair, at least two of a
     ranking, in the order shown) and a usable prompt, else None. The key holds the model-independent
     prompt text; the prompt is the Conversation a scorer renders."""
-    answers: tuple[str, ...] | None
-    if isinstance(config, RankingConfig):
-        shown = ranking_answers(dict(data), config)
-        answers = tuple(shown) if shown is not None else None
-    else:
-        answers = answers_of(dict(data), config)
+    answers = task_answers(dict(data), config)
     if answers is None:
         return None
     try:
@@ -93,9 +89,9 @@ def too_long(data: Mapping[str, Any], config: LabelConfig, limit: int) -> bool:
     return False
 
 
-def ranking_selection(order: Sequence[int]) -> str:
-    """The selection of a ranking Pick from answer indices (0-based, best first): "answer2,answer1"."""
-    return ",".join(f"answer{i + 1}" for i in order)
+def ranking_selection(order: Sequence[int], ids: Sequence[str]) -> str:
+    """The selection of a ranking Pick: the List item `ids` in `order` (answer indices, best first)."""
+    return ",".join(ids[i] for i in order)
 
 
 def prediction_result(config: LabelConfig, selection: str) -> list[dict[str, Any]]:
@@ -168,7 +164,7 @@ class PickStore:
 def _decode(value: Any) -> Pick | None:
     if value is None:
         return None
-    selected, _, prob = (value.decode() if isinstance(value, bytes) else str(value)).partition(" ")
+    selected, _, prob = (value.decode() if isinstance(value, bytes) else str(value)).rpartition(" ")
     try:
         return (selected, float(prob)) if selected in ("left", "right") or _RANKING.fullmatch(selected) else None
     except ValueError:

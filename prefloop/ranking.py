@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from prefloop.errors import InputError
-from prefloop.label_config import RankingConfig, ranking_answers
+from prefloop.label_config import RankingConfig, ranking_answers, ranking_ids
 from prefloop.preferences import ConversionSummary, PreferencePair, _annotator, _Comparison, _decide, _Vote
 from prefloop.text import render_prompt, task_conversation
 
@@ -69,7 +69,7 @@ def rankings_to_pairs(
         except InputError:
             summary.dropped["bad_prompt"] += 1
             continue
-        ids = [str(item.get("id")) for item in data[config.list_field]]
+        ids = ranking_ids(data, config)
         text = dict(zip(ids, (a.strip() for a in answers), strict=True))
         for ann in annotations:
             order, reason = ranking_of(ann, config, ids)

@@ -61,11 +61,17 @@ def answers_of(data: dict[str, Any], config: PairwiseConfig) -> tuple[str, str] 
     return None
 
 
-def has_answers(data: dict[str, Any], config: LabelConfig) -> bool:
-    """Both answers of a pair, or at least two of a ranking's List, are present."""
+def task_answers(data: dict[str, Any], config: LabelConfig) -> tuple[str, ...] | None:
+    """The answers a task shows, in order: both of a pair, or a ranking's List (at least two); None
+    while they are missing."""
     if isinstance(config, RankingConfig):
-        return ranking_answers(data, config) is not None
-    return answers_of(data, config) is not None
+        shown = ranking_answers(data, config)
+        return tuple(shown) if shown is not None else None
+    return answers_of(data, config)
+
+
+def has_answers(data: dict[str, Any], config: LabelConfig) -> bool:
+    return task_answers(data, config) is not None
 
 
 def reward_text(prompt: str, response: str) -> str:

@@ -17,7 +17,8 @@ holding the model's order of the task's answers, best first, and the score its c
 closest adjacent step, so annotators drag only where they disagree with it. Afterwards the
 project's `model_version` is set to that version (Label Studio 1.23.2 counts only those
 predictions in the "Prediction score" column, ordering by it and "Uncertainty sampling"), and
-prefloop's predictions of older versions are deleted. Predictions of other models (imported by users) are never touched.
+prefloop's predictions of older versions are deleted. Predictions of other models (imported by
+users) are never touched.
 
 A push that fails (Label Studio down) never fails the job that published a model: it is logged,
 reported in the job's result and retried as a PREDICT job.
@@ -36,7 +37,7 @@ from prefloop.artifacts import ArtifactStore, serving_version
 from prefloop.errors import LabelConfigError, LabelStudioError, LabelStudioUnavailable, QueueUnavailable, UnknownProject
 from prefloop.family import Conversation
 from prefloop.jobkinds import JobKind
-from prefloop.label_config import LabelConfig, RankingConfig, parse_label_config
+from prefloop.label_config import LabelConfig, RankingConfig, parse_label_config, ranking_ids
 from prefloop.labelstudio import LabelStudioClient
 from prefloop.prediction_store import (
     Pick,
@@ -105,8 +106,8 @@ def push_predictions(
     scoring_started, scoring_cpu = time.monotonic(), time.process_time()
     if missing:
         source = store.version_dir(project_id, "reward", reward)
-        ranking = isinstance(config, RankingConfig)
-        scored = _score(settings, source, [(todo[i][2], todo[i][3]) for i in missing], progress, ranking)
+        items = [(todo[i][2], todo[i][3], _item_ids(todo[i][0], config)) for i in missing]
+        scored = _score(settings, source, items, progress)
         picks.put_many(project_id, reward, {todo[i][1]: pick for i, pick in zip(missing, scored, strict=True)})
         for i, new_pick in zip(missing, scored, strict=True):
             found[i] = new_pick
@@ -211,27 +212,34 @@ def _predictions(task: dict[str, Any]) -> list[dict[str, Any]]:
     return [p for p in task.get("predictions") or [] if isinstance(p, dict)]
 
 
+def _item_ids(task: dict[str, Any], config: LabelConfig) -> list[str] | None:
+    """A ranking task's List item ids (what its Ranker prediction names); None for a pair."""
+    return ranking_ids(task["data"], config) if isinstance(config, RankingConfig) else None
+
+
 def _score(
     settings: Settings,
     source: Any,
-    items: list[tuple[Conversation, tuple[str, ...]]],
+    items: list[tuple[Conversation, tuple[str, ...], list[str] | None]],
     progress: Callable[[int, int, str], None] | None,
-    ranking: bool = False,
 ) -> list[Pick]:
-    """A pair's pick ("left"/"right", its probability), or with `ranking` the order of the answers
-    with its confidence (prefloop/prediction_store.py; a ranking of two is still an order), for each
-    (prompt, answers)."""
+    """For each (prompt, answers, item ids): a pair's pick ("left"/"right", its probability), or, for
+    a ranking (item ids given; a ranking of two is still an order), the ids in the model's order with
+    its confidence (prefloop/prediction_store.py). One project's items are all of one kind."""
     from prefloop.scoring import RewardScorer
 
     scorer = RewardScorer(source, device=settings.device, batch_size=settings.predict_batch_size)
     out: list[Pick] = []
     for start in range(0, len(items), SCORE_CHUNK):
         part = items[start : start + SCORE_CHUNK]
-        if not ranking:  # pairs: both sides in one batch
-            out += scorer.prefer([p for p, _ in part], [a[0] for _, a in part], [a[1] for _, a in part])
+        if part[0][2] is None:  # pairs: both sides in one batch
+            out += scorer.prefer([p for p, _, _ in part], [a[0] for _, a, _ in part], [a[1] for _, a, _ in part])
         else:
-            ranked = scorer.rank([p for p, _ in part], [answers for _, answers in part])
-            out += [(ranking_selection(order), confidence) for order, confidence in ranked]
+            ranked = scorer.rank([p for p, _, _ in part], [answers for _, answers, _ in part])
+            out += [
+                (ranking_selection(order, ids or []), confidence)
+                for (_, _, ids), (order, confidence) in zip(part, ranked, strict=True)
+            ]
         if progress:
             progress(len(out), len(items), "scoring tasks")
     return out

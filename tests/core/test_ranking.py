@@ -133,7 +133,7 @@ def test_a_ranking_prediction_is_a_ranker_region_and_its_pick_survives_redis(red
     to the List); the pick is stored and read back as it was."""
     from prefloop.prediction_store import PickStore, prediction_result, ranking_selection
 
-    selection = ranking_selection([2, 0, 1])
+    selection = ranking_selection([2, 0, 1], ["answer1", "answer2", "answer3"])
     assert prediction_result(CONFIG, selection) == [
         {
             "from_name": "rank",
@@ -153,3 +153,21 @@ def test_an_orders_confidence_is_that_of_its_closest_adjacent_pair():
     assert order_confidence([3.0, 1.0]) == preference_probability(3.0, 1.0)
     assert order_confidence([3.0, 2.9, -5.0]) == preference_probability(3.0, 2.9)
     assert order_confidence([1.0, 1.0, 0.0]) == 0.5
+
+
+def test_a_ranking_pick_names_the_tasks_own_item_ids():
+    """A ranking imported with its own List ids (not prefloop's answer1..K) is predicted with those
+    ids, which is what its Ranker matches, and the pick survives the store's encoding."""
+    from prefloop.label_config import ranking_ids
+    from prefloop.prediction_store import _decode, ranking_selection
+
+    data = {"prompt": "Which?", "answers": [{"id": "x 1", "body": "one"}, {"id": "y", "body": "two"}]}
+    selection = ranking_selection([1, 0], ranking_ids(data, CONFIG))
+    assert selection == "y,x 1" and _decode(f"{selection} 0.612000") == ("y,x 1", 0.612)
+    assert prediction_ids(selection) == ["y", "x 1"]
+
+
+def prediction_ids(selection: str) -> list[str]:
+    from prefloop.prediction_store import prediction_result
+
+    return prediction_result(CONFIG, selection)[0]["value"]["ranker"]["rank"]

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from prefloop.label_config import load_label_config
+from prefloop.label_config import LabelConfig, load_label_config, parse_label_config
+from prefloop.text import has_answers
 from tests.conftest import OUTPUT_DIR
 from tests.support.stack import Stack
 
@@ -53,19 +54,24 @@ def prompt_tasks(prompts: list[str]) -> list[dict]:
     return [{"prompt": p, "answer1": "", "answer2": ""} for p in prompts]
 
 
-def filled(task: dict) -> bool:
-    data = task["data"]
-    return bool(data.get("answer1")) and bool(data.get("answer2"))
+PAIRWISE = parse_label_config(load_label_config("pairwise"))
 
 
-def wait_filled(label_studio, stack: Stack, project_id: int, count: int, timeout: float = 120) -> list[dict]:
-    """Wait until `count` tasks of the project carry both answers; returns all tasks."""
+def filled(task: dict, config: LabelConfig = PAIRWISE) -> bool:
+    return has_answers(task["data"], config)
+
+
+def wait_filled(
+    label_studio, stack: Stack, project_id: int, count: int, timeout: float = 120, config: LabelConfig = PAIRWISE
+) -> list[dict]:
+    """Wait until `count` tasks of the project carry their answers (both of a pair, or the List of a
+    ranking project's `config`); returns all tasks."""
 
     def done():
         tasks = label_studio.tasks(project_id)
-        return tasks if sum(filled(t) for t in tasks) >= count else None
+        return tasks if sum(filled(t, config) for t in tasks) >= count else None
 
-    return stack.wait_for(done, timeout, f"{count} tasks of project {project_id} with both answers")
+    return stack.wait_for(done, timeout, f"{count} tasks of project {project_id} with their answers")
 
 
 @pytest.fixture

@@ -259,17 +259,13 @@ def test_a_ranking_task_opens_in_the_reward_models_order_with_its_confidence(sta
     as a Ranker prediction (no Retrieve Predictions): a task opens in that order, best first, and its
     confidence is the Data Manager's prediction score. The task's answers are imported worst first
     by the served model's own rewards (/reward), so the order shown must be the model's, reversed."""
-    from prefloop.label_config import load_label_config, ranking_items
+    from prefloop.label_config import load_label_config, parse_label_config, ranking_items
 
     project = init_project(label_studio, stack.url, "e2e ranked predictions", label_config="ranking")
     prompts = [f"Ranked prompt {i}: what makes a good {t}?" for i, t in enumerate(["day", "meal", "trip", "talk"])]
     label_studio.import_tasks(project, [{"prompt": p, "answers": []} for p in prompts])
-
-    def all_filled():
-        found = label_studio.tasks(project)
-        return found if all(len(t["data"]["answers"]) == 3 for t in found) else None
-
-    tasks = stack.wait_for(all_filled, 120, "three answers in every ranking task")
+    schema = load_label_config("ranking")
+    tasks = wait_filled(label_studio, stack, project, len(prompts), config=parse_label_config(schema))
     region = {"from_name": "rank", "to_name": "answers", "type": "ranker"}
     for task in tasks:  # MIN_NEW_ANNOTATIONS=4 rankings: 12 pairs, a reward model, then the policy
         order = {"rank": ["answer1", "answer2", "answer3"]}
@@ -286,7 +282,6 @@ def test_a_ranking_task_opens_in_the_reward_models_order_with_its_confidence(sta
     ).json()["rewards"]
     worst_first = [a for _, a in sorted(zip(scored, answers, strict=True))]
     label_studio.import_tasks(project, [{"prompt": prompt, "answers": ranking_items(worst_first)}])
-    schema = load_label_config("ranking")
 
     def predicted():
         version = stack.model_version(project, schema)

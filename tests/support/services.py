@@ -125,7 +125,9 @@ class Process:
         self.proc.wait(30)
         # The work-horse is not our child: its SIGKILL takes effect in its own time, and on a loaded
         # machine it still ran when the test went on (recovery then rightly left its job alone).
-        wait_until(lambda: not any(_running(pid) for pid in pids), 30, f"killed processes {pids} to end")
+        from worker.recovery import pid_alive  # the product's own "does it still run" (a zombie does not)
+
+        wait_until(lambda: not any(pid_alive(pid) for pid in pids), 30, f"killed processes {pids} to end")
 
     def stop(self) -> None:
         if self.alive():
@@ -138,14 +140,6 @@ class Process:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-
-def _running(pid: int) -> bool:
-    """Whether `pid` still runs (a zombie, dead and waiting to be reaped, does not)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except (OSError, IndexError):
-        return False
 
 
 def descendants(pid: int) -> list[int]:
