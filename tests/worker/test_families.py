@@ -12,7 +12,7 @@ import torch
 
 from prefloop.family import Conversation, LoraSettings, eos_ids
 from prefloop.models import is_adapter, is_peft, load_causal_lm, load_tokenizer, read_base_model_name
-from prefloop.scoring import RewardScorer
+from prefloop.scoring import RewardScorer, order_confidence
 from tests.support.reward_synthetic import synthetic_pairs
 from worker.generation import Generator, SamplingConfig, task_seed
 
@@ -112,6 +112,11 @@ def test_reward_training_publish_and_serve(tiny_family_dir, tmp_path, family, lo
     assert sum(margins) / len(margins) == pytest.approx(metrics["eval/margin_mean"], abs=1e-4)
     two = scorer.score([CHAT, CHAT], ["yes warm", "fox news"])
     assert two == scorer.score([CHAT, CHAT], ["yes warm", "fox news"]) and two[0] != two[1]
+    three = ["yes warm", "fox news", "Sunny and warm."]  # a ranking task's answers, scored as predictions are
+    rewards = scorer.score([CHAT] * 3, three)
+    [(order, confidence)] = scorer.rank([CHAT], [three])
+    assert [rewards[i] for i in order] == sorted(rewards, reverse=True)
+    assert confidence == pytest.approx(order_confidence([rewards[i] for i in order]))
 
 
 @pytest.mark.parametrize("lora", [0, 4], ids=["full", "lora"])
