@@ -331,7 +331,7 @@ class LocalLoop:
         if self.tiny:
             lines.append(
                 "                 random weights, no model hub: the answers are gibberish, as expected "
-                "(annotators read why in the project's instructions)"
+                "(annotators read why atop every task)"
             )
         here = Path.cwd().resolve() / ".prefloop" == self.dir
         first = "" if here else f'; elsewhere first run: eval "$(prefloop env --state-dir {self.dir})"'
